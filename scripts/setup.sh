@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates .venv/ at the project root and installs the pinned lock plus algd itself.
+# Idempotent: re-running does nothing when the lock has not changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+pick_python() {
+  for cand in python3.11 python3; do
+    if command -v "$cand" >/dev/null 2>&1 &&
+      "$cand" -c 'import sys; raise SystemExit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+      echo "$cand"; return 0
+    fi
+  done
+  echo "algd needs Python 3.11 (mujoco 2.3.3 and jax 0.6.2 are pinned for it); none found on PATH" >&2
+  return 1
+}
+
+stamp=".venv/.algd-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ -x .venv/bin/algd ]; then
+  exit 0
+fi
+py="$(pick_python)"
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip==24.3.1"
+# --no-deps: safety-gymnasium pins pygame==2.1.0 (no 3.11 wheel) and gymnasium-robotics pins
+# numpy<1.24; the lock holds the versions verified to work together instead.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+rm -f .venv/.algd-lock-*
+touch "$stamp"
+echo "algd environment ready in .venv/"

@@ -1,0 +1,220 @@
+"""What every algorithm shares: critics, their targets and losses, the multiplier, target
+networks, and the fused update (all UTD gradient steps of one environment step in one compiled
+``lax.scan``). An algorithm subclasses :class:`OffPolicyAgent` and supplies only its actor:
+``init_actor``, ``next_action`` (for the critic targets), ``actor_step`` and ``policy``.
+
+One gradient step (ALGD_METHOD section 5): critics -> actor -> multiplier -> targets (Polyak on
+every ``target_every``-th step). The training state is a dict pytree (checkpointed as is):
+``q, q_targ, q_opt, qc, qc_targ, qc_opt, actor, actor_opt, extra, mult, step``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from algd.buffer import Batch
+from algd.config import TrainConfig
+from algd.envs.base import EnvSpec
+from algd.lagrangian import (
+    ensemble_upper_bound,
+    init_multiplier,
+    per_state_budget,
+    update_multiplier,
+)
+from algd.networks import CriticEnsemble
+
+State = dict[str, Any]
+Metrics = dict[str, jax.Array]
+
+
+def copy_tree(tree: Any) -> Any:
+    """Fresh buffers (targets must not alias online params when updates donate their input)."""
+    return jax.tree_util.tree_map(jnp.array, tree)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    return optax.global_norm(tree)
+
+
+class OffPolicyAgent:
+    """Base class; see the module docstring."""
+
+    name = "base"
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
+        a = cfg.agent
+        assert a.cost_ensemble is not None and a.cost_k is not None and a.target_every is not None
+        self.cfg, self.a, self.spec = cfg, a, spec
+        self.obs_dim, self.act_dim = spec.obs_dim, spec.act_dim
+        self.h = per_state_budget(
+            spec.cost_limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
+        )
+        self.cost_k = float(a.cost_k)
+        self.q_net = CriticEnsemble(self.obs_dim, self.act_dim, a.critic_hidden, 2, "relu")
+        self.qc_net = CriticEnsemble(
+            self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, "silu"
+        )
+        self.q_opt = optax.adam(a.critic_lr)
+        self.qc_opt = optax.adam(a.critic_lr)
+        self.actor_opt = optax.adam(a.actor_lr)
+        low = np.asarray(spec.act_low, np.float32)
+        high = np.asarray(spec.act_high, np.float32)
+        self.act_scale = jnp.asarray((high - low) / 2.0)
+        self.act_bias = jnp.asarray((high + low) / 2.0)
+        self.update = jax.jit(self._update, donate_argnums=0)
+        self._act = jax.jit(self._act_one, static_argnames="deterministic")
+
+    # --- subclass hooks -----------------------------------------------------------------------
+    def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
+        """-> (actor params, actor optimiser state, extra state such as the temperature)."""
+        raise NotImplementedError
+
+    def next_action(
+        self, state: State, obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """a' ~ pi(.|s') for the critic targets, and the entropy bonus to add to the reward
+        target (zeros for policies without one). Shapes (B, act), (B,)."""
+        raise NotImplementedError
+
+    def actor_step(self, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
+        raise NotImplementedError
+
+    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """Actor params, obs (*B, obs) -> action (*B, act) in the box."""
+        raise NotImplementedError
+
+    def update_multiplier_enabled(self) -> bool:
+        return True
+
+    # --- shared -------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> State:
+        k_q, k_qc, k_actor = jax.random.split(key, 3)
+        obs = jnp.zeros((1, self.obs_dim))
+        act = jnp.zeros((1, self.act_dim))
+        q = self.q_net.init(k_q, obs, act)["params"]
+        qc = self.qc_net.init(k_qc, obs, act)["params"]
+        actor, actor_opt, extra = self.init_actor(k_actor)
+        a = self.a
+        return {
+            "q": q,
+            "q_targ": copy_tree(q),
+            "q_opt": self.q_opt.init(q),
+            "qc": qc,
+            "qc_targ": copy_tree(qc),
+            "qc_opt": self.qc_opt.init(qc),
+            "actor": actor,
+            "actor_opt": actor_opt,
+            "extra": extra,
+            "mult": init_multiplier(a.multiplier, a.lambda_init, a.pid_ki),
+            "step": jnp.int32(0),
+        }
+
+    def _act_one(
+        self, actor: Any, obs: jax.Array, key: jax.Array, index: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        return self.policy(actor, obs[None], jax.random.fold_in(key, index), deterministic)[0]
+
+    def act(
+        self, state: State, obs: np.ndarray, key: jax.Array, index: int, deterministic: bool
+    ) -> np.ndarray:
+        """One observation (obs_dim,) -> one action (act_dim,) as numpy; the sampling key is
+        ``fold_in(key, index)``. Only the actor's parameters cross into the compiled call, which
+        keeps the per-call dispatch cost small."""
+        out = self._act(state["actor"], obs, key, np.uint32(index), deterministic=deterministic)
+        return np.asarray(out)
+
+    def lam(self, state: State) -> jax.Array:
+        return state["mult"]["lam"]
+
+    def q_all(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.q_net.apply({"params": params}, obs, action)
+
+    def qc_all(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.qc_net.apply({"params": params}, obs, action)
+
+    def qc_bar(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return ensemble_upper_bound(self.qc_all(params, obs, action), self.cost_k)
+
+    def critic_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+        a = self.a
+        next_a, bonus = self.next_action(state, b.next_obs, key)
+        not_done = 1.0 - b.terminated
+        q_next = self.q_all(state["q_targ"], b.next_obs, next_a).min(0)
+        y_r = b.reward + a.gamma * not_done * (q_next + bonus)
+        y_c = b.cost + a.gamma_c * not_done * self.qc_all(state["qc_targ"], b.next_obs, next_a)
+        y_r, y_c = jax.lax.stop_gradient(y_r), jax.lax.stop_gradient(y_c)
+
+        def q_loss(p: Any) -> jax.Array:
+            return jnp.square(self.q_all(p, b.obs, b.action) - y_r).mean(-1).sum()
+
+        def qc_loss(p: Any) -> jax.Array:
+            return jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
+
+        lq, gq = jax.value_and_grad(q_loss)(state["q"])
+        lqc, gqc = jax.value_and_grad(qc_loss)(state["qc"])
+        uq, q_opt = self.q_opt.update(gq, state["q_opt"], state["q"])
+        uqc, qc_opt = self.qc_opt.update(gqc, state["qc_opt"], state["qc"])
+        state = {
+            **state,
+            "q": optax.apply_updates(state["q"], uq),
+            "q_opt": q_opt,
+            "qc": optax.apply_updates(state["qc"], uqc),
+            "qc_opt": qc_opt,
+        }
+        metrics = {
+            "loss/q": lq,
+            "loss/qc": lqc,
+            "grad_norm/q": global_norm(gq),
+            "grad_norm/qc": global_norm(gqc),
+            "q/mean": y_r.mean(),
+        }
+        return state, metrics
+
+    def multiplier_step(self, state: State, b: Batch) -> tuple[State, Metrics]:
+        qc_bar = self.qc_bar(state["qc"], b.obs, b.action)
+        violation = (qc_bar - self.h).mean()
+        mult = state["mult"]
+        if self.update_multiplier_enabled():
+            mult = update_multiplier(self.a.multiplier, mult, violation, self.a)
+        return {**state, "mult": mult}, {"qc_bar/replay": qc_bar.mean(), "violation": violation}
+
+    def target_step(self, state: State) -> State:
+        tau = self.a.tau
+        do = (state["step"] % self.a.target_every) == 0
+
+        def polyak(t: jax.Array, o: jax.Array) -> jax.Array:
+            return jnp.where(do, (1.0 - tau) * t + tau * o, t)
+
+        return {
+            **state,
+            "q_targ": jax.tree_util.tree_map(polyak, state["q_targ"], state["q"]),
+            "qc_targ": jax.tree_util.tree_map(polyak, state["qc_targ"], state["qc"]),
+        }
+
+    def grad_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+        k_critic, k_actor = jax.random.split(key)
+        state, m_critic = self.critic_step(state, b, k_critic)
+        state, m_actor = self.actor_step(state, b, k_actor)
+        state, m_mult = self.multiplier_step(state, b)
+        state = {**state, "step": state["step"] + 1}
+        state = self.target_step(state)
+        return state, {**m_critic, **m_actor, **m_mult, "lambda": state["mult"]["lam"]}
+
+    def _update(
+        self, state: State, batches: Batch, key: jax.Array, index: jax.Array
+    ) -> tuple[State, Metrics]:
+        """All UTD gradient steps of one environment step: batches have a leading UTD axis; the
+        step's randomness is ``fold_in(key, index)``."""
+        utd = batches.reward.shape[0]
+        keys = jax.random.split(jax.random.fold_in(key, index), utd)
+        state, metrics = jax.lax.scan(
+            lambda s, xs: self.grad_step(s, xs[0], xs[1]), state, (batches, keys)
+        )
+        # Means over the UTD steps; a non-finite value in any step keeps the mean non-finite,
+        # which is what the loop checks for (see train.check_finite).
+        return state, {k: v.mean() for k, v in metrics.items()}

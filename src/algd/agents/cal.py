@@ -1,0 +1,30 @@
+"""CAL, Conservative Augmented Lagrangian (Wu et al., ICLR 2024).
+
+SAC-Lag with the ensemble upper bound Qc_bar = mean + k std (k = 0.5) and a rectified
+multiplier in the actor loss: (lambda - rect) Qc_bar(s, a) with
+rect = min(c * mean(h - Qc_bar(s, a_replay)), lambda), c = 10 (ALGD_METHOD section 8).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from algd.agents.base import State
+from algd.agents.sac_family import SACFamily
+from algd.buffer import Batch
+
+
+def rectified_multiplier(lam: jax.Array, qc_bar_replay: jax.Array, h: float, c: float) -> jax.Array:
+    """lambda - min(c * mean(h - Qc_bar(s, a_replay)), lambda)."""
+    rect = jnp.minimum(c * jnp.mean(h - qc_bar_replay), lam)
+    return lam - rect
+
+
+class CAL(SACFamily):
+    name = "cal"
+
+    def penalty(self, state: State, b: Batch, obs: jax.Array, action: jax.Array) -> jax.Array:
+        replay = self.qc_bar(state["qc"], b.obs, b.action)
+        weight = rectified_multiplier(self.lam(state), replay, self.h, self.a.cal_c)
+        return jax.lax.stop_gradient(weight) * self.qc_bar(state["qc"], obs, action)

@@ -1,0 +1,16 @@
+"""SAC (unconstrained): the reference point that shows what ignoring the cost does.
+
+It still learns a cost critic, for the logs only; the multiplier stays at its initial value and
+enters nothing.
+"""
+
+from __future__ import annotations
+
+from algd.agents.sac_family import SACFamily
+
+
+class SAC(SACFamily):
+    name = "sac"
+
+    def update_multiplier_enabled(self) -> bool:
+        return False

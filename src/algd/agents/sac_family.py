@@ -1,0 +1,97 @@
+"""The tanh-Gaussian SAC actor with a learned temperature, and a cost penalty in its loss.
+
+SAC, SAC-Lag, SAC-AugLag and CAL differ only in ``penalty`` (ALGD_METHOD section 8):
+actor loss = mean(alpha log pi(a|s) - Q(s, a) + penalty(s, a)), a ~ pi(.|s) reparameterised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
+from algd.buffer import Batch
+from algd.networks import GaussianActor
+
+LOG_2 = jnp.log(2.0)
+
+
+class SACFamily(OffPolicyAgent):
+    """Subclasses override :meth:`penalty`; plain SAC has none."""
+
+    def __init__(self, cfg: Any, spec: Any) -> None:
+        self.actor_net = GaussianActor(spec.act_dim, cfg.agent.actor_hidden)
+        self.alpha_opt = optax.adam(cfg.agent.alpha_lr)
+        self.target_entropy = -float(spec.act_dim)
+        super().__init__(cfg, spec)
+
+    def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
+        params = self.actor_net.init(key, jnp.zeros((1, self.obs_dim)))["params"]
+        log_alpha = jnp.log(jnp.float32(self.a.alpha_init))
+        extra = {"log_alpha": log_alpha, "alpha_opt": self.alpha_opt.init(log_alpha)}
+        return params, self.actor_opt.init(params), extra
+
+    def sample(self, params: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Reparameterised a ~ pi(.|s) in the box and log pi(a|s) (with the tanh correction)."""
+        mean, log_std = self.actor_net.apply({"params": params}, obs)
+        u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+        log_gauss = -0.5 * (
+            jnp.square((u - mean) / jnp.exp(log_std)) + 2 * log_std + jnp.log(2 * jnp.pi)
+        )
+        # log(1 - tanh(u)^2) computed stably as 2 (log 2 - u - softplus(-2u)).
+        log_det = 2.0 * (LOG_2 - u - jax.nn.softplus(-2.0 * u)) + jnp.log(self.act_scale)
+        return jnp.tanh(u) * self.act_scale + self.act_bias, (log_gauss - log_det).sum(-1)
+
+    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        if deterministic:
+            mean, _ = self.actor_net.apply({"params": actor}, obs)
+            return jnp.tanh(mean) * self.act_scale + self.act_bias
+        return self.sample(actor, obs, key)[0]
+
+    def alpha(self, state: State) -> jax.Array:
+        return jnp.exp(state["extra"]["log_alpha"])
+
+    def next_action(
+        self, state: State, obs: jax.Array, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        a, logp = self.sample(state["actor"], obs, key)
+        return a, -self.alpha(state) * logp
+
+    def penalty(self, state: State, b: Batch, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """Per-sample cost penalty added to the actor loss; (B,)."""
+        return jnp.zeros(action.shape[:-1])
+
+    def actor_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+        alpha = self.alpha(state)
+
+        def loss(p: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+            action, logp = self.sample(p, b.obs, key)
+            q = self.q_all(state["q"], b.obs, action).min(0)
+            pen = self.penalty(state, b, b.obs, action)
+            return (alpha * logp - q + pen).mean(), (logp, pen)
+
+        (l_actor, (logp, pen)), g = jax.value_and_grad(loss, has_aux=True)(state["actor"])
+        upd, actor_opt = self.actor_opt.update(g, state["actor_opt"], state["actor"])
+        extra = state["extra"]
+        if self.a.learn_alpha:
+            entropy_gap = jax.lax.stop_gradient(logp + self.target_entropy).mean()
+            g_alpha = -entropy_gap  # d/dlog_alpha of -log_alpha * (logp + target_entropy)
+            ua, alpha_opt = self.alpha_opt.update(g_alpha, extra["alpha_opt"], extra["log_alpha"])
+            extra = {"log_alpha": extra["log_alpha"] + ua, "alpha_opt": alpha_opt}
+        state = {
+            **state,
+            "actor": optax.apply_updates(state["actor"], upd),
+            "actor_opt": actor_opt,
+            "extra": extra,
+        }
+        metrics = {
+            "loss/actor": l_actor,
+            "grad_norm/actor": global_norm(g),
+            "alpha": alpha,
+            "entropy": -logp.mean(),
+            "penalty": pen.mean(),
+        }
+        return state, metrics

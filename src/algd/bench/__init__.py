@@ -1,0 +1,1 @@
+"""Benchmarks: speed (``algd bench-speed``)."""

@@ -1,0 +1,118 @@
+"""``algd bench-speed``: updates/s, env steps/s of the full online loop, single-state action
+latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm.
+
+Phases, each timed after a warm-up call so compilation is excluded:
+1. updates: the fused UTD update alone, on batches from a buffer filled by the real env;
+2. loop: the whole online loop (act, env step, store, fused UTD update) at the given UTD;
+3. latency: median wall time of one single-state action (stochastic and deterministic).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from algd.agents import resolve_config
+from algd.config import TrainConfig
+from algd.errors import AlgdError
+from algd.train import Trainer, _Logs, create_run_dir
+
+
+def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
+    calls, t0 = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+    return calls, time.perf_counter() - t0
+
+
+def flops_per_update(trainer: Trainer) -> float:
+    agent, cfg = trainer.agent, trainer.cfg
+    rng = np.random.default_rng(0)
+    batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
+    compiled = jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", float("nan")))
+
+
+def bench_speed(
+    algo: str, env: str, utd: int, batch_size: int, seconds: float, seed: int
+) -> dict[str, Any]:
+    if utd < 1 or batch_size < 1 or seconds <= 0:
+        raise AlgdError("bench-speed: --utd and --batch-size must be >= 1 and --seconds > 0")
+    fill = max(2 * batch_size, 2000)
+    cfg = TrainConfig(
+        algo=algo,
+        env=env,
+        seed=seed,
+        utd=utd,
+        batch_size=batch_size,
+        total_steps=10**9,
+        warmup_steps=fill,
+        warmup_actions="uniform",
+        learning_starts=batch_size,
+        buffer_size=100_000,
+        eval_every=0,
+        checkpoint_every=0,
+        log_every=10**9,
+        progress=False,
+    )
+    cfg = resolve_config(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = create_run_dir(replace(cfg, run_dir=str(Path(tmp) / "run")))
+        trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
+        logs = _Logs(run_dir, cfg.total_steps, 0, False)
+        try:
+            for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
+                trainer._step(logs)
+            rng = np.random.default_rng(seed)
+            state = {"s": trainer.state}
+
+            def update() -> None:
+                batches = trainer.buffer.sample(rng, (utd, batch_size))
+                state["s"], m = trainer.agent.update(
+                    state["s"], batches, trainer.k_update, np.uint32(0)
+                )
+                jax.block_until_ready(m)
+
+            update()
+            n_upd, t_upd = _timed(update, seconds)
+            trainer.state = state["s"]
+
+            trainer._step(logs)  # compiles the act path
+            n_loop, t_loop = _timed(lambda: trainer._step(logs), seconds)
+
+            obs = trainer.obs
+            latency = {}
+            for det in (False, True):
+                trainer.agent.act(trainer.state, obs, trainer.k_act, 0, deterministic=det)
+                times = []
+                for i in range(300):
+                    t0 = time.perf_counter()
+                    trainer.agent.act(trainer.state, obs, trainer.k_act, i, deterministic=det)
+                    times.append(time.perf_counter() - t0)
+                latency["deterministic" if det else "stochastic"] = float(np.median(times)) * 1e6
+            flops = flops_per_update(trainer)
+        finally:
+            logs.close()
+    return {
+        "algo": algo,
+        "env": env,
+        "utd": utd,
+        "batch_size": batch_size,
+        "updates_per_s": n_upd * utd / t_upd,
+        "env_steps_per_s": n_loop / t_loop,
+        "loop_updates_per_s": n_loop * utd / t_loop,
+        "action_latency_us": latency["stochastic"],
+        "action_latency_deterministic_us": latency["deterministic"],
+        "flops_per_update": flops,
+        "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
+        "jax_backend": jax.default_backend(),
+    }

@@ -1,0 +1,126 @@
+"""Whole-training-state checkpoints in one ``.npz`` file, written atomically, loaded without
+executing code (``allow_pickle=False``).
+
+Contents: every leaf of the agent state (networks, targets, optimiser states, multiplier, step
+counter) under ``agent/<path>``, the filled part of the replay buffer under ``buffer/<column>``,
+loop arrays under ``loop/<name>``, and a JSON header (``__meta__``: format version, algorithm,
+env, shapes, loop counters). Randomness needs no stored state: every key and numpy generator is
+derived from the run seed and the step or episode index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from algd.buffer import ReplayBuffer
+from algd.errors import CheckpointError
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+def flatten_state(tree: Any) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def unflatten_state(template: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    """Fill ``template``'s structure from ``arrays``; shapes and dtypes must match exactly."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, leaf in paths:
+        name = jax.tree_util.keystr(path)
+        if name not in arrays:
+            raise CheckpointError(f"checkpoint {where} does not match this run: no entry {name}")
+        value = arrays[name]
+        ref = np.asarray(leaf)
+        if value.shape != ref.shape or value.dtype != ref.dtype:
+            raise CheckpointError(
+                f"checkpoint {where} does not match this run: {name} has shape {value.shape} "
+                f"{value.dtype}, expected {ref.shape} {ref.dtype}"
+            )
+        leaves.append(jax.numpy.asarray(value))
+    extra = set(arrays) - {jax.tree_util.keystr(p) for p, _ in paths}
+    if extra:
+        raise CheckpointError(
+            f"checkpoint {where} does not match this run: unexpected entry {sorted(extra)[0]}"
+        )
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename, with fsyncs, so a reader sees the old or the new file, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    path: Path,
+    agent_state: Any,
+    buffer: ReplayBuffer,
+    loop_arrays: dict[str, np.ndarray],
+    meta: dict[str, Any],
+) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    arrays.update({f"agent/{k}": v for k, v in flatten_state(agent_state).items()})
+    arrays.update({f"buffer/{k}": v for k, v in buffer.state_dict().items()})
+    arrays.update({f"loop/{k}": np.asarray(v) for k, v in loop_arrays.items()})
+    header = {**meta, "format_version": FORMAT_VERSION}
+    arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """-> (meta, arrays). Raises CheckpointError for missing, truncated or corrupt files."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has an unknown format version")
+    return meta, arrays
+
+
+def split_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) + 1 :]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
+def check_meta(meta: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise CheckpointError(
+                f"checkpoint {path} does not match this run: {key} is {meta.get(key)!r}, "
+                f"expected {value!r}"
+            )

@@ -1,0 +1,296 @@
+"""``algd`` command line: the only place that reads argv.
+
+Flags of ``algd train`` are generated from :class:`algd.config.TrainConfig` (and ``--agent.*``
+from :class:`algd.config.AgentConfig`); their help text is the field docstrings. User mistakes end
+with exit code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import json
+import sys
+import textwrap
+import typing
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from algd.config import AgentConfig, TrainConfig
+from algd.errors import AlgdError
+
+EXIT_USER_ERROR = 2
+
+
+class UsageError(AlgdError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Docstrings written under dataclass fields (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for prev, node in zip(body, body[1:]):
+        if (
+            isinstance(prev, ast.AnnAssign)
+            and isinstance(prev.target, ast.Name)
+            and isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            docs[prev.target.id] = " ".join(node.value.value.split())
+    return docs
+
+
+def _converter(tp: Any) -> tuple[Any, dict[str, Any]]:
+    """argparse ``type`` and extra kwargs for a field type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if (
+        origin in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        and type(None) in args
+    ):
+        inner = next(a for a in args if a is not type(None))
+        conv, extra = _converter(inner)
+        if "choices" in extra:
+            extra["choices"] = [*extra["choices"], None]
+
+        def optional(text: str) -> Any:
+            return None if text.lower() == "none" else conv(text)
+
+        optional.__name__ = getattr(conv, "__name__", "value")
+        return optional, {**extra, "metavar": extra.get("metavar", "VALUE|none")}
+    if origin is Literal:
+        return str, {"choices": list(args)}
+    if origin is tuple:
+        return args[0], {"nargs": "+"}
+    return tp, {}
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        tp = hints[f.name]
+        default = getattr(defaults, f.name)
+        names = [f"--{prefix}{f.name.replace('_', '-')}"]
+        if "_" in f.name:
+            names.append(f"--{prefix}{f.name}")
+        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
+        dest = f"{prefix}{f.name}"
+        if tp is bool:
+            parser.add_argument(
+                *names,
+                dest=dest,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+            continue
+        conv, extra = _converter(tp)
+        parser.add_argument(
+            *names, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text, **extra
+        )
+
+
+def config_from_args(ns: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """Apply the flags given on the command line to ``base`` (defaults when None)."""
+    given = vars(ns)
+    top = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
+    agent = {k[6:]: v for k, v in given.items() if k.startswith("agent.") and k[6:] in agent_fields}
+    for key, value in list(top.items()) + list(agent.items()):
+        if isinstance(value, list):
+            (agent if key in agent else top)[key] = tuple(value)
+    base = base or TrainConfig()
+    return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent), **top)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="algd",
+        description="Safe RL with diffusion policies guided by the augmented Lagrangian (ALGD).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p_train = sub.add_parser("train", help="train an agent (or --resume a stopped run)")
+    p_train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue the run in RUN_DIR from its last checkpoint (only --total-steps may change)",
+    )
+    p_train.add_argument("--quiet", action="store_true", help="no progress display")
+    add_config_args(p_train, TrainConfig)
+    add_config_args(p_train, AgentConfig, prefix="agent.")
+
+    p_eval = sub.add_parser("eval", help="evaluate a run's latest checkpoint deterministically")
+    p_eval.add_argument("run_dir", metavar="RUN_DIR")
+    p_eval.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's)")
+    p_eval.add_argument(
+        "--seed", type=int, default=None, help="evaluation seed (default: the run's)"
+    )
+
+    p_list = sub.add_parser("list", help="registered algorithms and environment ids, one per line")
+    p_list.add_argument("what", nargs="?", choices=["all", "algos", "envs"], default="all")
+
+    p_speed = sub.add_parser("bench-speed", help="measure updates/s, env steps/s, latency, FLOPs")
+    p_speed.add_argument("--algo", default="algd")
+    p_speed.add_argument("--env", default="SafetyPointButton1-v0")
+    p_speed.add_argument("--utd", type=int, default=10)
+    p_speed.add_argument("--batch-size", type=int, default=256)
+    p_speed.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="seconds of each timed phase (updates, full loop)",
+    )
+    p_speed.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _cmd_train(ns: argparse.Namespace) -> int:
+    from algd.train import resume, train
+
+    quiet = ns.__dict__.pop("quiet")
+    resume_dir = ns.__dict__.pop("resume")
+    ns.__dict__.pop("command")
+    if resume_dir is not None:
+        extra = sorted(k for k in vars(ns) if k != "total_steps")
+        if extra:
+            raise UsageError(
+                f"algd train: --resume continues the saved config; --{extra[0].replace('_', '-')} "
+                "cannot change (only --total-steps can)"
+            )
+        summary = resume(resume_dir, getattr(ns, "total_steps", None), console=not quiet)
+    else:
+        cfg = config_from_args(ns)
+        summary = train(cfg, console=not quiet)
+    _print_summary(summary)
+    if summary["stopped_by_signal"] is not None:
+        return 128 + int(summary["stopped_by_signal"])
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    ev = summary["final_eval"]
+    run_dir = summary["run_dir"]
+    if not summary["finished"]:
+        print(
+            f"stopped at step {summary['env_steps']}; checkpoint saved. "
+            f"Continue with: algd train --resume {run_dir}"
+        )
+        return
+    kind = "discounted cost" if summary["cost_limit_kind"] == "discounted" else "cost"
+    print(
+        f"final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} steps): "
+        f"return {ev['return_mean']:.2f} +- {ev['return_std']:.2f}, "
+        f"{kind} {ev['cost_vs_limit']:.2f} (limit {summary['cost_limit']:g})"
+    )
+    print(
+        f"logs: {run_dir}/ (metrics.csv, episodes.csv, eval.csv, timing.csv, tb/, "
+        f"checkpoint.npz, summary.json); TensorBoard: tensorboard --logdir {run_dir}/tb"
+    )
+
+
+def _cmd_eval(ns: argparse.Namespace) -> int:
+    import jax
+
+    from algd.agents import build_agent
+    from algd.checkpoint import (
+        CHECKPOINT_NAME,
+        check_meta,
+        read_checkpoint,
+        split_arrays,
+        unflatten_state,
+    )
+    from algd.envs import make_env
+    from algd.evaluate import evaluate
+    from algd.train import load_run_config
+
+    run_dir = Path(ns.run_dir)
+    cfg = load_run_config(run_dir)
+    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    agent = build_agent(cfg, env.spec)
+    path = run_dir / CHECKPOINT_NAME
+    meta, arrays = read_checkpoint(path)
+    check_meta(meta, {"algo": cfg.algo, "env": env.spec.id}, path)
+    template = agent.init(jax.random.PRNGKey(0))
+    state = unflatten_state(template, split_arrays(arrays, "agent"), str(path))
+    episodes = ns.episodes if ns.episodes is not None else cfg.eval_episodes
+    if episodes < 1:
+        raise UsageError("algd eval: --episodes must be >= 1")
+    seed = cfg.seed if ns.seed is None else ns.seed
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
+    result = evaluate(agent, state, env, episodes, seed, 0, cfg.agent.gamma_c, key)
+    out = {
+        "run_dir": str(run_dir),
+        "env_steps": meta["loop"]["env_step"],
+        "episodes": episodes,
+        "cost_limit": env.spec.cost_limit,
+        **result,
+    }
+    print(json.dumps(out))
+    return 0
+
+
+def _cmd_list(ns: argparse.Namespace) -> int:
+    from algd.agents import REGISTRY
+
+    if ns.what in ("all", "algos"):
+        if ns.what == "all":
+            print("# algorithms")
+        for name in REGISTRY:
+            print(name)
+    if ns.what in ("all", "envs"):
+        from algd.envs import list_env_ids
+
+        if ns.what == "all":
+            print("# environments (also: any Gymnasium id whose info reports 'cost')")
+        for env_id in list_env_ids():
+            print(env_id)
+    return 0
+
+
+def _cmd_speed(ns: argparse.Namespace) -> int:
+    from algd.bench.speed import bench_speed
+
+    result = bench_speed(ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed)
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "list": _cmd_list, "bench-speed": _cmd_speed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from algd._xla import enable_compilation_cache
+
+    try:
+        ns = build_parser().parse_args(argv)
+        if ns.command != "list":
+            enable_compilation_cache()
+        return COMMANDS[ns.command](ns)
+    except AlgdError as exc:
+        print(f"algd: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("algd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early (| head)
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

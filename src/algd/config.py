@@ -1,0 +1,312 @@
+"""Typed run configuration: the single source of defaults, validated on construction.
+
+Field docstrings are the CLI's ``--help``. Fields whose default depends on the algorithm are
+``None`` here and filled in by :func:`resolve` from the algorithm's registered defaults (for
+example the cost-critic ensemble: 4 members for ALGD and CAL, 1 for SAC-Lag); the saved
+``config.json`` of a run always holds the resolved values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from algd.errors import ConfigError
+
+MultiplierKind = Literal["dual", "multipliers", "pid"]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Hyperparameters of the learner. Defaults are the ALGD reference defaults."""
+
+    gamma: float = 0.99
+    """Reward discount."""
+    gamma_c: float = 0.99
+    """Cost discount (also used to turn an episode cost limit into the per-state budget h)."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the reward and cost critics."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy (Gaussian actor or diffusion score network)."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of every critic MLP."""
+    cost_ensemble: int | None = None
+    """Cost-critic ensemble size E (None: algorithm default; 4 for ALGD/LGD/CAL, 1 otherwise)."""
+    cost_k: float | None = None
+    """Pessimism k in Qc_bar = mean + k * std over the ensemble (None: 1.0 ALGD, 0.5 CAL)."""
+    tau: float = 0.005
+    """Polyak averaging rate of the target networks."""
+    target_every: int | None = None
+    """Update the targets every this many gradient steps (None: 2 for ALGD/LGD, 1 for SAC kin)."""
+    rho: float = 1.0
+    """Augmented-Lagrangian penalty rho (> 0)."""
+    multiplier: MultiplierKind = "dual"
+    """Multiplier update: dual (reference: Adam on log lambda), multipliers (method of
+    multipliers: lambda <- max(0, lambda + step * mean(Qc_bar - h))), or pid (PID Lagrangian)."""
+    lambda_init: float = 0.6931
+    """Initial Lagrange multiplier lambda."""
+    lambda_lr: float = 3e-4
+    """Adam learning rate on log lambda (multiplier=dual)."""
+    mom_step: float | None = None
+    """Step size of the method-of-multipliers update (None: rho)."""
+    mom_every: int = 1
+    """Apply the method-of-multipliers update every this many gradient steps."""
+    pid_kp: float = 0.05
+    """PID Lagrangian proportional gain (multiplier=pid)."""
+    pid_ki: float = 0.005
+    """PID Lagrangian integral gain."""
+    pid_kd: float = 0.1
+    """PID Lagrangian derivative gain."""
+    pid_ema: float = 0.95
+    """Smoothing of the constraint violation fed to the PID derivative term."""
+    # Diffusion policy (ALGD, LGD).
+    diffusion: Literal["ve", "ddpm"] = "ve"
+    """Diffusion process: ve (VE-SDE, default) or ddpm."""
+    denoise_steps: int = 5
+    """K, the number of reverse (denoising) steps."""
+    mc_samples: int = 4
+    """N, Monte-Carlo samples for the Boltzmann score target."""
+    beta: float = 1.0
+    """Temperature of the Boltzmann target exp(-L_A / beta)."""
+    sigma_min: float = 0.01
+    """VE-SDE smallest noise level."""
+    sigma_max: float = 1.0
+    """VE-SDE largest noise level (sampling starts from N(0, sigma_max^2 I))."""
+    ddpm_beta_min: float = 1e-4
+    """DDPM linear beta schedule start."""
+    ddpm_beta_max: float = 0.02
+    """DDPM linear beta schedule end."""
+    ddpm_guidance: float = 0.05
+    """DDPM energy-guidance step: the mean moves by this times phi / ||phi||."""
+    guidance_scale: float = 1.0
+    """VE-SDE: multiplies the learned score in each reverse step."""
+    energy_weight: float = 1.0
+    """Weight of the energy term (L_A through the chain) in the actor loss."""
+    score_weight: float = 0.1
+    """Weight of the score-matching term in the actor loss."""
+    score_hidden: tuple[int, ...] = (128, 128, 128)
+    """Hidden widths of the score network."""
+    time_embed_dim: int = 16
+    """Width of the sinusoidal time embedding fed to the score network."""
+    score_space: Literal["action", "latent"] = "action"
+    """Space of the score and its Monte-Carlo target: action (reference: squashed action, added
+    to the pre-tanh latent unchanged) or latent (the space the sampler moves in, with the tanh
+    change of variables)."""
+    score_time: Literal["output", "input"] = "output"
+    """Which chain state trains phi(s, ., tau): output (reference: the output of reverse step tau,
+    off by one from sampling) or input (the input of step tau, as sampling evaluates it)."""
+    eval_noise_free: bool = False
+    """Deterministic evaluation without injected noise in DDPM's intermediate steps (the reference
+    injects it; VE-SDE evaluation is noise-free either way)."""
+    # Gaussian actor (SAC family).
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the tanh-Gaussian actor (SAC family)."""
+    alpha_init: float = 1.0
+    """Initial entropy temperature (SAC family)."""
+    alpha_lr: float = 3e-4
+    """Learning rate of log alpha (SAC family)."""
+    learn_alpha: bool = True
+    """Learn the entropy temperature toward the target entropy -|A| (SAC family)."""
+    cal_c: float = 10.0
+    """CAL's rectification coefficient c in rect = min(c * mean(h - Qc_bar), lambda)."""
+
+    def __post_init__(self) -> None:
+        _validate_agent(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    algo: str = "algd"
+    """Algorithm (see `algd list`)."""
+    env: str = "ToyRing-v0"
+    """Environment id (see `algd list`)."""
+    seed: int = 0
+    """Root seed: network init, sampling, environment resets and replay all derive from it."""
+    total_steps: int = 100_000
+    """Environment steps in total, warm-up included."""
+    warmup_steps: int = 5000
+    """Environment steps collected before learning starts."""
+    warmup_actions: Literal["uniform", "policy"] | None = None
+    """Warm-up actions: uniform in the box, or the untrained policy (None: algorithm default)."""
+    learning_starts: int = 1000
+    """Do no gradient step before the buffer holds this many transitions."""
+    utd: int = 10
+    """Gradient steps per environment step (run as one compiled call)."""
+    batch_size: int = 256
+    """Minibatch size of each gradient step."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions (memory is allocated once, at start)."""
+    episode_length: int | None = None
+    """Override the environment's episode length (the paper uses 400 on navigation tasks)."""
+    cost_limit: float | None = None
+    """Override the environment's cost limit (episode sum, or discounted sum on paper velocity
+    tasks)."""
+    eval_every: int = 5000
+    """Evaluate every this many environment steps (0: only at the end)."""
+    eval_episodes: int = 5
+    """Deterministic evaluation episodes per evaluation."""
+    log_every: int = 1000
+    """Write a metrics row every this many environment steps."""
+    checkpoint_every: int = 10_000
+    """Checkpoint every this many environment steps (0: only at the end)."""
+    run_dir: str | None = None
+    """Run directory (None: runs/<algo>_<env>_s<seed>_<time>)."""
+    overwrite: bool = False
+    """Replace an existing run directory."""
+    progress: bool = True
+    """Show the live progress display (plain lines when not a terminal)."""
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+def _check(cond: bool, name: str, problem: str) -> None:
+    if not cond:
+        raise ConfigError(name, problem)
+
+
+def _pos_int(cfg: Any, prefix: str, names: tuple[str, ...], minimum: int = 1) -> None:
+    for n in names:
+        v = getattr(cfg, n)
+        if v is None:
+            continue
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+        _check(ok, prefix + n, f"must be an integer >= {minimum} (got {v!r})")
+
+
+def _finite(cfg: Any, prefix: str, names: tuple[str, ...], low: float, high: float, what: str):
+    for n in names:
+        v = getattr(cfg, n)
+        if v is None:
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        _check(ok and low <= v <= high, prefix + n, f"must be {what} (got {v!r})")
+
+
+def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
+    _finite(a, p, ("gamma", "gamma_c"), 0.0, 0.99999, "a discount in [0, 1)")
+    _finite(a, p, ("tau",), 1e-9, 1.0, "in (0, 1]")
+    _finite(a, p, ("critic_lr", "actor_lr", "lambda_lr", "alpha_lr"), 1e-12, 1.0, "in (0, 1]")
+    _finite(a, p, ("rho", "beta", "alpha_init"), 1e-9, 1e9, "a positive number")
+    _finite(a, p, ("lambda_init", "cost_k", "cal_c"), 0.0, 1e9, "a number >= 0")
+    _finite(a, p, ("mom_step",), 1e-12, 1e9, "a positive number")
+    _finite(a, p, ("pid_kp", "pid_ki", "pid_kd"), 0.0, 1e9, "a number >= 0")
+    _finite(a, p, ("pid_ema",), 0.0, 0.99999, "in [0, 1)")
+    _finite(a, p, ("energy_weight", "score_weight", "guidance_scale"), 0.0, 1e9, "a number >= 0")
+    _finite(a, p, ("ddpm_guidance",), 0.0, 1e9, "a number >= 0")
+    _finite(a, p, ("sigma_min", "sigma_max"), 1e-9, 1e9, "a positive number")
+    _check(a.sigma_min < a.sigma_max, p + "sigma_min", "must be smaller than sigma_max")
+    _finite(a, p, ("ddpm_beta_min", "ddpm_beta_max"), 1e-9, 0.999, "in (0, 1)")
+    _check(a.ddpm_beta_min <= a.ddpm_beta_max, p + "ddpm_beta_min", "must be <= ddpm_beta_max")
+    _pos_int(a, p, ("target_every", "mom_every", "denoise_steps", "mc_samples", "time_embed_dim"))
+    _pos_int(a, p, ("cost_ensemble",))
+    _check(a.denoise_steps <= 1000, p + "denoise_steps", "must be <= 1000")
+    for n in ("critic_hidden", "actor_hidden", "score_hidden"):
+        widths = getattr(a, n)
+        ok = isinstance(widths, tuple) and len(widths) > 0
+        ok = ok and all(isinstance(w, int) and 1 <= w <= 65536 for w in widths)
+        _check(ok, p + n, f"must be one or more layer widths in [1, 65536] (got {widths!r})")
+    _check(a.multiplier in ("dual", "multipliers", "pid"), p + "multiplier", "unknown choice")
+    _check(a.diffusion in ("ve", "ddpm"), p + "diffusion", "must be 've' or 'ddpm'")
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise ConfigError naming the first invalid field."""
+    _check(isinstance(cfg.algo, str) and cfg.algo != "", "algo", "must be a non-empty name")
+    _check(isinstance(cfg.env, str) and cfg.env != "", "env", "must be a non-empty id")
+    _check(isinstance(cfg.seed, int) and 0 <= cfg.seed < 2**31, "seed", "must be in [0, 2^31)")
+    _pos_int(cfg, "", ("total_steps", "utd", "batch_size", "buffer_size", "log_every"))
+    _pos_int(cfg, "", ("eval_episodes", "episode_length"))
+    _pos_int(cfg, "", ("warmup_steps", "learning_starts", "eval_every", "checkpoint_every"), 0)
+    _check(cfg.total_steps <= 10**9, "total_steps", "must be <= 1e9")
+    _check(cfg.buffer_size <= 10**8, "buffer_size", "must be <= 1e8")
+    _check(
+        cfg.batch_size <= cfg.buffer_size,
+        "batch_size",
+        f"({cfg.batch_size}) must not exceed buffer_size ({cfg.buffer_size})",
+    )
+    _check(
+        cfg.learning_starts <= cfg.buffer_size,
+        "learning_starts",
+        f"({cfg.learning_starts}) must not exceed buffer_size ({cfg.buffer_size})",
+    )
+    _check(
+        cfg.warmup_steps < cfg.total_steps,
+        "warmup_steps",
+        f"({cfg.warmup_steps}) must be smaller than total_steps ({cfg.total_steps})",
+    )
+    _finite(cfg, "", ("cost_limit",), 0.0, 1e12, "a number >= 0")
+    _check(
+        cfg.warmup_actions in (None, "uniform", "policy"),
+        "warmup_actions",
+        "must be uniform or policy",
+    )
+    if cfg.run_dir is not None:
+        _check(
+            isinstance(cfg.run_dir, str) and cfg.run_dir.strip() != "",
+            "run_dir",
+            "must be a non-empty path",
+        )
+        _check("\x00" not in cfg.run_dir, "run_dir", "contains a NUL byte")
+    _validate_agent(cfg.agent)
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(prefix + key, "unknown field")
+        if isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a TrainConfig from its JSON form (validates; unknown fields are an error)."""
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", "config must be a JSON object")
+    top = _coerce(TrainConfig, {k: v for k, v in data.items() if k != "agent"}, "")
+    agent_data = data.get("agent", {})
+    if not isinstance(agent_data, dict):
+        raise ConfigError("agent", "must be a JSON object")
+    try:
+        agent = AgentConfig(**_coerce(AgentConfig, agent_data, "agent."))
+        cfg = TrainConfig(**top, agent=agent)
+    except TypeError as exc:
+        raise ConfigError("<root>", str(exc)) from None
+    validate(cfg)
+    return cfg
+
+
+def to_json(cfg: TrainConfig) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def resolve(cfg: TrainConfig, algo_defaults: dict[str, Any]) -> TrainConfig:
+    """Fill the algorithm-dependent ``None`` fields from ``algo_defaults`` and validate."""
+    agent_over = {
+        k: v
+        for k, v in algo_defaults.items()
+        if hasattr(cfg.agent, k) and getattr(cfg.agent, k) is None
+    }
+    top_over = {
+        k: v for k, v in algo_defaults.items() if hasattr(cfg, k) and getattr(cfg, k) is None
+    }
+    agent = dataclasses.replace(cfg.agent, **agent_over)
+    if agent.mom_step is None:
+        agent = dataclasses.replace(agent, mom_step=agent.rho)
+    out = dataclasses.replace(cfg, agent=agent, **top_over)
+    validate(out)
+    return out

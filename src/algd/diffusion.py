@@ -1,0 +1,111 @@
+"""Noise schedules and the K-step reverse chain (VE-SDE and DDPM), as pure functions.
+
+Equations are ALGD_METHOD section 4. The chain moves a latent x; actions are a = squash(x) =
+tanh(x) * scale + bias. The network phi reads squash(x) (the reference, ``score_space=action``)
+or x itself (``score_space=latent``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Schedule(NamedTuple):
+    """Per-step constants, each of shape (K,), indexed by the step t = 0..K-1."""
+
+    sigma: jax.Array  # noise level of the input of step t (the Monte-Carlo perturbation scale)
+    step_var: jax.Array  # VE: delta sigma^2_t; DDPM: posterior variance of step t
+    alpha: jax.Array  # DDPM alpha_t (1 for VE)
+    alpha_bar: jax.Array  # DDPM cumulative alpha_bar_t (1 for VE)
+    beta: jax.Array  # DDPM beta_t (0 for VE)
+
+
+def ve_schedule(k: int, sigma_min: float, sigma_max: float) -> Schedule:
+    """sigma_t geometric from sigma_min to sigma_max; delta_sigma2_t = sigma_t^2 - sigma_{t-1}^2
+    with sigma_{-1} = 0."""
+    sigma = np.geomspace(sigma_min, sigma_max, k) if k > 1 else np.array([sigma_max])
+    prev = np.concatenate([[0.0], sigma[:-1]])
+    d2 = sigma**2 - prev**2
+    one = np.ones(k)
+    return Schedule(*(jnp.asarray(v, jnp.float32) for v in (sigma, d2, one, one, np.zeros(k))))
+
+
+def ddpm_schedule(k: int, beta_min: float, beta_max: float) -> Schedule:
+    """Linear betas; posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)."""
+    beta = np.linspace(beta_min, beta_max, k) if k > 1 else np.array([beta_min])
+    alpha = 1.0 - beta
+    alpha_bar = np.cumprod(alpha)
+    alpha_bar_prev = np.concatenate([[1.0], alpha_bar[:-1]])
+    post_var = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    sigma = np.sqrt(1.0 - alpha_bar)
+    return Schedule(
+        *(jnp.asarray(v, jnp.float32) for v in (sigma, post_var, alpha, alpha_bar, beta))
+    )
+
+
+class Squash(NamedTuple):
+    scale: jax.Array  # (act_dim,)
+    bias: jax.Array
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return jnp.tanh(x) * self.scale + self.bias
+
+    def log_det_jacobian(self, x: jax.Array) -> jax.Array:
+        """log |det d squash / dx| summed over the last axis."""
+        return jnp.sum(jnp.log(self.scale) + jnp.log1p(-jnp.square(jnp.tanh(x)) + 1e-6), axis=-1)
+
+
+ModelFn = Callable[[jax.Array, jax.Array], jax.Array]  # (net input (*B, act), t scalar) -> output
+
+
+class Chain(NamedTuple):
+    x0: jax.Array  # final latent (*B, act)
+    inputs: jax.Array  # (K, *B, act): inputs[t] is the latent entering step t
+    outputs: jax.Array  # (K, *B, act): outputs[t] is the latent leaving step t
+
+
+def reverse_chain(
+    kind: str,
+    model: ModelFn,
+    sched: Schedule,
+    squash: Squash,
+    x_init: jax.Array,
+    noise: jax.Array,
+    *,
+    latent_input: bool,
+    guidance: float,
+    inject_noise: bool,
+) -> Chain:
+    """Run t = K-1..0 from ``x_init`` (*B, act) with per-step ``noise`` (K, *B, act).
+
+    VE-SDE: x <- x + guidance * d2_t * phi(x_t, t) + sqrt(d2_t) z   (no noise at t = 0).
+    DDPM:   x <- mu_t(x, eps) + guidance * phi / ||phi|| + sqrt(var_t) z  (no noise at t = 0),
+            mu_t = (x - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
+    """
+    k = sched.sigma.shape[0]
+
+    def step(x: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        out = model(x if latent_input else squash(x), t)
+        keep_noise = jnp.where((t > 0) & inject_noise, 1.0, 0.0)
+        if kind == "ve":
+            d2 = sched.step_var[t]
+            x_new = x + guidance * d2 * out + keep_noise * jnp.sqrt(d2) * noise[t]
+        else:
+            act_dim = x.shape[-1]
+            eps, phi = out[..., :act_dim], out[..., act_dim:]
+            mu = (x - sched.beta[t] / jnp.sqrt(1.0 - sched.alpha_bar[t]) * eps) / jnp.sqrt(
+                sched.alpha[t]
+            )
+            norm = jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1, keepdims=True) + 1e-12)
+            mu = mu + guidance * phi / norm
+            x_new = mu + keep_noise * jnp.sqrt(sched.step_var[t]) * noise[t]
+        return x_new, (x, x_new)
+
+    # Unrolled: K is small, and XLA schedules the unrolled steps far better on CPU.
+    x0, (ins, outs) = jax.lax.scan(step, x_init, jnp.arange(k - 1, -1, -1), unroll=True)
+    return Chain(x0=x0, inputs=ins[::-1], outputs=outs[::-1])

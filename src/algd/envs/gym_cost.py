@@ -1,0 +1,127 @@
+"""Gymnasium environments with a cost: the paper's velocity protocol, and any env that reports
+``info["cost"]``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from algd.envs.base import EnvSpec, SafeEnv, box_bounds, flat_obs_dim
+from algd.envs.sg_compat import quiet_gymnasium
+from algd.errors import EnvError
+
+
+@dataclass(frozen=True)
+class VelocityTask:
+    """The paper's velocity-cost protocol on a Gymnasium MuJoCo task (ALGD_METHOD section 1)."""
+
+    gym_id: str
+    discounted_limit: float
+    obs_dim: int | None = None  # keep the first obs_dim entries (Humanoid: qpos[2:] + qvel = 45)
+
+
+# Discounted cost limits from the paper; ids are ours.
+VELOCITY_TASKS: dict[str, VelocityTask] = {
+    "PaperHopperVelocity-v0": VelocityTask("Hopper-v4", 82.748),
+    "PaperHalfCheetahVelocity-v0": VelocityTask("HalfCheetah-v4", 151.989),
+    "PaperAntVelocity-v0": VelocityTask("Ant-v4", 103.115),
+    "PaperHumanoidVelocity-v0": VelocityTask("Humanoid-v4", 20.140, obs_dim=45),
+}
+
+
+def velocity_cost(info: dict[str, Any]) -> float:
+    """Per-step cost = planar speed: sqrt(vx^2 + vy^2) when the env reports y-velocity, else |vx|."""
+    vx = float(info["x_velocity"])
+    if "y_velocity" in info:
+        return math.hypot(vx, float(info["y_velocity"]))
+    return abs(vx)
+
+
+def info_cost(info: dict[str, Any]) -> float:
+    return float(info["cost"])
+
+
+class GymCostEnv(SafeEnv):
+    """A Gymnasium env whose cost is computed from ``info`` by ``cost_fn``."""
+
+    def __init__(
+        self,
+        env_id: str,
+        gym_id: str,
+        cost_fn: Any,
+        cost_limit: float,
+        limit_kind: str,
+        episode_length: int | None,
+        obs_dim: int | None = None,
+    ) -> None:
+        gym = quiet_gymnasium()
+        kwargs: dict[str, Any] = {}
+        if episode_length is not None:
+            kwargs["max_episode_steps"] = episode_length
+        try:
+            self._env = gym.make(gym_id, **kwargs)
+        except Exception as exc:  # gymnasium raises several types for unknown or broken ids
+            raise EnvError(f"env {env_id}: gymnasium could not make it ({exc})") from None
+        low, high = box_bounds(self._env.action_space, env_id)
+        full_dim = flat_obs_dim(self._env.observation_space, env_id)
+        self._keep = obs_dim or full_dim
+        spec = EnvSpec(
+            id=env_id,
+            obs_dim=self._keep,
+            act_dim=len(low),
+            act_low=low,
+            act_high=high,
+            max_episode_steps=int(episode_length or self._env.spec.max_episode_steps or 1000),
+            cost_limit=float(cost_limit),
+            cost_limit_kind="discounted" if limit_kind == "discounted" else "episode",
+        )
+        super().__init__(spec)
+        self._cost_fn = cost_fn
+        self._act_dtype = self._env.action_space.dtype
+
+    def _reset(self, seed: int) -> np.ndarray:
+        obs, _ = self._env.reset(seed=seed)
+        return np.asarray(obs)[: self._keep]
+
+    def _step(self, action: np.ndarray) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self._env.step(action.astype(self._act_dtype))
+        try:
+            cost = self._cost_fn(info)
+        except KeyError as exc:
+            raise EnvError(
+                f"env {self.spec.id} reports no cost signal: info has no {exc} entry"
+            ) from None
+        return np.asarray(obs)[: self._keep], reward, cost, terminated, truncated, info
+
+    def close(self) -> None:
+        self._env.close()
+
+
+def make_velocity(env_id: str, episode_length: int | None, cost_limit: float | None) -> GymCostEnv:
+    task = VELOCITY_TASKS[env_id]
+    limit = task.discounted_limit if cost_limit is None else cost_limit
+    return GymCostEnv(
+        env_id, task.gym_id, velocity_cost, limit, "discounted", episode_length, task.obs_dim
+    )
+
+
+def make_info_cost(env_id: str, episode_length: int | None, cost_limit: float | None) -> GymCostEnv:
+    """Any registered Gymnasium env; it must report ``info["cost"]`` (checked on one step)."""
+    env = GymCostEnv(
+        env_id,
+        env_id,
+        info_cost,
+        25.0 if cost_limit is None else cost_limit,
+        "episode",
+        episode_length,
+    )
+    env.reset(seed=0)
+    env.step(np.asarray(env.spec.act_low))  # raises EnvError when info["cost"] is missing
+    return env
+
+
+def is_gym_id(env_id: str) -> bool:
+    return env_id in quiet_gymnasium().registry

@@ -1,0 +1,62 @@
+"""Safety-Gymnasium tasks (navigation and velocity) by their registered ids."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from algd.envs.base import EnvSpec, SafeEnv, box_bounds, flat_obs_dim
+from algd.envs.sg_compat import import_safety_gymnasium, quiet_gymnasium
+
+# Vision tasks have image observations, Debug tasks keyboard control, and *Gymnasium variants
+# the 5-tuple API; algd drives the plain state-based tasks.
+_PLAIN_ID = re.compile(r"^Safety[A-Za-z]+\d*-v\d+$")
+SAFETY_GYM_DEFAULT_LIMIT = 25.0  # per 1000-step episode, the Safety-Gymnasium/OmniSafe convention
+
+
+def is_safety_gym_id(env_id: str) -> bool:
+    return env_id.startswith("Safety") and _PLAIN_ID.match(env_id) is not None
+
+
+def list_safety_gym_ids() -> list[str]:
+    import_safety_gymnasium()
+    gym = quiet_gymnasium()
+    return sorted(
+        k
+        for k in gym.registry
+        if is_safety_gym_id(k) and "Vision" not in k and "Debug" not in k and "Gymnasium" not in k
+    )
+
+
+class SafetyGymEnv(SafeEnv):
+    def __init__(self, env_id: str, episode_length: int | None, cost_limit: float | None) -> None:
+        sg = import_safety_gymnasium()
+        kwargs: dict[str, Any] = {}
+        if episode_length is not None:
+            kwargs["max_episode_steps"] = episode_length
+        self._env = sg.make(env_id, **kwargs)
+        low, high = box_bounds(self._env.action_space, env_id)
+        spec = EnvSpec(
+            id=env_id,
+            obs_dim=flat_obs_dim(self._env.observation_space, env_id),
+            act_dim=len(low),
+            act_low=low,
+            act_high=high,
+            max_episode_steps=int(episode_length or self._env.spec.max_episode_steps or 1000),
+            cost_limit=SAFETY_GYM_DEFAULT_LIMIT if cost_limit is None else float(cost_limit),
+            cost_limit_kind="episode",
+        )
+        super().__init__(spec)
+        self._act_dtype = self._env.action_space.dtype
+
+    def _reset(self, seed: int) -> np.ndarray:
+        obs, _ = self._env.reset(seed=seed)
+        return obs
+
+    def _step(self, action: np.ndarray) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:
+        return self._env.step(action.astype(self._act_dtype))
+
+    def close(self) -> None:
+        self._env.close()

@@ -1,0 +1,64 @@
+"""Deterministic evaluation episodes: raw return and cost (plus the discounted cost that the
+paper's velocity limits are stated in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from algd.agents.base import OffPolicyAgent
+from algd.envs.base import SafeEnv
+
+
+def episode_seed(seed: int, stream: int, *index: int) -> int:
+    """Environment reset seed derived from the run seed, a stream id and indices."""
+    return int(np.random.SeedSequence([seed, stream, *index]).generate_state(1)[0] % 2**31)
+
+
+EVAL_STREAM = 4
+
+
+def evaluate(
+    agent: OffPolicyAgent,
+    state: dict[str, Any],
+    env: SafeEnv,
+    episodes: int,
+    seed: int,
+    eval_index: int,
+    gamma_c: float,
+    key: jax.Array,
+) -> dict[str, float]:
+    """Run ``episodes`` deterministic episodes; returns means, stds and the share over the limit."""
+    returns, costs, disc_costs, lengths = [], [], [], []
+    spec = env.spec
+    for ep in range(episodes):
+        obs, _ = env.reset(episode_seed(seed, EVAL_STREAM, eval_index, ep))
+        ep_key = jax.random.fold_in(jax.random.fold_in(key, eval_index), ep)
+        ret = cost = disc = 0.0
+        t = 0
+        while True:
+            action = agent.act(state, obs, ep_key, t, deterministic=True)
+            obs, r, c, terminated, truncated, _ = env.step(action)
+            ret += r
+            cost += c
+            disc += gamma_c**t * c
+            t += 1
+            if terminated or truncated:
+                break
+        returns.append(ret)
+        costs.append(cost)
+        disc_costs.append(disc)
+        lengths.append(t)
+    judged = disc_costs if spec.cost_limit_kind == "discounted" else costs
+    return {
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "cost_mean": float(np.mean(costs)),
+        "cost_std": float(np.std(costs)),
+        "discounted_cost_mean": float(np.mean(disc_costs)),
+        "length_mean": float(np.mean(lengths)),
+        "over_limit_frac": float(np.mean([c > spec.cost_limit for c in judged])),
+        "cost_vs_limit": float(np.mean(judged)),
+    }

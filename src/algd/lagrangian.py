@@ -1,0 +1,115 @@
+"""Energies L and L_A, the per-state budget h, and the multiplier updates (pure functions).
+
+Equations are ALGD_METHOD section 3 (energies), section 1 (budget) and section 5.3 (multiplier).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from algd.config import MultiplierKind
+
+
+def per_state_budget(limit: float, kind: str, horizon: int, gamma_c: float) -> float:
+    """Budget h the cost critic is compared with.
+
+    Episode limit d over T steps: h = d (1 - gamma_c^T) / ((1 - gamma_c) T), the discounted sum of
+    a constant per-step cost d / T (the reference's conversion). Discounted limit: h = d.
+    """
+    if kind == "discounted":
+        return float(limit)
+    return float(limit) * (1.0 - gamma_c**horizon) / ((1.0 - gamma_c) * horizon)
+
+
+def augmented_penalty(qc: jax.Array, lam: jax.Array, h: float, rho: float) -> jax.Array:
+    """(1 / (2 rho)) (max(0, lam + rho (qc - h))^2 - lam^2): the augmented-Lagrangian term.
+
+    Where lam + rho (qc - h) > 0 it equals lam (qc - h) + (rho / 2)(qc - h)^2; elsewhere it is the
+    constant -lam^2 / (2 rho). Shared by ALGD's energy and SAC-AugLag's actor penalty.
+    """
+    return (jnp.square(jnp.maximum(0.0, lam + rho * (qc - h))) - jnp.square(lam)) / (2.0 * rho)
+
+
+def lagrangian_energy(q: jax.Array, qc_bar: jax.Array, lam: jax.Array, h: float) -> jax.Array:
+    """L(s, a, lam) = -Q + lam (Qc_bar - h) (the LGD ablation)."""
+    return -q + lam * (qc_bar - h)
+
+
+def augmented_energy(
+    q: jax.Array, qc_bar: jax.Array, lam: jax.Array, h: float, rho: float
+) -> jax.Array:
+    """L_A(s, a, lam) = -Q + (1/(2 rho)) (max(0, lam + rho (Qc_bar - h))^2 - lam^2)."""
+    return -q + augmented_penalty(qc_bar, lam, h, rho)
+
+
+def ensemble_upper_bound(qc: jax.Array, k: float) -> jax.Array:
+    """Qc_bar = mean_j Qc^j + k std_j Qc^j over the leading ensemble axis of qc (E, *B).
+
+    The std uses Bessel's correction (torch's default, as the reference code uses); a single
+    member has no spread and gives Qc_bar = Qc.
+    """
+    if qc.shape[0] == 1:
+        return qc[0]
+    return qc.mean(0) + k * qc.std(0, ddof=1)
+
+
+# --- multiplier updates -------------------------------------------------------------------------
+# State is a dict of scalars so that it checkpoints like any other pytree:
+#   log_lam (dual), lam (all), adam_m / adam_v / count (dual Adam), pid_i / pid_prev (pid).
+
+
+def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> dict[str, jax.Array]:
+    f = jnp.float32
+    state = {
+        "lam": f(lam0),
+        "log_lam": f(jnp.log(jnp.maximum(lam0, 1e-8))),
+        "adam_m": f(0.0),
+        "adam_v": f(0.0),
+        "count": jnp.int32(0),
+        # Start the PID integral where it reproduces lam0, so all three methods start equal.
+        "pid_i": f(lam0 / pid_ki if (kind == "pid" and pid_ki > 0) else 0.0),
+        "pid_prev": f(0.0),
+    }
+    return state
+
+
+def update_multiplier(
+    kind: MultiplierKind, state: dict[str, jax.Array], violation: jax.Array, cfg: Any
+) -> dict[str, jax.Array]:
+    """One multiplier step from violation = mean(Qc_bar(s, a_replay) - h).
+
+    - dual: Adam step on log lam minimising lam * mean(h - Qc_bar) (the reference).
+    - multipliers: every ``mom_every`` calls, lam <- max(0, lam + mom_step * violation).
+    - pid: lam = max(0, Kp e + Ki I + Kd max(0, e_ema - e_ema_prev)), I = max(0, I + e).
+    """
+    violation = jax.lax.stop_gradient(violation).astype(jnp.float32)
+    s = dict(state)
+    count = state["count"] + 1
+    s["count"] = count
+    if kind == "dual":
+        grad = -jnp.exp(state["log_lam"]) * violation  # d/dlog_lam of lam * (h - Qc_bar)
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        m = b1 * state["adam_m"] + (1 - b1) * grad
+        v = b2 * state["adam_v"] + (1 - b2) * grad**2
+        m_hat = m / (1 - b1 ** count.astype(jnp.float32))
+        v_hat = v / (1 - b2 ** count.astype(jnp.float32))
+        s["log_lam"] = state["log_lam"] - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
+        s["adam_m"], s["adam_v"] = m, v
+        s["lam"] = jnp.exp(s["log_lam"])
+    elif kind == "multipliers":
+        stepped = jnp.maximum(0.0, state["lam"] + cfg.mom_step * violation)
+        s["lam"] = jnp.where(count % cfg.mom_every == 0, stepped, state["lam"])
+    elif kind == "pid":
+        ema = cfg.pid_ema * state["pid_prev"] + (1 - cfg.pid_ema) * violation
+        integral = jnp.maximum(0.0, state["pid_i"] + violation)
+        deriv = jnp.maximum(0.0, ema - state["pid_prev"])
+        s["pid_i"], s["pid_prev"] = integral, ema
+        s["lam"] = jnp.maximum(
+            0.0, cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv
+        )
+    else:  # pragma: no cover - the config validates the choice
+        raise ValueError(kind)
+    return s

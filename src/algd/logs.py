@@ -1,0 +1,140 @@
+"""Log sinks (write only): CSV files flushed per row, TensorBoard events, and the console.
+
+Files in a run directory:
+- ``episodes.csv``: step, episode, return, cost, discounted_cost, length (every training episode);
+- ``eval.csv``: deterministic evaluations;
+- ``metrics.csv``: losses, multiplier and training return/cost every ``log_every`` steps;
+- ``timing.csv``: wall-clock throughput (kept apart so the other files are bit-for-bit
+  reproducible from the seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from algd.checkpoint import atomic_write_bytes
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else str(v))
+    return str(v)
+
+
+class CsvLog:
+    """Append-only CSV whose header is fixed by the first row written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.columns: list[str] | None = None
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, newline="") as f:
+                self.columns = next(csv.reader(f), None)
+        self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.columns is None:
+            self.columns = list(row)
+            self._file.write(",".join(self.columns) + "\n")
+        self._file.write(",".join(_fmt(row.get(c, "")) for c in self.columns) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drop rows whose ``step`` exceeds ``step`` (rows written after the checkpoint a resumed run
+    continues from), atomically, so resumed logs have no duplicated or missing rows."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    kept = [r for r in body if r and int(float(r[0])) <= step]
+    out = io.StringIO()
+    out.write(",".join(header) + "\n")
+    for r in kept:
+        out.write(",".join(r) + "\n")
+    atomic_write_bytes(path, out.getvalue().encode())
+
+
+class Console:
+    """Live progress bar on a terminal; plain lines every ``log_every`` steps otherwise."""
+
+    def __init__(self, total: int, start: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.live = enabled and sys.stdout.isatty()
+        self._progress: Any = None
+        if self.live:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]step {task.completed:>9,}/{task.total:,}"),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeRemainingColumn(),
+            )
+            self._task = self._progress.add_task("", total=total, completed=start)
+            self._progress.start()
+
+    def update(self, step: int, ret: float, cost: float, lam: float, sps: float) -> None:
+        text = f"return {ret:8.2f}  cost {cost:7.2f}  lambda {lam:7.4f}  {sps:6.1f} steps/s"
+        if self.live:
+            self._progress.update(self._task, completed=step, description=text)
+        elif self.enabled:
+            print(f"step {step:>9}/{self.total}  {text}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.live:
+            self._progress.console.print(text)
+        elif self.enabled:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.live:
+            self._progress.stop()
+
+
+class TensorBoard:
+    def __init__(self, directory: Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self._writer = SummaryWriter(str(directory), flush_secs=10)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self._writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._writer.close()
+
+
+class Throughput:
+    """Environment steps and gradient steps per second since the previous call."""
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self._steps = 0
+        self._updates = 0
+
+    def add(self, steps: int, updates: int) -> None:
+        self._steps += steps
+        self._updates += updates
+
+    def rates(self) -> tuple[float, float]:
+        now = time.perf_counter()
+        dt = max(now - self._t, 1e-9)
+        out = (self._steps / dt, self._updates / dt)
+        self._t, self._steps, self._updates = now, 0, 0
+        return out

@@ -1,0 +1,408 @@
+"""The one off-policy training loop every algorithm runs through.
+
+Per environment step: act (warm-up actions first), store the transition (``terminated`` only, so
+time-limit truncation bootstraps), then run the UTD gradient steps as one compiled call. Every
+``log_every`` steps a metrics row, every ``eval_every`` a deterministic evaluation, every
+``checkpoint_every`` a checkpoint. All randomness derives from the run seed and the step or
+episode index, so a run resumed from a checkpoint continues exactly as if it had never stopped
+(on tasks whose mid-episode state can be restored; elsewhere the unfinished episode is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from algd.agents import build_agent, resolve_config
+from algd.agents.base import OffPolicyAgent
+from algd.buffer import ReplayBuffer
+from algd.checkpoint import (
+    CHECKPOINT_NAME,
+    atomic_write_bytes,
+    check_meta,
+    read_checkpoint,
+    save_checkpoint,
+    split_arrays,
+    unflatten_state,
+)
+from algd.config import TrainConfig, from_dict, to_json
+from algd.envs import make_env
+from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
+from algd.evaluate import episode_seed, evaluate
+from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
+
+TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM = 3, 1, 2
+RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
+LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
+
+
+@dataclass
+class Loop:
+    """Counters and accumulators of the loop (checkpointed)."""
+
+    env_step: int = 0
+    episode: int = 0
+    updates: int = 0
+    eval_index: int = 0
+    ep_return: float = 0.0
+    ep_cost: float = 0.0
+    ep_disc_cost: float = 0.0
+    ep_len: int = 0
+    recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.algo}_{cfg.env}_s{cfg.seed}_{stamp}"
+
+
+def create_run_dir(cfg: TrainConfig) -> Path:
+    """Create the run directory holding config.json, atomically (staged then renamed)."""
+    path = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    if path.exists() and not cfg.overwrite:
+        raise RunDirError(
+            f"run directory {path} already exists (pass --overwrite to replace it, or "
+            f"--resume {path} to continue it)"
+        )
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"run directory {path} exists and is not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        (stage / "config.json").write_text(to_json(replace(cfg, run_dir=str(path))) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        stage.rename(path)
+    except OSError as exc:
+        raise RunDirError(f"cannot create run directory {path}: {exc.strerror}") from None
+    return path
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RunDirError(f"{cfg_path} is not valid JSON") from None
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise RunDirError(f"{cfg_path}: {exc}") from None
+
+
+class Trainer:
+    """Owns one run: its envs, agent, buffer, logs. ``run()`` trains to ``total_steps``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, console: bool = True):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+        self.eval_env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+        spec = self.env.spec
+        self.agent: OffPolicyAgent = build_agent(cfg, spec)
+        root = jax.random.PRNGKey(cfg.seed)
+        self.k_init, self.k_act, self.k_update, self.k_eval = (
+            jax.random.fold_in(root, i) for i in range(4)
+        )
+        self.state = self.agent.init(self.k_init)
+        self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_dim, spec.act_dim)
+        self.loop = Loop()
+        self.obs = np.zeros(spec.obs_dim, np.float32)
+        self.low = np.asarray(spec.act_low)
+        self.high = np.asarray(spec.act_high)
+        self.last_metrics: dict[str, float] = {}
+        self.stop_signal: int | None = None
+        if resume:
+            self._restore()
+        else:
+            self._new_episode()
+        self.console_enabled = console and cfg.progress
+
+    # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    def _meta(self) -> dict[str, Any]:
+        spec = self.env.spec
+        return {
+            "algo": self.cfg.algo,
+            "env": spec.id,
+            "obs_dim": spec.obs_dim,
+            "act_dim": spec.act_dim,
+        }
+
+    def save(self) -> None:
+        lp = self.loop
+        loop_meta = {
+            "env_step": lp.env_step,
+            "episode": lp.episode,
+            "updates": lp.updates,
+            "eval_index": lp.eval_index,
+            "ep_return": lp.ep_return,
+            "ep_cost": lp.ep_cost,
+            "ep_disc_cost": lp.ep_disc_cost,
+            "ep_len": lp.ep_len,
+            "env_state": self.env.get_state(),
+            "last_metrics": self.last_metrics,
+        }
+        recent = np.asarray(list(lp.recent), np.float64).reshape(-1, 2)
+        save_checkpoint(
+            self.checkpoint_path,
+            self.state,
+            self.buffer,
+            {"obs": self.obs, "recent": recent},
+            {**self._meta(), "loop": loop_meta},
+        )
+
+    def _restore(self) -> None:
+        meta, arrays = read_checkpoint(self.checkpoint_path)
+        check_meta(meta, self._meta(), self.checkpoint_path)
+        self.state = unflatten_state(
+            self.state, split_arrays(arrays, "agent"), str(self.checkpoint_path)
+        )
+        try:
+            self.buffer.load_state_dict(split_arrays(arrays, "buffer"))
+        except (KeyError, ValueError) as exc:
+            raise AlgdError(
+                f"checkpoint {self.checkpoint_path}: bad replay buffer ({exc})"
+            ) from None
+        lm = meta["loop"]
+        lp = self.loop
+        lp.env_step, lp.episode, lp.updates = lm["env_step"], lm["episode"], lm["updates"]
+        lp.eval_index = lm["eval_index"]
+        lp.ep_return, lp.ep_cost = lm["ep_return"], lm["ep_cost"]
+        lp.ep_disc_cost, lp.ep_len = lm["ep_disc_cost"], lm["ep_len"]
+        lp.recent.extend((float(r), float(c)) for r, c in split_arrays(arrays, "loop")["recent"])
+        self.last_metrics = lm["last_metrics"]
+        self.obs = split_arrays(arrays, "loop")["obs"]
+        if lm["env_state"] is not None:
+            self.env.reset(episode_seed(self.cfg.seed, TRAIN_STREAM, lp.episode))
+            self.env.set_state(lm["env_state"])
+        else:
+            # The simulator cannot be snapshotted: drop the unfinished episode, start the next.
+            lp.episode += 1
+            self._new_episode()
+        for name in LOG_FILES:
+            truncate_after(self.run_dir / name, lp.env_step)
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _new_episode(self) -> None:
+        lp = self.loop
+        lp.ep_return = lp.ep_cost = lp.ep_disc_cost = 0.0
+        lp.ep_len = 0
+        self.obs, _ = self.env.reset(episode_seed(self.cfg.seed, TRAIN_STREAM, lp.episode))
+
+    def _action(self, t: int) -> np.ndarray:
+        cfg = self.cfg
+        if t < cfg.warmup_steps and cfg.warmup_actions == "uniform":
+            rng = np.random.default_rng([cfg.seed, WARMUP_STREAM, t])
+            return rng.uniform(self.low, self.high).astype(np.float32)
+        return self.agent.act(self.state, self.obs, self.k_act, t, deterministic=False)
+
+    def _check_finite(self, metrics: dict[str, float], t: int) -> None:
+        for name, value in metrics.items():
+            if name.startswith(("loss/", "grad_norm/")) and not math.isfinite(value):
+                kept = (
+                    f"the last good checkpoint is {self.checkpoint_path}"
+                    if self.checkpoint_path.exists()
+                    else "no checkpoint was written yet"
+                )
+                raise NumericalError(
+                    f"non-finite {name} ({value}) in the update at environment step {t} "
+                    f"(gradient steps {self.loop.updates + 1}-{self.loop.updates + self.cfg.utd}); "
+                    f"{kept}"
+                )
+
+    def _step(self, logs: _Logs) -> None:
+        cfg, lp = self.cfg, self.loop
+        t = lp.env_step
+        action = self._action(t)
+        next_obs, reward, cost, terminated, truncated, _ = self.env.step(action)
+        self.buffer.add(self.obs, action, reward, cost, next_obs, terminated)
+        lp.ep_return += reward
+        lp.ep_cost += cost
+        lp.ep_disc_cost += cfg.agent.gamma_c**lp.ep_len * cost
+        lp.ep_len += 1
+        self.obs = next_obs
+        lp.env_step = t + 1
+        if terminated or truncated:
+            logs.episodes.write(
+                {
+                    "step": lp.env_step,
+                    "episode": lp.episode,
+                    "return": lp.ep_return,
+                    "cost": lp.ep_cost,
+                    "discounted_cost": lp.ep_disc_cost,
+                    "length": lp.ep_len,
+                }
+            )
+            lp.recent.append((lp.ep_return, lp.ep_cost))
+            lp.episode += 1
+            self._new_episode()
+        if lp.env_step > cfg.warmup_steps and self.buffer.size >= cfg.learning_starts:
+            rng = np.random.default_rng([cfg.seed, SAMPLE_STREAM, t])
+            batches = self.buffer.sample(rng, (cfg.utd, cfg.batch_size))
+            self.state, metrics = self.agent.update(
+                self.state, batches, self.k_update, np.uint32(t)
+            )
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            self._check_finite(host, t)
+            self.last_metrics = host
+            lp.updates += cfg.utd
+            logs.throughput.add(1, cfg.utd)
+        else:
+            logs.throughput.add(1, 0)
+
+    def _log_row(self, logs: _Logs) -> None:
+        lp = self.loop
+        rets = [r for r, _ in lp.recent]
+        costs = [c for _, c in lp.recent]
+        row = {
+            "step": lp.env_step,
+            "episodes": lp.episode,
+            "updates": lp.updates,
+            "train/return": float(np.mean(rets)) if rets else float("nan"),
+            "train/cost": float(np.mean(costs)) if costs else float("nan"),
+            "lambda": float(self.agent.lam(self.state)),
+        }
+        row.update({k: v for k, v in sorted(self.last_metrics.items()) if k != "lambda"})
+        logs.metrics.write(row)
+        sps, ups = logs.throughput.rates()
+        logs.timing.write(
+            {
+                "step": lp.env_step,
+                "wall_s": time.time() - logs.t0,
+                "env_steps_per_s": sps,
+                "updates_per_s": ups,
+            }
+        )
+        logs.tb.scalars(
+            lp.env_step, {**row, "perf/env_steps_per_s": sps, "perf/updates_per_s": ups}
+        )
+        logs.console.update(lp.env_step, row["train/return"], row["train/cost"], row["lambda"], sps)
+
+    def _evaluate(self, logs: _Logs) -> dict[str, float]:
+        cfg, lp = self.cfg, self.loop
+        result = evaluate(
+            self.agent,
+            self.state,
+            self.eval_env,
+            cfg.eval_episodes,
+            cfg.seed,
+            lp.eval_index,
+            cfg.agent.gamma_c,
+            self.k_eval,
+        )
+        lp.eval_index += 1
+        logs.eval.write({"step": lp.env_step, **result})
+        logs.tb.scalars(lp.env_step, {f"eval/{k}": v for k, v in result.items()})
+        logs.console.message(
+            f"eval @ {lp.env_step}: return {result['return_mean']:.2f} +- {result['return_std']:.2f}, "
+            f"cost {result['cost_mean']:.2f} (limit {self.env.spec.cost_limit:g})"
+        )
+        return result
+
+    def run(self) -> dict[str, Any]:
+        cfg, lp = self.cfg, self.loop
+        logs = _Logs(self.run_dir, cfg.total_steps, lp.env_step, self.console_enabled)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        last_eval: dict[str, float] | None = None
+        try:
+            while lp.env_step < cfg.total_steps and self.stop_signal is None:
+                self._step(logs)
+                step = lp.env_step
+                if step % cfg.log_every == 0:
+                    self._log_row(logs)
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    last_eval = self._evaluate(logs)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    self.save()
+            finished = lp.env_step >= cfg.total_steps
+            if finished and (
+                last_eval is None or not cfg.eval_every or lp.env_step % cfg.eval_every
+            ):
+                last_eval = self._evaluate(logs)
+            self.save()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            logs.close()
+        summary = {
+            "run_dir": str(self.run_dir),
+            "algo": cfg.algo,
+            "env": cfg.env,
+            "seed": cfg.seed,
+            "env_steps": lp.env_step,
+            "updates": lp.updates,
+            "finished": finished,
+            "cost_limit": self.env.spec.cost_limit,
+            "cost_limit_kind": self.env.spec.cost_limit_kind,
+            "wall_s": time.time() - logs.t0,
+            "final_eval": last_eval,
+            "stopped_by_signal": self.stop_signal,
+        }
+        if finished:
+            atomic_write_bytes(
+                self.run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
+            )
+        self.env.close()
+        self.eval_env.close()
+        return summary
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+
+
+class _Logs:
+    def __init__(self, run_dir: Path, total: int, start: int, console: bool) -> None:
+        self.episodes = CsvLog(run_dir / "episodes.csv")
+        self.eval = CsvLog(run_dir / "eval.csv")
+        self.metrics = CsvLog(run_dir / "metrics.csv")
+        self.timing = CsvLog(run_dir / "timing.csv")
+        self.tb = TensorBoard(run_dir / "tb")
+        self.console = Console(total, start, console)
+        self.throughput = Throughput()
+        self.t0 = time.time()
+
+    def close(self) -> None:
+        for sink in (self.episodes, self.eval, self.metrics, self.timing, self.tb, self.console):
+            sink.close()
+
+
+def train(cfg: TrainConfig, console: bool = True) -> dict[str, Any]:
+    """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...)."""
+    cfg = resolve_config(cfg)
+    # Build env and agent before touching the disk, so a bad id leaves nothing behind.
+    make_env(cfg.env, cfg.episode_length, cfg.cost_limit).close()
+    run_dir = create_run_dir(cfg)
+    cfg = replace(cfg, run_dir=str(run_dir))
+    return Trainer(cfg, run_dir, resume=False, console=console).run()
+
+
+def resume(
+    run_dir: str | Path, total_steps: int | None = None, console: bool = True
+) -> dict[str, Any]:
+    """Continue a stopped run from its last complete checkpoint (optionally to a new budget)."""
+    path = Path(run_dir)
+    cfg = load_run_config(path)
+    if total_steps is not None:
+        cfg = replace(cfg, total_steps=total_steps)
+    trainer = Trainer(cfg, path, resume=True, console=console)  # validates the checkpoint
+    if total_steps is not None:
+        atomic_write_bytes(path / "config.json", (to_json(cfg) + "\n").encode())
+    return trainer.run()
