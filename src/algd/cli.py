@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN_DIR from its last checkpoint (only --total-steps may change)",
     )
     p_train.add_argument("--quiet", action="store_true", help="no progress display")
+    p_train.add_argument("--preset", default=None, help="start from a named config (toy, "
+                         "reference); flags given override it")
     add_config_args(p_train, TrainConfig)
     add_config_args(p_train, AgentConfig, prefix="agent.")
 
@@ -164,17 +166,21 @@ def _cmd_train(ns: argparse.Namespace) -> int:
 
     quiet = ns.__dict__.pop("quiet")
     resume_dir = ns.__dict__.pop("resume")
+    preset_name = ns.__dict__.pop("preset")
     ns.__dict__.pop("command")
     if resume_dir is not None:
         extra = sorted(k for k in vars(ns) if k != "total_steps")
-        if extra:
+        if extra or preset_name:
+            extra = extra or ["preset"]
             raise UsageError(
                 f"algd train: --resume continues the saved config; --{extra[0].replace('_', '-')} "
                 "cannot change (only --total-steps can)"
             )
         summary = resume(resume_dir, getattr(ns, "total_steps", None), console=not quiet)
     else:
-        cfg = config_from_args(ns)
+        from algd.presets import preset
+
+        cfg = config_from_args(ns, preset(preset_name) if preset_name else None)
         summary = train(cfg, console=not quiet)
     _print_summary(summary)
     if summary["stopped_by_signal"] is not None:

@@ -109,3 +109,21 @@ def reverse_chain(
     # Unrolled: K is small, and XLA schedules the unrolled steps far better on CPU.
     x0, (ins, outs) = jax.lax.scan(step, x_init, jnp.arange(k - 1, -1, -1), unroll=True)
     return Chain(x0=x0, inputs=ins[::-1], outputs=outs[::-1])
+
+
+def mc_boltzmann_score(
+    log_p: Callable[[jax.Array], jax.Array], y: jax.Array, sigma: jax.Array, key: jax.Array, n: int
+) -> jax.Array:
+    """Monte-Carlo score of the Boltzmann target smoothed at noise level sigma (ALGD_METHOD 5.2).
+
+    With y_i = y + sigma eps_i (i = 1..n), returns sum_i w_i grad log p(y_i), w = softmax_i
+    log p(y_i). This self-normalised estimate of E[grad log p(x) | y] tends to the score of p
+    convolved with N(0, sigma^2) as n grows. ``log_p`` maps (n, *B, d) -> (n, *B);
+    y is (*B, d), sigma (*B,). No gradient flows through the result.
+    """
+    sig = sigma[None, ..., None]
+    points = y[None] + sig * jax.random.normal(key, (n, *y.shape))
+    vals, pullback = jax.vjp(log_p, points)
+    (grads,) = pullback(jnp.ones_like(vals))
+    w = jax.nn.softmax(vals, axis=0)
+    return jax.lax.stop_gradient(jnp.sum(w[..., None] * grads, axis=0))

@@ -85,7 +85,7 @@ def update_multiplier(
     - multipliers: every ``mom_every`` calls, lam <- max(0, lam + mom_step * violation).
     - pid: lam = max(0, Kp e + Ki I + Kd max(0, e_ema - e_ema_prev)), I = max(0, I + e).
     """
-    violation = jax.lax.stop_gradient(violation).astype(jnp.float32)
+    violation = jnp.asarray(jax.lax.stop_gradient(violation), jnp.float32)
     s = dict(state)
     count = state["count"] + 1
     s["count"] = count

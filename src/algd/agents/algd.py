@@ -18,7 +18,14 @@ import optax
 
 from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
 from algd.buffer import Batch
-from algd.diffusion import Chain, Squash, ddpm_schedule, reverse_chain, ve_schedule
+from algd.diffusion import (
+    Chain,
+    Squash,
+    ddpm_schedule,
+    mc_boltzmann_score,
+    reverse_chain,
+    ve_schedule,
+)
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
 from algd.networks import ScoreNet
 
@@ -140,20 +147,15 @@ class ALGD(OffPolicyAgent):
         key: jax.Array,
     ) -> jax.Array:
         """Monte-Carlo Boltzmann score at y (B, act) with perturbation scale sigma (B,)."""
-        beta = self.a.beta
-        y_i = y[None] + sigma[None, :, None] * jax.random.normal(key, (self.a.mc_samples, *y.shape))
 
         def log_p(points: jax.Array) -> jax.Array:
             actions = self.squash(points) if self.latent else points
-            out = -self.energy_from_features(state, *feats, actions) / beta
+            out = -self.energy_from_features(state, *feats, actions) / self.a.beta
             if self.latent:
                 out = out + self.squash.log_det_jacobian(points)
             return out
 
-        vals, pullback = jax.vjp(log_p, y_i)
-        (grads,) = pullback(jnp.ones_like(vals))
-        w = jax.nn.softmax(vals, axis=0)
-        return jax.lax.stop_gradient(jnp.sum(w[..., None] * grads, axis=0))
+        return mc_boltzmann_score(log_p, y, sigma, key, self.a.mc_samples)
 
     def actor_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
         k_chain, k_tau, k_mc = jax.random.split(key, 3)

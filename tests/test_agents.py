@@ -1,0 +1,143 @@
+"""Actor penalties and losses of every algorithm against hand-computed values."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algd.agents import build_agent, resolve_config
+from algd.agents.cal import rectified_multiplier
+from algd.buffer import Batch
+from algd.config import AgentConfig, TrainConfig
+from algd.envs.base import EnvSpec
+from algd.lagrangian import augmented_penalty
+
+SPEC = EnvSpec("Test-v0", 3, 2, (-1.0, -1.0), (1.0, 1.0), 100, 5.0, "episode")
+
+
+def make(algo: str, **agent: object):
+    cfg = resolve_config(
+        TrainConfig(algo=algo, env="ToyRing-v0",
+                    agent=AgentConfig(critic_hidden=(16, 16), actor_hidden=(16, 16),
+                                      score_hidden=(16, 16, 16), **agent))  # type: ignore[arg-type]
+    )
+    agent_obj = build_agent(cfg, SPEC)
+    state = agent_obj.init(jax.random.PRNGKey(0))
+    state["mult"]["lam"] = jnp.float32(0.8)
+    state["mult"]["log_lam"] = jnp.log(jnp.float32(0.8))
+    return agent_obj, state
+
+
+def batch(n: int = 8) -> Batch:
+    rng = np.random.default_rng(0)
+    return Batch(
+        rng.normal(size=(n, 3)).astype(np.float32),
+        rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        rng.normal(size=n).astype(np.float32),
+        rng.uniform(size=n).astype(np.float32),
+        rng.normal(size=(n, 3)).astype(np.float32),
+        np.zeros(n, np.float32),
+    )
+
+
+def test_rectified_multiplier_known_values() -> None:
+    # mean(h - Qc_bar) = 0.4 -> rect = min(4, 1) = 1 -> weight 0 (well inside the budget).
+    assert float(rectified_multiplier(1.0, jnp.array([0.5, 0.7]), 1.0, 10.0)) == pytest.approx(0.0)
+    # mean(h - Qc_bar) = -0.1 -> rect = -1 -> weight lambda + 1 = 2 (over budget).
+    assert float(rectified_multiplier(1.0, jnp.array([1.05, 1.15]), 1.0, 10.0)) == pytest.approx(2.0)
+    # mean = 0.02 -> rect = 0.2 -> weight 0.8.
+    assert float(rectified_multiplier(1.0, jnp.array([0.98]), 1.0, 10.0)) == pytest.approx(0.8, rel=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["sac", "sac_lag", "sac_auglag", "cal"])
+def test_sac_family_penalties(algo: str) -> None:
+    agent, state = make(algo)
+    b = batch()
+    obs, act = jnp.asarray(b.obs), jnp.asarray(b.action) * 0.5
+    pen = np.asarray(agent.penalty(state, b, obs, act))
+    qc = np.asarray(agent.qc_all(state["qc"], obs, act))  # (E, B)
+    qc_bar = qc[0] if qc.shape[0] == 1 else qc.mean(0) + agent.cost_k * qc.std(0, ddof=1)
+    lam, h, rho = 0.8, agent.h, agent.a.rho
+    if algo == "sac":
+        expected = np.zeros_like(pen)
+    elif algo == "sac_lag":
+        expected = lam * qc_bar
+    elif algo == "sac_auglag":
+        expected = (np.maximum(0, lam + rho * (qc_bar - h)) ** 2 - lam**2) / (2 * rho)
+    else:
+        replay = np.asarray(agent.qc_all(state["qc"], obs, jnp.asarray(b.action)))
+        replay_bar = replay.mean(0) + 0.5 * replay.std(0, ddof=1)
+        rect = min(10.0 * np.mean(h - replay_bar), lam)
+        expected = (lam - rect) * qc_bar
+        assert agent.cost_k == 0.5 and qc.shape[0] == 4
+    np.testing.assert_allclose(pen, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["sac_lag", "cal"])
+def test_sac_actor_loss_composition(algo: str) -> None:
+    agent, state = make(algo)
+    b = batch()
+    key = jax.random.PRNGKey(5)
+    _, metrics = agent.actor_step(state, b, key)
+    action, logp = agent.sample(state["actor"], jnp.asarray(b.obs), key)
+    q = np.asarray(agent.q_all(state["q"], jnp.asarray(b.obs), action)).min(0)
+    pen = np.asarray(agent.penalty(state, b, jnp.asarray(b.obs), action))
+    alpha = float(np.exp(state["extra"]["log_alpha"]))
+    expected = np.mean(alpha * np.asarray(logp) - q + pen)
+    assert float(metrics["loss/actor"]) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
+    agent, state = make("sac")
+    obs = jnp.zeros((1, 3))
+    a, logp = agent.sample(state["actor"], obs, jax.random.PRNGKey(0))
+    mean, log_std = agent.actor_net.apply({"params": state["actor"]}, obs)
+    u = jnp.arctanh(a)
+    std = jnp.exp(log_std)
+    gauss = -0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
+    expected = jnp.sum(gauss - jnp.log(1 - a**2), -1)
+    np.testing.assert_allclose(logp, expected, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize(("algo", "energy"), [("algd", "augmented"), ("lgd", "lagrangian")])
+def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
+    """With score weight 0 the actor loss is the mean energy of the chain's final actions."""
+    agent, state = make(algo, score_weight=0.0)
+    b = batch()
+    key = jax.random.PRNGKey(3)
+    _, metrics = agent.actor_step(state, b, key)
+    k_chain = jax.random.split(key, 3)[0]
+    a0 = agent.policy(state["actor"], jnp.asarray(b.obs), k_chain, deterministic=False)
+    q = np.asarray(agent.q_all(state["q"], jnp.asarray(b.obs), a0)).min(0)
+    qc = np.asarray(agent.qc_all(state["qc"], jnp.asarray(b.obs), a0))
+    qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
+    lam, h = 0.8, agent.h
+    if energy == "augmented":
+        e = -q + augmented_penalty(qc_bar, lam, h, agent.a.rho)
+    else:
+        e = -q + lam * (qc_bar - h)
+    assert float(metrics["loss/actor"]) == pytest.approx(float(np.mean(e)), rel=1e-4, abs=1e-5)
+    assert float(metrics["energy"]) == pytest.approx(float(np.mean(e)), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "agent_kw",
+    [{}, {"diffusion": "ddpm"}, {"score_space": "latent", "score_time": "input"}],
+)
+def test_diffusion_update_runs_and_is_finite(agent_kw: dict) -> None:
+    agent, state = make("algd", **agent_kw)
+    b = jax.tree_util.tree_map(lambda x: np.stack([x, x]), batch(16))
+    state, metrics = agent.update(state, b, jax.random.PRNGKey(0), np.uint32(0))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert int(state["step"]) == 2
+
+
+def test_multiplier_uses_replayed_actions() -> None:
+    agent, state = make("algd")
+    b = batch()
+    _, m = agent.multiplier_step(state, b)
+    qc = np.asarray(agent.qc_all(state["qc"], jnp.asarray(b.obs), jnp.asarray(b.action)))
+    expected = np.mean(qc.mean(0) + qc.std(0, ddof=1) - agent.h)
+    assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)

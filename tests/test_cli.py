@@ -1,0 +1,78 @@
+"""The CLI: help, listing, evaluation, and one-line errors with exit code 2 that change nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from algd.cli import main
+from helpers import run_cli
+
+FAST = ["--preset", "toy", "--total-steps", "600", "--warmup-steps", "300", "--learning-starts",
+        "300", "--eval-every", "300", "--eval-episodes", "2", "--quiet"]
+
+
+def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "Gradient steps per environment step" in out  # TrainConfig.utd's docstring
+    assert "--agent.rho" in out and "Augmented-Lagrangian penalty rho" in out
+    assert "{dual,multipliers,pid}" in out
+
+
+def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "algos"]) == 0
+    assert capsys.readouterr().out.split() == ["algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"]
+    assert main(["list", "envs"]) == 0
+    envs = capsys.readouterr().out.splitlines()
+    assert "SafetyPointButton1-v0" in envs and "ToyRing-v0" in envs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--algo", "nope"], "unknown algorithm 'nope'"),
+        (["train", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+        (["train", "--agent.rho", "-1"], "config field 'agent.rho': must be a positive number"),
+        (["train", "--batch-size", "0"], "config field 'batch_size'"),
+        (["train", "--utd", "x"], "argument --utd: invalid int value: 'x'"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--agent.diffusion", "sde"], "invalid choice: 'sde'"),
+        (["eval", "does/not/exist"], "is not a run directory"),
+        (["train", "--resume", "does/not/exist"], "is not a run directory"),
+    ],
+)
+def test_user_errors_are_one_line(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    full = [*args, "--run-dir", str(run_dir)] if args[0] == "train" and "--resume" not in args else args
+    assert main(full) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("algd: error:") and message in err
+    assert not run_dir.exists()
+
+
+def test_train_eval_and_refusals_through_the_real_cli(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    done = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
+    assert done.returncode == 0, done.stderr
+    assert "final evaluation (sac_lag on ToyRing-v0, 600 steps)" in done.stdout
+    assert f"logs: {run}/" in done.stdout
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    again = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    bad_resume = run_cli("train", "--resume", str(run), "--seed", "3")
+    assert bad_resume.returncode == 2 and "--seed cannot change" in bad_resume.stderr
+    ev1 = run_cli("eval", str(run), "--episodes", "2")
+    ev2 = run_cli("eval", str(run), "--episodes", "2")
+    assert ev1.returncode == 0, ev1.stderr
+    r1 = json.loads(ev1.stdout)
+    assert r1 == json.loads(ev2.stdout)  # deterministic evaluation is repeatable
+    assert r1["episodes"] == 2 and r1["env_steps"] == 600

@@ -1,0 +1,129 @@
+"""Known values of the energies, the budget and the multiplier updates."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algd.config import AgentConfig
+from algd.lagrangian import (
+    augmented_energy,
+    augmented_penalty,
+    ensemble_upper_bound,
+    init_multiplier,
+    lagrangian_energy,
+    per_state_budget,
+    update_multiplier,
+)
+from algd.networks import CriticEnsemble
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_augmented_energy_piecewise(jit: bool) -> None:
+    f = jax.jit(augmented_energy, static_argnums=(3, 4)) if jit else augmented_energy
+    q, lam, h, rho = 2.0, 0.5, 1.0, 2.0
+    # Active side: lam + rho (qc - h) = 0.5 + 2 * 0.3 > 0 -> L + rho/2 (qc - h)^2.
+    active = f(jnp.float32(q), jnp.float32(1.3), jnp.float32(lam), h, rho)
+    assert float(active) == pytest.approx(-2.0 + 0.5 * 0.3 + 1.0 * 0.09, rel=1e-6)
+    # Inactive side: 0.5 + 2 * (0.2 - 1) < 0 -> -Q - lam^2 / (2 rho).
+    inactive = f(jnp.float32(q), jnp.float32(0.2), jnp.float32(lam), h, rho)
+    assert float(inactive) == pytest.approx(-2.0 - 0.25 / 4.0, rel=1e-6)
+    assert float(lagrangian_energy(jnp.float32(q), jnp.float32(1.3), jnp.float32(lam), h)) == pytest.approx(
+        -2.0 + 0.15, rel=1e-6
+    )
+
+
+def test_augmented_equals_lagrangian_plus_quadratic_where_active() -> None:
+    rng = np.random.default_rng(0)
+    q, qc = rng.normal(size=100), rng.normal(size=100) * 3
+    lam, h, rho = 0.7, 0.4, 1.5
+    la = np.asarray(augmented_energy(q, qc, lam, h, rho))
+    active = lam + rho * (qc - h) > 0
+    expected = np.where(
+        active,
+        np.asarray(lagrangian_energy(q, qc, lam, h)) + rho / 2 * (qc - h) ** 2,
+        -q - lam**2 / (2 * rho),
+    )
+    np.testing.assert_allclose(la, expected, rtol=1e-5, atol=1e-6)
+    assert 10 < active.sum() < 90  # both sides exercised
+
+
+def test_hessian_gains_rank_one_term_on_active_side() -> None:
+    """H(L_A) - H(L) = rho (Qc - h) H(Qc) + rho g g^T with g = grad Qc (active side), 0 elsewhere,
+    on small MLP critics; with a linear cost critic it is exactly rho g g^T."""
+    obs = jnp.ones((3,))
+    q_net = CriticEnsemble(3, 2, (16, 16), 1)
+    qc_net = CriticEnsemble(3, 2, (16, 16), 1, "silu")
+    pq = q_net.init(jax.random.PRNGKey(0), obs[None], jnp.zeros((1, 2)))
+    pqc = qc_net.init(jax.random.PRNGKey(1), obs[None], jnp.zeros((1, 2)))
+
+    def q(a):
+        return q_net.apply(pq, obs, a)[0]
+
+    def qc(a):
+        return qc_net.apply(pqc, obs, a)[0]
+
+    rho, lam = 2.0, 0.3
+    a = jnp.array([0.2, -0.4])
+    for h, active in ((float(qc(a)) - 0.5, True), (float(qc(a)) + 5.0, False)):
+        h_a = jax.hessian(lambda x: augmented_energy(q(x), qc(x), lam, h, rho))(a)
+        h_l = jax.hessian(lambda x: lagrangian_energy(q(x), qc(x), lam, h))(a)
+        g = jax.grad(qc)(a)
+        if active:
+            expected = rho * (qc(a) - h) * jax.hessian(qc)(a) + rho * jnp.outer(g, g)
+        else:
+            expected = -lam * jax.hessian(qc)(a)  # L_A = -Q + const there
+        np.testing.assert_allclose(h_a - h_l, expected, rtol=1e-4, atol=1e-5)
+    # Linear cost critic: exactly the rank-one term, positive semi-definite.
+    w = jnp.array([1.0, -2.0])
+    h_a = jax.hessian(lambda x: augmented_energy(-jnp.sum(x**2), w @ x, 0.1, -1.0, rho))(a)
+    np.testing.assert_allclose(h_a, 2 * jnp.eye(2) + rho * jnp.outer(w, w), rtol=1e-6)
+
+
+def test_augmented_penalty_is_shared_term() -> None:
+    qc = jnp.array([0.0, 1.0, 3.0])
+    pen = augmented_penalty(qc, 1.0, 1.0, 2.0)
+    np.testing.assert_allclose(pen, [(0.0 - 1.0) / 4, 0.0, (25.0 - 1.0) / 4], rtol=1e-6)
+
+
+def test_ensemble_upper_bound() -> None:
+    qc = jnp.array([[1.0], [2.0], [3.0], [6.0]])
+    assert float(ensemble_upper_bound(qc, 1.0)[0]) == pytest.approx(3.0 + np.std([1, 2, 3, 6], ddof=1))
+    assert float(ensemble_upper_bound(qc[:1], 1.0)[0]) == 1.0
+
+
+def test_per_state_budget() -> None:
+    assert per_state_budget(25.0, "episode", 1000, 0.99) == pytest.approx(25 * (1 - 0.99**1000) / 10)
+    assert per_state_budget(82.748, "discounted", 1000, 0.99) == 82.748
+
+
+def test_dual_update_raises_lambda_under_violation_and_lowers_it_otherwise() -> None:
+    cfg = AgentConfig(lambda_lr=0.1)
+    s = init_multiplier("dual", 0.6931, cfg.pid_ki)
+    up = update_multiplier("dual", s, jnp.float32(2.0), cfg)
+    down = update_multiplier("dual", s, jnp.float32(-2.0), cfg)
+    # First Adam step moves log lambda by lr (bias-corrected m / sqrt(v) = sign).
+    assert float(up["log_lam"]) == pytest.approx(np.log(0.6931) + 0.1, rel=1e-5)
+    assert float(down["lam"]) == pytest.approx(0.6931 * np.exp(-0.1), rel=1e-5)
+
+
+def test_method_of_multipliers_update() -> None:
+    cfg = AgentConfig(rho=0.5, mom_step=0.5, mom_every=2)
+    s = init_multiplier("multipliers", 1.0, cfg.pid_ki)
+    s1 = update_multiplier("multipliers", s, jnp.float32(3.0), cfg)
+    assert float(s1["lam"]) == 1.0  # every second call only
+    s2 = update_multiplier("multipliers", s1, jnp.float32(3.0), cfg)
+    assert float(s2["lam"]) == pytest.approx(2.5)
+    s3 = update_multiplier("multipliers", update_multiplier("multipliers", s2, -10.0, cfg), -10.0, cfg)
+    assert float(s3["lam"]) == 0.0  # max(0, 2.5 - 5)
+
+
+def test_pid_update() -> None:
+    cfg = AgentConfig(pid_kp=1.0, pid_ki=0.5, pid_kd=0.0, pid_ema=0.0)
+    s = init_multiplier("pid", 0.5, cfg.pid_ki)
+    assert float(s["pid_i"]) == pytest.approx(1.0)
+    s1 = update_multiplier("pid", s, jnp.float32(2.0), cfg)
+    # lam = Kp e + Ki I = 2 + 0.5 * (1 + 2)
+    assert float(s1["lam"]) == pytest.approx(3.5)

@@ -1,0 +1,106 @@
+"""Runs, checkpoints, resume and determinism on the built-in task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from algd.agents import build_agent
+from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
+from algd.errors import CheckpointError, RunDirError
+from algd.train import load_run_config, resume, train
+from helpers import toy
+
+SHORT = {"total_steps": 1000, "warmup_steps": 300, "learning_starts": 300, "eval_every": 500,
+         "checkpoint_every": 500, "log_every": 100, "eval_episodes": 2}
+
+
+def files(run_dir: Path) -> dict[str, str]:
+    return {n: (run_dir / n).read_text() for n in ("metrics.csv", "episodes.csv", "eval.csv")}
+
+
+def test_run_directory_contents(tmp_path: Path) -> None:
+    summary = train(toy("sac_lag", tmp_path / "run", **SHORT), console=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "metrics.csv", "episodes.csv", "eval.csv", "timing.csv",
+                 "checkpoint.npz", "summary.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["agent"]["cost_ensemble"] == 1 and cfg["algo"] == "sac_lag"  # resolved
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,episodes,updates,train/return,train/cost,lambda")
+    assert len(rows) == 1 + 10
+    assert summary["finished"] and summary["env_steps"] == 1000
+    assert summary["final_eval"]["cost_mean"] >= 0
+
+
+def test_checkpoint_round_trip_gives_identical_actions(tmp_path: Path) -> None:
+    train(toy("algd", tmp_path / "run", **SHORT), console=False)
+    cfg = load_run_config(tmp_path / "run")
+    from algd.envs import make_env
+
+    env = make_env(cfg.env)
+    agent = build_agent(cfg, env.spec)
+    meta, arrays = read_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    state = unflatten_state(agent.init(jax.random.PRNGKey(99)), split_arrays(arrays, "agent"), "x")
+    fresh = build_agent(cfg, env.spec)
+    state2 = unflatten_state(fresh.init(jax.random.PRNGKey(7)), split_arrays(arrays, "agent"), "x")
+    obs = np.array([0.1, 0.5, -0.3], np.float32)
+    key = jax.random.PRNGKey(0)
+    a1 = agent.act(state, obs, key, 0, deterministic=True)
+    a2 = fresh.act(state2, obs, key, 0, deterministic=True)
+    np.testing.assert_array_equal(a1, a2)
+    assert meta["loop"]["env_step"] == 1000
+    untrained = fresh.act(fresh.init(jax.random.PRNGKey(7)), obs, key, 0, deterministic=True)
+    assert not np.array_equal(a1, untrained)
+
+
+def test_resume_is_exact(tmp_path: Path) -> None:
+    """A run stopped at step 500 and resumed ends with exactly the metrics of an uninterrupted
+    run: every key and numpy generator derives from the seed and step, all state is saved."""
+    straight = tmp_path / "straight"
+    train(toy("sac_lag", straight, **SHORT), console=False)
+    parted = tmp_path / "parted"
+    train(toy("sac_lag", parted, **{**SHORT, "total_steps": 500}), console=False)
+    resume(parted, total_steps=1000, console=False)
+    assert files(parted) == files(straight)
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    train(toy("algd", tmp_path / "a", **SHORT), console=False)
+    train(toy("algd", tmp_path / "b", **SHORT), console=False)
+    train(toy("algd", tmp_path / "c", seed=1, **SHORT), console=False)
+    assert files(tmp_path / "a") == files(tmp_path / "b")
+    assert files(tmp_path / "a")["metrics.csv"] != files(tmp_path / "c")["metrics.csv"]
+
+
+def test_refuses_existing_run_dir(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("results")
+    with pytest.raises(RunDirError, match="already exists"):
+        train(toy("sac_lag", run, **SHORT), console=False)
+    assert (run / "keep.txt").read_text() == "results"
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(toy("sac_lag", run, **{**SHORT, "total_steps": 400}), console=False)
+    ckpt = run / "checkpoint.npz"
+    good = ckpt.read_bytes()
+    ckpt.write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        resume(run, total_steps=600, console=False)
+    # A checkpoint from a different network shape.
+    other = tmp_path / "other"
+    train(toy("sac_lag", other, **{**SHORT, "total_steps": 400},
+              agent=toy("sac_lag", other).agent.__class__(critic_hidden=(32, 32))), console=False)
+    ckpt.write_bytes((other / "checkpoint.npz").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match this run"):
+        resume(run, total_steps=600, console=False)
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 400  # unchanged
