@@ -4,7 +4,9 @@ import os
 from pathlib import Path
 
 # Share compiled XLA programs between the test process and the CLI subprocesses it starts.
-os.environ.setdefault("ALGD_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "xla"))
+os.environ.setdefault(
+    "ALGD_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "xla")
+)
 
 import algd  # noqa: E402,F401  (sets XLA flags before jax is imported)
 from algd._xla import enable_compilation_cache  # noqa: E402

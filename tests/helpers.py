@@ -17,7 +17,9 @@ def toy(algo: str, run_dir: Path, **overrides: object) -> TrainConfig:
     return preset("toy", algo=algo, run_dir=str(run_dir), progress=False, **overrides)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "algd.cli", *args],

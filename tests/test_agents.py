@@ -19,9 +19,13 @@ SPEC = EnvSpec("Test-v0", 3, 2, (-1.0, -1.0), (1.0, 1.0), 100, 5.0, "episode")
 
 def make(algo: str, **agent: object):
     cfg = resolve_config(
-        TrainConfig(algo=algo, env="ToyRing-v0",
-                    agent=AgentConfig(critic_hidden=(16, 16), actor_hidden=(16, 16),
-                                      score_hidden=(16, 16, 16), **agent))  # type: ignore[arg-type]
+        TrainConfig(
+            algo=algo,
+            env="ToyRing-v0",
+            agent=AgentConfig(
+                critic_hidden=(16, 16), actor_hidden=(16, 16), score_hidden=(16, 16, 16), **agent
+            ),
+        )  # type: ignore[arg-type]
     )
     agent_obj = build_agent(cfg, SPEC)
     state = agent_obj.init(jax.random.PRNGKey(0))
@@ -46,9 +50,13 @@ def test_rectified_multiplier_known_values() -> None:
     # mean(h - Qc_bar) = 0.4 -> rect = min(4, 1) = 1 -> weight 0 (well inside the budget).
     assert float(rectified_multiplier(1.0, jnp.array([0.5, 0.7]), 1.0, 10.0)) == pytest.approx(0.0)
     # mean(h - Qc_bar) = -0.1 -> rect = -1 -> weight lambda + 1 = 2 (over budget).
-    assert float(rectified_multiplier(1.0, jnp.array([1.05, 1.15]), 1.0, 10.0)) == pytest.approx(2.0)
+    assert float(rectified_multiplier(1.0, jnp.array([1.05, 1.15]), 1.0, 10.0)) == pytest.approx(
+        2.0
+    )
     # mean = 0.02 -> rect = 0.2 -> weight 0.8.
-    assert float(rectified_multiplier(1.0, jnp.array([0.98]), 1.0, 10.0)) == pytest.approx(0.8, rel=1e-5)
+    assert float(rectified_multiplier(1.0, jnp.array([0.98]), 1.0, 10.0)) == pytest.approx(
+        0.8, rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("algo", ["sac", "sac_lag", "sac_auglag", "cal"])

@@ -7,7 +7,9 @@ from algd.buffer import ReplayBuffer
 
 def _fill(buf: ReplayBuffer, n: int, start: int = 0) -> None:
     for i in range(start, start + n):
-        buf.add(np.full(3, i), np.full(2, i), float(i), float(i) / 10, np.full(3, i + 1), i % 4 == 3)
+        buf.add(
+            np.full(3, i), np.full(2, i), float(i), float(i) / 10, np.full(3, i + 1), i % 4 == 3
+        )
 
 
 def test_wraps_around_and_keeps_the_newest() -> None:
@@ -48,5 +50,8 @@ def test_state_dict_round_trip() -> None:
 
 def test_memory_is_fixed_at_construction() -> None:
     buf = ReplayBuffer(1000, 76, 2)
-    total = sum(getattr(buf, n).nbytes for n in ("obs", "action", "reward", "cost", "next_obs", "terminated"))
+    total = sum(
+        getattr(buf, n).nbytes
+        for n in ("obs", "action", "reward", "cost", "next_obs", "terminated")
+    )
     assert total == ReplayBuffer.nbytes_for(1000, 76, 2) == 1000 * (2 * 76 + 2 + 3) * 4

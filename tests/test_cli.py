@@ -10,8 +10,21 @@ import pytest
 from algd.cli import main
 from helpers import run_cli
 
-FAST = ["--preset", "toy", "--total-steps", "600", "--warmup-steps", "300", "--learning-starts",
-        "300", "--eval-every", "300", "--eval-episodes", "2", "--quiet"]
+FAST = [
+    "--preset",
+    "toy",
+    "--total-steps",
+    "600",
+    "--warmup-steps",
+    "300",
+    "--learning-starts",
+    "300",
+    "--eval-every",
+    "300",
+    "--eval-episodes",
+    "2",
+    "--quiet",
+]
 
 
 def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,7 +63,11 @@ def test_user_errors_are_one_line(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir = tmp_path / "run"
-    full = [*args, "--run-dir", str(run_dir)] if args[0] == "train" and "--resume" not in args else args
+    full = (
+        [*args, "--run-dir", str(run_dir)]
+        if args[0] == "train" and "--resume" not in args
+        else args
+    )
     assert main(full) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("algd: error:") and message in err

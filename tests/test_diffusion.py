@@ -26,7 +26,9 @@ def test_ddpm_schedule_formula() -> None:
     ab = np.cumprod([1 - b for b in betas])
     np.testing.assert_allclose(s.alpha_bar, ab, rtol=1e-6)
     ab_prev = np.concatenate([[1.0], ab[:-1]])
-    np.testing.assert_allclose(s.step_var, np.array(betas) * (1 - ab_prev) / (1 - ab), rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        s.step_var, np.array(betas) * (1 - ab_prev) / (1 - ab), rtol=1e-4, atol=1e-9
+    )
     assert float(s.alpha_bar[-1]) == pytest.approx(0.9498, abs=1e-3)  # the "barely noised" fact
 
 
@@ -43,7 +45,7 @@ def test_mc_score_approaches_gaussian_score() -> None:
     errors = []
     for n in (4, 64, 4096):
         keys = jax.random.split(jax.random.PRNGKey(0), 64)
-        est = jax.vmap(lambda k: mc_boltzmann_score(log_p, y, jnp.full(3, sigma), k, n))(keys)
+        est = jax.vmap(lambda k, n=n: mc_boltzmann_score(log_p, y, jnp.full(3, sigma), k, n))(keys)
         errors.append(float(jnp.mean(jnp.abs(est - exact))))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.05
@@ -59,8 +61,16 @@ def _chain(kind: str, squash: Squash, deterministic: bool, key) -> jnp.ndarray:
     k1, k2 = jax.random.split(key)
     x_init = jnp.zeros((256, 2)) if deterministic else jax.random.normal(k1, (256, 2))
     noise = jax.random.normal(k2, (5, 256, 2))
-    chain = reverse_chain(kind, model, sched, squash, x_init, noise, latent_input=False,
-                          guidance=1.0, inject_noise=not deterministic)
+    chain = reverse_chain(
+        kind,
+        model,
+        sched,
+        squash,
+        x_init,
+        None if deterministic else noise,
+        latent_input=False,
+        guidance=1.0,
+    )
     assert chain.inputs.shape == chain.outputs.shape == (5, 256, 2)
     np.testing.assert_array_equal(chain.outputs[0], chain.x0)
     np.testing.assert_array_equal(chain.inputs[:-1], chain.outputs[1:])

@@ -177,10 +177,18 @@ def test_non_finite_values_are_named(what: str) -> None:
 def test_list_env_ids_covers_required_tasks() -> None:
     ids = set(list_env_ids())
     required = {
-        "SafetyPointButton1-v0", "SafetyCarButton1-v0", "SafetyPointButton2-v0",
-        "SafetyCarButton2-v0", "SafetyPointPush1-v0", "SafetyPointGoal1-v0",
-        "SafetyHopperVelocity-v1", "SafetyHalfCheetahVelocity-v1", "SafetyAntVelocity-v1",
-        "SafetyHumanoidVelocity-v1", "ToyRing-v0", "PaperAntVelocity-v0",
+        "SafetyPointButton1-v0",
+        "SafetyCarButton1-v0",
+        "SafetyPointButton2-v0",
+        "SafetyCarButton2-v0",
+        "SafetyPointPush1-v0",
+        "SafetyPointGoal1-v0",
+        "SafetyHopperVelocity-v1",
+        "SafetyHalfCheetahVelocity-v1",
+        "SafetyAntVelocity-v1",
+        "SafetyHumanoidVelocity-v1",
+        "ToyRing-v0",
+        "PaperAntVelocity-v0",
     }
     assert required <= ids
     assert not any("Vision" in i for i in ids)

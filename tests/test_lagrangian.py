@@ -30,9 +30,9 @@ def test_augmented_energy_piecewise(jit: bool) -> None:
     # Inactive side: 0.5 + 2 * (0.2 - 1) < 0 -> -Q - lam^2 / (2 rho).
     inactive = f(jnp.float32(q), jnp.float32(0.2), jnp.float32(lam), h, rho)
     assert float(inactive) == pytest.approx(-2.0 - 0.25 / 4.0, rel=1e-6)
-    assert float(lagrangian_energy(jnp.float32(q), jnp.float32(1.3), jnp.float32(lam), h)) == pytest.approx(
-        -2.0 + 0.15, rel=1e-6
-    )
+    assert float(
+        lagrangian_energy(jnp.float32(q), jnp.float32(1.3), jnp.float32(lam), h)
+    ) == pytest.approx(-2.0 + 0.15, rel=1e-6)
 
 
 def test_augmented_equals_lagrangian_plus_quadratic_where_active() -> None:
@@ -68,8 +68,8 @@ def test_hessian_gains_rank_one_term_on_active_side() -> None:
     rho, lam = 2.0, 0.3
     a = jnp.array([0.2, -0.4])
     for h, active in ((float(qc(a)) - 0.5, True), (float(qc(a)) + 5.0, False)):
-        h_a = jax.hessian(lambda x: augmented_energy(q(x), qc(x), lam, h, rho))(a)
-        h_l = jax.hessian(lambda x: lagrangian_energy(q(x), qc(x), lam, h))(a)
+        h_a = jax.hessian(lambda x, h=h: augmented_energy(q(x), qc(x), lam, h, rho))(a)
+        h_l = jax.hessian(lambda x, h=h: lagrangian_energy(q(x), qc(x), lam, h))(a)
         g = jax.grad(qc)(a)
         if active:
             expected = rho * (qc(a) - h) * jax.hessian(qc)(a) + rho * jnp.outer(g, g)
@@ -90,12 +90,16 @@ def test_augmented_penalty_is_shared_term() -> None:
 
 def test_ensemble_upper_bound() -> None:
     qc = jnp.array([[1.0], [2.0], [3.0], [6.0]])
-    assert float(ensemble_upper_bound(qc, 1.0)[0]) == pytest.approx(3.0 + np.std([1, 2, 3, 6], ddof=1))
+    assert float(ensemble_upper_bound(qc, 1.0)[0]) == pytest.approx(
+        3.0 + np.std([1, 2, 3, 6], ddof=1)
+    )
     assert float(ensemble_upper_bound(qc[:1], 1.0)[0]) == 1.0
 
 
 def test_per_state_budget() -> None:
-    assert per_state_budget(25.0, "episode", 1000, 0.99) == pytest.approx(25 * (1 - 0.99**1000) / 10)
+    assert per_state_budget(25.0, "episode", 1000, 0.99) == pytest.approx(
+        25 * (1 - 0.99**1000) / 10
+    )
     assert per_state_budget(82.748, "discounted", 1000, 0.99) == 82.748
 
 
@@ -116,7 +120,9 @@ def test_method_of_multipliers_update() -> None:
     assert float(s1["lam"]) == 1.0  # every second call only
     s2 = update_multiplier("multipliers", s1, jnp.float32(3.0), cfg)
     assert float(s2["lam"]) == pytest.approx(2.5)
-    s3 = update_multiplier("multipliers", update_multiplier("multipliers", s2, -10.0, cfg), -10.0, cfg)
+    s3 = update_multiplier(
+        "multipliers", update_multiplier("multipliers", s2, -10.0, cfg), -10.0, cfg
+    )
     assert float(s3["lam"]) == 0.0  # max(0, 2.5 - 5)
 
 

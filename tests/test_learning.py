@@ -55,7 +55,9 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     _, arrays = read_checkpoint(tmp_path / "algd" / "checkpoint.npz")
     state = unflatten_state(agent.init(jax.random.PRNGKey(0)), split_arrays(arrays, "agent"), "x")
     obs, _ = env.reset(0)
-    acts = np.asarray(agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False))
+    acts = np.asarray(
+        agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False)
+    )
     left, right = np.mean(acts[:, 0] < -0.3), np.mean(acts[:, 0] > 0.3)
     assert left > 0.15 and right > 0.15, (left, right)
     assert float(np.mean(ring_cost(acts))) < 0.2
@@ -70,5 +72,7 @@ def test_gaussian_policy_is_unimodal(tmp_path: Path) -> None:
     _, arrays = read_checkpoint(tmp_path / "sl" / "checkpoint.npz")
     state = unflatten_state(agent.init(jax.random.PRNGKey(0)), split_arrays(arrays, "agent"), "x")
     obs, _ = env.reset(0)
-    acts = np.asarray(agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False))
+    acts = np.asarray(
+        agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False)
+    )
     assert min(np.mean(acts[:, 0] < -0.3), np.mean(acts[:, 0] > 0.3)) < 0.05

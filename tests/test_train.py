@@ -15,8 +15,15 @@ from algd.errors import CheckpointError, RunDirError
 from algd.train import load_run_config, resume, train
 from helpers import toy
 
-SHORT = {"total_steps": 1000, "warmup_steps": 300, "learning_starts": 300, "eval_every": 500,
-         "checkpoint_every": 500, "log_every": 100, "eval_episodes": 2}
+SHORT = {
+    "total_steps": 1000,
+    "warmup_steps": 300,
+    "learning_starts": 300,
+    "eval_every": 500,
+    "checkpoint_every": 500,
+    "log_every": 100,
+    "eval_episodes": 2,
+}
 
 
 def files(run_dir: Path) -> dict[str, str]:
@@ -26,8 +33,15 @@ def files(run_dir: Path) -> dict[str, str]:
 def test_run_directory_contents(tmp_path: Path) -> None:
     summary = train(toy("sac_lag", tmp_path / "run", **SHORT), console=False)
     run = tmp_path / "run"
-    for name in ("config.json", "metrics.csv", "episodes.csv", "eval.csv", "timing.csv",
-                 "checkpoint.npz", "summary.json"):
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "episodes.csv",
+        "eval.csv",
+        "timing.csv",
+        "checkpoint.npz",
+        "summary.json",
+    ):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
     cfg = json.loads((run / "config.json").read_text())
@@ -51,12 +65,11 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path: Path) -> None:
     fresh = build_agent(cfg, env.spec)
     state2 = unflatten_state(fresh.init(jax.random.PRNGKey(7)), split_arrays(arrays, "agent"), "x")
     obs = np.array([0.1, 0.5, -0.3], np.float32)
-    key = jax.random.PRNGKey(0)
-    a1 = agent.act(state, obs, key, 0, deterministic=True)
-    a2 = fresh.act(state2, obs, key, 0, deterministic=True)
+    a1 = agent.act(state, obs, None, deterministic=True)
+    a2 = fresh.act(state2, obs, None, deterministic=True)
     np.testing.assert_array_equal(a1, a2)
     assert meta["loop"]["env_step"] == 1000
-    untrained = fresh.act(fresh.init(jax.random.PRNGKey(7)), obs, key, 0, deterministic=True)
+    untrained = fresh.act(fresh.init(jax.random.PRNGKey(7)), obs, None, deterministic=True)
     assert not np.array_equal(a1, untrained)
 
 
@@ -98,8 +111,15 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
         resume(run, total_steps=600, console=False)
     # A checkpoint from a different network shape.
     other = tmp_path / "other"
-    train(toy("sac_lag", other, **{**SHORT, "total_steps": 400},
-              agent=toy("sac_lag", other).agent.__class__(critic_hidden=(32, 32))), console=False)
+    train(
+        toy(
+            "sac_lag",
+            other,
+            **{**SHORT, "total_steps": 400},
+            agent=toy("sac_lag", other).agent.__class__(critic_hidden=(32, 32)),
+        ),
+        console=False,
+    )
     ckpt.write_bytes((other / "checkpoint.npz").read_bytes())
     with pytest.raises(CheckpointError, match="does not match this run"):
         resume(run, total_steps=600, console=False)

@@ -9,20 +9,21 @@ Memory is fixed at construction: ``capacity * (2 * obs_dim + act_dim + 3) * 4`` 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
 class Batch(NamedTuple):
-    """A minibatch; leading dims are (..., batch)."""
+    """A minibatch; leading dims are (..., batch). Fields are numpy arrays on the host and jax
+    arrays inside compiled updates, hence ``Any``."""
 
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    cost: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
+    obs: Any  # (..., obs_dim)
+    action: Any  # (..., act_dim)
+    reward: Any  # (...,)
+    cost: Any  # (...,)
+    next_obs: Any  # (..., obs_dim)
+    terminated: Any  # (...,) 1.0 where the episode truly ended
 
 
 COLUMNS = Batch._fields

@@ -131,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue the run in RUN_DIR from its last checkpoint (only --total-steps may change)",
     )
     p_train.add_argument("--quiet", action="store_true", help="no progress display")
-    p_train.add_argument("--preset", default=None, help="start from a named config (toy, "
-                         "reference); flags given override it")
+    p_train.add_argument(
+        "--preset",
+        default=None,
+        help="start from a named config (toy, reference); flags given override it",
+    )
     add_config_args(p_train, TrainConfig)
     add_config_args(p_train, AgentConfig, prefix="agent.")
 
@@ -237,8 +240,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     if episodes < 1:
         raise UsageError("algd eval: --episodes must be >= 1")
     seed = cfg.seed if ns.seed is None else ns.seed
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 3)
-    result = evaluate(agent, state, env, episodes, seed, 0, cfg.agent.gamma_c, key)
+    result = evaluate(agent, state, env, episodes, seed, 0, cfg.agent.gamma_c)
     out = {
         "run_dir": str(run_dir),
         "env_steps": meta["loop"]["env_step"],

@@ -28,7 +28,9 @@ class AgentConfig:
     gamma_c: float = 0.99
     """Cost discount (also used to turn an episode cost limit into the per-state budget h)."""
     critic_lr: float = 3e-4
-    """Adam learning rate of the reward and cost critics."""
+    """Adam learning rate of the reward critics (and of the cost critics unless cost_critic_lr)."""
+    cost_critic_lr: float | None = None
+    """Adam learning rate of the cost critics (None: critic_lr; CAL's code uses 1e-3)."""
     actor_lr: float = 3e-4
     """Adam learning rate of the policy (Gaussian actor or diffusion score network)."""
     critic_hidden: tuple[int, ...] = (256, 256)
@@ -39,8 +41,8 @@ class AgentConfig:
     """Pessimism k in Qc_bar = mean + k * std over the ensemble (None: 1.0 ALGD, 0.5 CAL)."""
     tau: float = 0.005
     """Polyak averaging rate of the target networks."""
-    target_every: int | None = None
-    """Update the targets every this many gradient steps (None: 2 for ALGD/LGD, 1 for SAC kin)."""
+    target_every: int = 2
+    """Polyak-update the targets on every this many gradient steps (the reference: 2)."""
     rho: float = 1.0
     """Augmented-Lagrangian penalty rho (> 0)."""
     multiplier: MultiplierKind = "dual"
@@ -192,7 +194,8 @@ def _finite(cfg: Any, prefix: str, names: tuple[str, ...], low: float, high: flo
 def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
     _finite(a, p, ("gamma", "gamma_c"), 0.0, 0.99999, "a discount in [0, 1)")
     _finite(a, p, ("tau",), 1e-9, 1.0, "in (0, 1]")
-    _finite(a, p, ("critic_lr", "actor_lr", "lambda_lr", "alpha_lr"), 1e-12, 1.0, "in (0, 1]")
+    lrs = ("critic_lr", "cost_critic_lr", "actor_lr", "lambda_lr", "alpha_lr")
+    _finite(a, p, lrs, 1e-12, 1.0, "in (0, 1]")
     _finite(a, p, ("rho", "beta", "alpha_init"), 1e-9, 1e9, "a positive number")
     _finite(a, p, ("lambda_init", "cost_k", "cal_c"), 0.0, 1e9, "a number >= 0")
     _finite(a, p, ("mom_step",), 1e-12, 1e9, "a positive number")
@@ -307,6 +310,8 @@ def resolve(cfg: TrainConfig, algo_defaults: dict[str, Any]) -> TrainConfig:
     agent = dataclasses.replace(cfg.agent, **agent_over)
     if agent.mom_step is None:
         agent = dataclasses.replace(agent, mom_step=agent.rho)
+    if agent.cost_critic_lr is None:
+        agent = dataclasses.replace(agent, cost_critic_lr=agent.critic_lr)
     out = dataclasses.replace(cfg, agent=agent, **top_over)
     validate(out)
     return out

@@ -60,7 +60,7 @@ class Squash(NamedTuple):
         return jnp.sum(jnp.log(self.scale) + jnp.log1p(-jnp.square(jnp.tanh(x)) + 1e-6), axis=-1)
 
 
-ModelFn = Callable[[jax.Array, jax.Array], jax.Array]  # (net input (*B, act), t scalar) -> output
+ModelFn = Callable[[jax.Array, int], jax.Array]  # (net input (*B, act), step t) -> output
 
 
 class Chain(NamedTuple):
@@ -75,40 +75,42 @@ def reverse_chain(
     sched: Schedule,
     squash: Squash,
     x_init: jax.Array,
-    noise: jax.Array,
+    noise: jax.Array | None,
     *,
     latent_input: bool,
     guidance: float,
-    inject_noise: bool,
 ) -> Chain:
-    """Run t = K-1..0 from ``x_init`` (*B, act) with per-step ``noise`` (K, *B, act).
+    """Run t = K-1..0 from ``x_init`` (*B, act); ``noise`` (K, *B, act) is injected at every
+    step but the last, or nowhere when None.
 
     VE-SDE: x <- x + guidance * d2_t * phi(x_t, t) + sqrt(d2_t) z   (no noise at t = 0).
     DDPM:   x <- mu_t(x, eps) + guidance * phi / ||phi|| + sqrt(var_t) z  (no noise at t = 0),
             mu_t = (x - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
-    """
-    k = sched.sigma.shape[0]
 
-    def step(x: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    K is small and static, so the loop is unrolled at trace time: step constants become
+    literals and XLA schedules the whole chain as one straight-line program.
+    """
+    c = {name: np.asarray(v, np.float64) for name, v in sched._asdict().items()}
+    k = c["sigma"].shape[0]
+    x = x_init
+    ins, outs = [], []
+    for t in range(k - 1, -1, -1):
         out = model(x if latent_input else squash(x), t)
-        keep_noise = jnp.where((t > 0) & inject_noise, 1.0, 0.0)
         if kind == "ve":
-            d2 = sched.step_var[t]
-            x_new = x + guidance * d2 * out + keep_noise * jnp.sqrt(d2) * noise[t]
+            x_new = x + float(guidance * c["step_var"][t]) * out
         else:
             act_dim = x.shape[-1]
             eps, phi = out[..., :act_dim], out[..., act_dim:]
-            mu = (x - sched.beta[t] / jnp.sqrt(1.0 - sched.alpha_bar[t]) * eps) / jnp.sqrt(
-                sched.alpha[t]
-            )
+            coef = float(c["beta"][t] / np.sqrt(1.0 - c["alpha_bar"][t]))
+            x_new = (x - coef * eps) / float(np.sqrt(c["alpha"][t]))
             norm = jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1, keepdims=True) + 1e-12)
-            mu = mu + guidance * phi / norm
-            x_new = mu + keep_noise * jnp.sqrt(sched.step_var[t]) * noise[t]
-        return x_new, (x, x_new)
-
-    # Unrolled: K is small, and XLA schedules the unrolled steps far better on CPU.
-    x0, (ins, outs) = jax.lax.scan(step, x_init, jnp.arange(k - 1, -1, -1), unroll=True)
-    return Chain(x0=x0, inputs=ins[::-1], outputs=outs[::-1])
+            x_new = x_new + guidance * phi / norm
+        if noise is not None and t > 0:
+            x_new = x_new + float(np.sqrt(c["step_var"][t])) * noise[t]
+        ins.append(x)
+        outs.append(x_new)
+        x = x_new
+    return Chain(x0=x, inputs=jnp.stack(ins[::-1]), outputs=jnp.stack(outs[::-1]))
 
 
 def mc_boltzmann_score(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
 from algd.agents.base import OffPolicyAgent
 from algd.envs.base import SafeEnv
+from algd.noise import NoiseStream
 
 
 def episode_seed(seed: int, stream: int, *index: int) -> int:
@@ -28,18 +28,17 @@ def evaluate(
     seed: int,
     eval_index: int,
     gamma_c: float,
-    key: jax.Array,
 ) -> dict[str, float]:
     """Run ``episodes`` deterministic episodes; returns means, stds and the share over the limit."""
     returns, costs, disc_costs, lengths = [], [], [], []
     spec = env.spec
     for ep in range(episodes):
         obs, _ = env.reset(episode_seed(seed, EVAL_STREAM, eval_index, ep))
-        ep_key = jax.random.fold_in(jax.random.fold_in(key, eval_index), ep)
+        noise = NoiseStream(agent.noise_shape(), seed, EVAL_STREAM, eval_index, ep)
         ret = cost = disc = 0.0
         t = 0
         while True:
-            action = agent.act(state, obs, ep_key, t, deterministic=True)
+            action = agent.act(state, obs, noise(t), deterministic=True)
             obs, r, c, terminated, truncated, _ = env.step(action)
             ret += r
             cost += c

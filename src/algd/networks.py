@@ -10,12 +10,19 @@ the K denoising steps and the N Monte-Carlo samples without changing any value.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"relu": nn.relu, "silu": nn.silu}
+
+
+def apply_net(module: nn.Module, params: Any, *args: Any, method: str | None = None) -> Any:
+    """``module.apply`` on a params tree (Flax's own return type is too loose to check)."""
+    return module.apply({"params": params}, *args, method=method)
+
 
 # Per-member LeCun-normal (Flax's Dense default), fan-in taken from the input axis only.
 _ens_init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))

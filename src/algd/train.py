@@ -41,8 +41,9 @@ from algd.envs import make_env
 from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
 from algd.evaluate import episode_seed, evaluate
 from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
+from algd.noise import NoiseStream
 
-TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM = 3, 1, 2
+TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
 LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
 
@@ -115,10 +116,9 @@ class Trainer:
         spec = self.env.spec
         self.agent: OffPolicyAgent = build_agent(cfg, spec)
         root = jax.random.PRNGKey(cfg.seed)
-        self.k_init, self.k_act, self.k_update, self.k_eval = (
-            jax.random.fold_in(root, i) for i in range(4)
-        )
+        self.k_init, self.k_update = (jax.random.fold_in(root, i) for i in range(2))
         self.state = self.agent.init(self.k_init)
+        self.act_noise = NoiseStream(self.agent.noise_shape(), cfg.seed, ACT_STREAM)
         self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_dim, spec.act_dim)
         self.loop = Loop()
         self.obs = np.zeros(spec.obs_dim, np.float32)
@@ -212,7 +212,7 @@ class Trainer:
         if t < cfg.warmup_steps and cfg.warmup_actions == "uniform":
             rng = np.random.default_rng([cfg.seed, WARMUP_STREAM, t])
             return rng.uniform(self.low, self.high).astype(np.float32)
-        return self.agent.act(self.state, self.obs, self.k_act, t, deterministic=False)
+        return self.agent.act(self.state, self.obs, self.act_noise(t), deterministic=False)
 
     def _check_finite(self, metrics: dict[str, float], t: int) -> None:
         for name, value in metrics.items():
@@ -306,7 +306,6 @@ class Trainer:
             cfg.seed,
             lp.eval_index,
             cfg.agent.gamma_c,
-            self.k_eval,
         )
         lp.eval_index += 1
         logs.eval.write({"step": lp.env_step, **result})

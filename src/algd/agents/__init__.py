@@ -26,8 +26,8 @@ class AlgoInfo:
 
 REGISTRY: dict[str, AlgoInfo] = {}
 
-_SAC_KIN = {"cost_ensemble": 1, "cost_k": 0.0, "target_every": 1, "warmup_actions": "uniform"}
-_DIFFUSION = {"cost_ensemble": 4, "cost_k": 1.0, "target_every": 2, "warmup_actions": "policy"}
+_SAC_KIN = {"cost_ensemble": 1, "cost_k": 0.0, "warmup_actions": "uniform"}
+_DIFFUSION = {"cost_ensemble": 4, "cost_k": 1.0, "warmup_actions": "policy"}
 
 
 def register(info: AlgoInfo) -> None:
@@ -49,7 +49,7 @@ register(
         "cal",
         CAL,
         "Conservative Augmented Lagrangian: ensemble upper bound + rectified multiplier",
-        {**_SAC_KIN, "cost_ensemble": 4, "cost_k": 0.5},
+        {**_SAC_KIN, "cost_ensemble": 4, "cost_k": 0.5, "cost_critic_lr": 1e-3},
     )
 )
 register(AlgoInfo("sac", SAC, "unconstrained SAC (ignores the cost)", _SAC_KIN))

@@ -22,12 +22,11 @@ from algd.diffusion import (
     Chain,
     Squash,
     ddpm_schedule,
-    mc_boltzmann_score,
     reverse_chain,
     ve_schedule,
 )
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
-from algd.networks import ScoreNet
+from algd.networks import ScoreNet, apply_net
 
 
 def _lead(feats: jax.Array, ndim: int) -> jax.Array:
@@ -67,31 +66,32 @@ class ALGD(OffPolicyAgent):
     def _features(self, params: Any, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """State part of the first layer (*B, h0), once per state, and the time part of every
         step (K, h0), reused by all K steps and all samples."""
-        net = {"params": params}
-        s_feat = self.score_net.apply(net, obs, method=ScoreNet.state_features)
-        t_feat = self.score_net.apply(net, jnp.arange(self.K), method=ScoreNet.time_features)
+        s_feat = apply_net(self.score_net, params, obs, method="state_features")
+        t_feat = apply_net(self.score_net, params, jnp.arange(self.K), method="time_features")
         return s_feat, t_feat
 
     def _phi(self, params: Any, s_feat: jax.Array, x: jax.Array, t_feat: jax.Array) -> jax.Array:
-        return self.score_net.apply(
-            {"params": params}, s_feat, x, t_feat, method=ScoreNet.from_features
-        )
+        return apply_net(self.score_net, params, s_feat, x, t_feat, method="from_features")
+
+    def noise_shape(self) -> tuple[int, ...]:
+        return (self.K + 1, self.act_dim)  # the start point, then one draw per step
 
     def chain(
-        self, params: Any, obs: jax.Array, key: jax.Array, deterministic: bool
+        self, params: Any, obs: jax.Array, draws: jax.Array | None, deterministic: bool
     ) -> tuple[Chain, jax.Array, jax.Array]:
+        """Reverse chain at states obs (*B, obs) with standard-normal draws (*B, K + 1, act)."""
         s_feat, t_feat = self._features(params, obs)
         shape = obs.shape[:-1] + (self.act_dim,)
-        k_init, k_noise = jax.random.split(key)
-        noise = jax.random.normal(k_noise, (self.K, *shape))
+        noise = None if draws is None else jnp.moveaxis(draws[..., 1:, :], -2, 0)
         if deterministic:
             # Start from 0 (section 5). VE: no injected noise. DDPM: the reference still injects
             # noise in intermediate steps unless eval_noise_free (section 6).
             x_init = jnp.zeros(shape)
-            inject = (not self.ve) and not self.a.eval_noise_free
+            if not self.deterministic_needs_noise():
+                noise = None
         else:
-            x_init = self.start_std * jax.random.normal(k_init, shape)
-            inject = True
+            assert draws is not None
+            x_init = self.start_std * draws[..., 0, :]
         chain = reverse_chain(
             "ve" if self.ve else "ddpm",
             lambda x, t: self._phi(params, s_feat, x, t_feat[t]),
@@ -101,12 +101,16 @@ class ALGD(OffPolicyAgent):
             noise,
             latent_input=self.latent,
             guidance=self.guidance,
-            inject_noise=inject,
         )
         return chain, s_feat, t_feat
 
-    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        chain, _, _ = self.chain(actor, obs, key, deterministic)
+    def deterministic_needs_noise(self) -> bool:
+        return (not self.ve) and not self.a.eval_noise_free
+
+    def policy_from_noise(
+        self, actor: Any, obs: jax.Array, noise: jax.Array | None, deterministic: bool
+    ) -> jax.Array:
+        chain, _, _ = self.chain(actor, obs, noise, deterministic)
         return self.squash(chain.x0)
 
     def next_action(
@@ -121,11 +125,15 @@ class ALGD(OffPolicyAgent):
     ) -> jax.Array:
         """E(s, a, lambda) for actions (*N, B, act) at the B states whose critic features are
         given; returns (*N, B). E is L_A (ALGD) or L (LGD)."""
-        q = self.q_net.apply(
-            {"params": state["q"]}, _lead(q_feat, action.ndim + 1), action, method="from_features"
+        q = apply_net(
+            self.q_net, state["q"], _lead(q_feat, action.ndim + 1), action, method="from_features"
         ).min(0)
-        qc = self.qc_net.apply(
-            {"params": state["qc"]}, _lead(qc_feat, action.ndim + 1), action, method="from_features"
+        qc = apply_net(
+            self.qc_net,
+            state["qc"],
+            _lead(qc_feat, action.ndim + 1),
+            action,
+            method="from_features",
         )
         qc_bar = ensemble_upper_bound(qc, self.cost_k)
         lam = jax.lax.stop_gradient(self.lam(state))
@@ -134,60 +142,79 @@ class ALGD(OffPolicyAgent):
         return lagrangian_energy(q, qc_bar, lam, self.h)
 
     def critic_features(self, state: State, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        q_feat = self.q_net.apply({"params": state["q"]}, obs, method="state_features")
-        qc_feat = self.qc_net.apply({"params": state["qc"]}, obs, method="state_features")
+        q_feat = apply_net(self.q_net, state["q"], obs, method="state_features")
+        qc_feat = apply_net(self.qc_net, state["qc"], obs, method="state_features")
         return q_feat, qc_feat
 
-    def score_target(
-        self,
-        state: State,
-        feats: tuple[jax.Array, jax.Array],
-        y: jax.Array,
-        sigma: jax.Array,
-        key: jax.Array,
-    ) -> jax.Array:
-        """Monte-Carlo Boltzmann score at y (B, act) with perturbation scale sigma (B,)."""
-
-        def log_p(points: jax.Array) -> jax.Array:
-            actions = self.squash(points) if self.latent else points
-            out = -self.energy_from_features(state, *feats, actions) / self.a.beta
-            if self.latent:
-                out = out + self.squash.log_det_jacobian(points)
-            return out
-
-        return mc_boltzmann_score(log_p, y, sigma, key, self.a.mc_samples)
-
     def actor_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+        """One actor update. Same gradient as differentiating
+        energy_weight * mean_B E(s, a0) + score_weight * MSE(phi(s, y_tau, tau), phi*), computed
+        in an order that shares work: one critic forward and backward pass covers both the final
+        actions a0 (the energy term) and the N Monte-Carlo points (the score target), and the
+        a0 part of that gradient is pulled back through the chain with its VJP."""
+        a = self.a
         k_chain, k_tau, k_mc = jax.random.split(key, 3)
         feats = self.critic_features(state, b.obs)
         batch = b.obs.shape[0]
         tau = jax.random.randint(k_tau, (batch,), 0, self.K)
         sigma_tau = self.sched.sigma[tau]
 
-        def loss(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-            chain, s_feat, t_feat = self.chain(params, b.obs, k_chain, deterministic=False)
-            energy = self.energy_from_features(state, *feats, self.squash(chain.x0)).mean()
-            # Reference: the output of step tau; principled: its input (section 6).
-            states = chain.outputs if self.a.score_time == "output" else chain.inputs
-            x_tau = jax.lax.stop_gradient(states[tau, jnp.arange(batch)])
-            y_tau = x_tau if self.latent else self.squash(x_tau)
-            target = self.score_target(state, feats, y_tau, sigma_tau, k_mc)
+        draws = jax.random.normal(k_chain, (batch, *self.noise_shape()))
+
+        def run_chain(params: Any) -> tuple[jax.Array, Chain]:
+            chain, _, _ = self.chain(params, b.obs, draws, deterministic=False)
+            return self.squash(chain.x0), chain
+
+        a0, chain_vjp, chain = jax.vjp(run_chain, state["actor"], has_aux=True)
+        # Reference: the output of step tau; principled: its input (section 6).
+        states = chain.outputs if a.score_time == "output" else chain.inputs
+        y_tau = jax.lax.stop_gradient(states[tau, jnp.arange(batch)])
+        y_tau = y_tau if self.latent else self.squash(y_tau)
+        y_mc = y_tau[None] + sigma_tau[None, :, None] * jax.random.normal(
+            k_mc, (a.mc_samples, *y_tau.shape)
+        )
+        mc_actions = self.squash(y_mc) if self.latent else y_mc
+        points = jnp.concatenate([jax.lax.stop_gradient(a0)[None], mc_actions], axis=0)
+        energies, pullback = jax.vjp(lambda p: self.energy_from_features(state, *feats, p), points)
+        (g_points,) = pullback(jnp.ones_like(energies))
+        energy = energies[0].mean()
+        target = self._score_target(y_mc, energies[1:], g_points[1:])
+
+        (g_energy,) = chain_vjp(a.energy_weight / batch * g_points[0])
+
+        def score_loss(params: Any) -> jax.Array:
+            s_feat, t_feat = self._features(params, b.obs)
             phi = self._phi(params, s_feat, y_tau, t_feat[tau])
             phi = phi if self.ve else phi[..., self.act_dim :]
-            score = jnp.mean(jnp.square(phi - target))
-            total = self.a.energy_weight * energy + self.a.score_weight * score
-            return total, (energy, score)
+            return jnp.mean(jnp.square(phi - target))
 
-        (total, (energy, score)), g = jax.value_and_grad(loss, has_aux=True)(state["actor"])
+        score, g_score = jax.value_and_grad(score_loss)(state["actor"])
+        g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_energy, g_score)
         upd, actor_opt = self.actor_opt.update(g, state["actor_opt"], state["actor"])
         state = {**state, "actor": optax.apply_updates(state["actor"], upd), "actor_opt": actor_opt}
         metrics = {
-            "loss/actor": total,
+            "loss/actor": a.energy_weight * energy + a.score_weight * score,
             "loss/score": score,
             "energy": energy,
             "grad_norm/actor": global_norm(g),
         }
         return state, metrics
+
+    def _score_target(
+        self, y_mc: jax.Array, energies: jax.Array, g_actions: jax.Array
+    ) -> jax.Array:
+        """phi* = sum_i w_i grad log p(y_i), w = softmax_i log p(y_i) (the estimator of
+        :func:`algd.diffusion.mc_boltzmann_score`), from energies (N, B) and their action
+        gradients (N, B, act) at the N Monte-Carlo points y_mc (N, B, act)."""
+        log_p = -energies / self.a.beta
+        grad = -g_actions / self.a.beta
+        if self.latent:
+            # Chain rule through a = tanh(x) scale + bias, plus the log-Jacobian's gradient.
+            tanh = jnp.tanh(y_mc)
+            grad = grad * self.act_scale * (1.0 - jnp.square(tanh)) - 2.0 * tanh
+            log_p = log_p + self.squash.log_det_jacobian(y_mc)
+        w = jax.nn.softmax(log_p, axis=0)
+        return jax.lax.stop_gradient(jnp.sum(w[..., None] * grad, axis=0))
 
 
 class LGD(ALGD):

@@ -26,7 +26,7 @@ from algd.lagrangian import (
     per_state_budget,
     update_multiplier,
 )
-from algd.networks import CriticEnsemble
+from algd.networks import CriticEnsemble, apply_net
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -48,7 +48,7 @@ class OffPolicyAgent:
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
         a = cfg.agent
-        assert a.cost_ensemble is not None and a.cost_k is not None and a.target_every is not None
+        assert a.cost_ensemble is not None and a.cost_k is not None and a.cost_critic_lr is not None
         self.cfg, self.a, self.spec = cfg, a, spec
         self.obs_dim, self.act_dim = spec.obs_dim, spec.act_dim
         self.h = per_state_budget(
@@ -60,14 +60,25 @@ class OffPolicyAgent:
             self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, "silu"
         )
         self.q_opt = optax.adam(a.critic_lr)
-        self.qc_opt = optax.adam(a.critic_lr)
+        self.qc_opt = optax.adam(a.cost_critic_lr)
         self.actor_opt = optax.adam(a.actor_lr)
         low = np.asarray(spec.act_low, np.float32)
         high = np.asarray(spec.act_high, np.float32)
         self.act_scale = jnp.asarray((high - low) / 2.0)
         self.act_bias = jnp.asarray((high + low) / 2.0)
         self.update = jax.jit(self._update, donate_argnums=0)
-        self._act = jax.jit(self._act_one, static_argnames="deterministic")
+        # Positional-only compiled calls: the cheapest dispatch path for single-state actions.
+        self._act_noisy = jax.jit(
+            lambda actor, obs, noise: self.policy_from_noise(actor, obs[None], noise[None], False)[
+                0
+            ]
+        )
+        self._act_det_noisy = jax.jit(
+            lambda actor, obs, noise: self.policy_from_noise(actor, obs[None], noise[None], True)[0]
+        )
+        self._act_det = jax.jit(
+            lambda actor, obs: self.policy_from_noise(actor, obs[None], None, True)[0]
+        )
 
     # --- subclass hooks -----------------------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
@@ -84,12 +95,28 @@ class OffPolicyAgent:
     def actor_step(self, state: State, batch: Batch, key: jax.Array) -> tuple[State, Metrics]:
         raise NotImplementedError
 
-    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        """Actor params, obs (*B, obs) -> action (*B, act) in the box."""
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of the standard-normal noise one action consumes."""
         raise NotImplementedError
+
+    def policy_from_noise(
+        self, actor: Any, obs: jax.Array, noise: jax.Array | None, deterministic: bool
+    ) -> jax.Array:
+        """Actor params, obs (*B, obs), standard-normal noise (*B, *noise_shape) or None ->
+        action (*B, act) in the box."""
+        raise NotImplementedError
+
+    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+        """Actor params, obs (*B, obs) -> action (*B, act) in the box, noise drawn from key."""
+        noise = jax.random.normal(key, obs.shape[:-1] + self.noise_shape())
+        return self.policy_from_noise(actor, obs, noise, deterministic)
 
     def update_multiplier_enabled(self) -> bool:
         return True
+
+    def deterministic_needs_noise(self) -> bool:
+        """Whether deterministic actions still use noise (DDPM's reference evaluation)."""
+        return False
 
     # --- shared -------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> State:
@@ -114,28 +141,29 @@ class OffPolicyAgent:
             "step": jnp.int32(0),
         }
 
-    def _act_one(
-        self, actor: Any, obs: jax.Array, key: jax.Array, index: jax.Array, deterministic: bool
-    ) -> jax.Array:
-        return self.policy(actor, obs[None], jax.random.fold_in(key, index), deterministic)[0]
-
     def act(
-        self, state: State, obs: np.ndarray, key: jax.Array, index: int, deterministic: bool
+        self, state: State, obs: np.ndarray, noise: np.ndarray | None, deterministic: bool
     ) -> np.ndarray:
-        """One observation (obs_dim,) -> one action (act_dim,) as numpy; the sampling key is
-        ``fold_in(key, index)``. Only the actor's parameters cross into the compiled call, which
-        keeps the per-call dispatch cost small."""
-        out = self._act(state["actor"], obs, key, np.uint32(index), deterministic=deterministic)
-        return np.asarray(out)
+        """One observation (obs_dim,) -> one action (act_dim,) as numpy, using the given
+        standard-normal ``noise`` of shape ``noise_shape()`` (see algd.noise). Only the actor's
+        parameters cross into the compiled call."""
+        actor = state["actor"]
+        if deterministic and not self.deterministic_needs_noise():
+            return np.asarray(self._act_det(actor, obs))
+        if noise is None:
+            raise ValueError("this action needs noise")
+        if deterministic:
+            return np.asarray(self._act_det_noisy(actor, obs, noise))
+        return np.asarray(self._act_noisy(actor, obs, noise))
 
     def lam(self, state: State) -> jax.Array:
         return state["mult"]["lam"]
 
     def q_all(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
-        return self.q_net.apply({"params": params}, obs, action)
+        return apply_net(self.q_net, params, obs, action)
 
     def qc_all(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
-        return self.qc_net.apply({"params": params}, obs, action)
+        return apply_net(self.qc_net, params, obs, action)
 
     def qc_bar(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
         return ensemble_upper_bound(self.qc_all(params, obs, action), self.cost_k)

@@ -14,7 +14,7 @@ import optax
 
 from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
 from algd.buffer import Batch
-from algd.networks import GaussianActor
+from algd.networks import GaussianActor, apply_net
 
 LOG_2 = jnp.log(2.0)
 
@@ -36,7 +36,7 @@ class SACFamily(OffPolicyAgent):
 
     def sample(self, params: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Reparameterised a ~ pi(.|s) in the box and log pi(a|s) (with the tanh correction)."""
-        mean, log_std = self.actor_net.apply({"params": params}, obs)
+        mean, log_std = apply_net(self.actor_net, params, obs)
         u = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
         log_gauss = -0.5 * (
             jnp.square((u - mean) / jnp.exp(log_std)) + 2 * log_std + jnp.log(2 * jnp.pi)
@@ -45,11 +45,15 @@ class SACFamily(OffPolicyAgent):
         log_det = 2.0 * (LOG_2 - u - jax.nn.softplus(-2.0 * u)) + jnp.log(self.act_scale)
         return jnp.tanh(u) * self.act_scale + self.act_bias, (log_gauss - log_det).sum(-1)
 
-    def policy(self, actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
-        if deterministic:
-            mean, _ = self.actor_net.apply({"params": actor}, obs)
-            return jnp.tanh(mean) * self.act_scale + self.act_bias
-        return self.sample(actor, obs, key)[0]
+    def noise_shape(self) -> tuple[int, ...]:
+        return (self.act_dim,)
+
+    def policy_from_noise(
+        self, actor: Any, obs: jax.Array, noise: jax.Array | None, deterministic: bool
+    ) -> jax.Array:
+        mean, log_std = apply_net(self.actor_net, actor, obs)
+        u = mean if deterministic or noise is None else mean + jnp.exp(log_std) * noise
+        return jnp.tanh(u) * self.act_scale + self.act_bias
 
     def alpha(self, state: State) -> jax.Array:
         return jnp.exp(state["extra"]["log_alpha"])

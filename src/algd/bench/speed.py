@@ -37,9 +37,9 @@ def flops_per_update(trainer: Trainer) -> float:
     rng = np.random.default_rng(0)
     batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
     compiled = jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update).compile()
-    cost = compiled.cost_analysis()
+    cost: Any = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan")))
+    return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def bench_speed(
@@ -92,11 +92,11 @@ def bench_speed(
             obs = trainer.obs
             latency = {}
             for det in (False, True):
-                trainer.agent.act(trainer.state, obs, trainer.k_act, 0, deterministic=det)
+                trainer.agent.act(trainer.state, obs, trainer.act_noise(0), deterministic=det)
                 times = []
-                for i in range(300):
+                for i in range(2000):  # includes fetching the step's noise, as the loop does
                     t0 = time.perf_counter()
-                    trainer.agent.act(trainer.state, obs, trainer.k_act, i, deterministic=det)
+                    trainer.agent.act(trainer.state, obs, trainer.act_noise(i), deterministic=det)
                     times.append(time.perf_counter() - t0)
                 latency["deterministic" if det else "stochastic"] = float(np.median(times)) * 1e6
             flops = flops_per_update(trainer)
