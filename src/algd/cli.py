@@ -15,7 +15,6 @@ import json
 import sys
 import textwrap
 import typing
-from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from algd.config import AgentConfig, TrainConfig
@@ -213,42 +212,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def _cmd_eval(ns: argparse.Namespace) -> int:
-    import jax
+    from algd.api import evaluate_run
 
-    from algd.agents import build_agent
-    from algd.checkpoint import (
-        CHECKPOINT_NAME,
-        check_meta,
-        read_checkpoint,
-        split_arrays,
-        unflatten_state,
-    )
-    from algd.envs import make_env
-    from algd.evaluate import evaluate
-    from algd.train import load_run_config
-
-    run_dir = Path(ns.run_dir)
-    cfg = load_run_config(run_dir)
-    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
-    agent = build_agent(cfg, env.spec)
-    path = run_dir / CHECKPOINT_NAME
-    meta, arrays = read_checkpoint(path)
-    check_meta(meta, {"algo": cfg.algo, "env": env.spec.id}, path)
-    template = agent.init(jax.random.PRNGKey(0))
-    state = unflatten_state(template, split_arrays(arrays, "agent"), str(path))
-    episodes = ns.episodes if ns.episodes is not None else cfg.eval_episodes
-    if episodes < 1:
+    if ns.episodes is not None and ns.episodes < 1:
         raise UsageError("algd eval: --episodes must be >= 1")
-    seed = cfg.seed if ns.seed is None else ns.seed
-    result = evaluate(agent, state, env, episodes, seed, 0, cfg.agent.gamma_c)
-    out = {
-        "run_dir": str(run_dir),
-        "env_steps": meta["loop"]["env_step"],
-        "episodes": episodes,
-        "cost_limit": env.spec.cost_limit,
-        **result,
-    }
-    print(json.dumps(out))
+    print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed)))
     return 0
 
 
