@@ -48,7 +48,10 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     assert cfg["agent"]["cost_ensemble"] == 1 and cfg["algo"] == "sac_lag"  # resolved
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,episodes,updates,train/return,train/cost,lambda")
+    assert "loss/actor" in rows[0] and "loss/qc" in rows[0] and "violation" in rows[0]
     assert len(rows) == 1 + 10
+    assert rows[1].split(",")[rows[0].split(",").index("loss/q")] == "nan"  # before learning
+    assert rows[-1].split(",")[rows[0].split(",").index("loss/q")] != "nan"
     assert summary["finished"] and summary["env_steps"] == 1000
     assert summary["final_eval"]["cost_mean"] >= 0
 

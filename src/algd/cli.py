@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of each timed phase (updates, full loop)",
     )
     p_speed.add_argument("--seed", type=int, default=0)
+    p_mem = sub.add_parser("bench-memory", help="resident memory over a training run (JSON)")
+    p_mem.add_argument("--algo", default="sac_lag")
+    p_mem.add_argument("--env", default="ToyRing-v0")
+    p_mem.add_argument("--steps", type=int, default=50_000)
+    p_mem.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
+    p_mem.add_argument("--seed", type=int, default=0)
     return parser
 
 
@@ -246,7 +252,22 @@ def _cmd_speed(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "eval": _cmd_eval, "list": _cmd_list, "bench-speed": _cmd_speed}
+def _cmd_memory(ns: argparse.Namespace) -> int:
+    from algd.bench.memory import bench_memory
+
+    if ns.steps < 1000 or ns.interval <= 0:
+        raise UsageError("algd bench-memory: --steps must be >= 1000 and --interval > 0")
+    print(json.dumps(bench_memory(ns.algo, ns.env, ns.steps, ns.interval, ns.seed)))
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "list": _cmd_list,
+    "bench-speed": _cmd_speed,
+    "bench-memory": _cmd_memory,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

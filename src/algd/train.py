@@ -26,7 +26,7 @@ import numpy as np
 
 from algd.agents import build_agent, resolve_config
 from algd.agents.base import OffPolicyAgent
-from algd.buffer import ReplayBuffer
+from algd.buffer import Batch, ReplayBuffer
 from algd.checkpoint import (
     CHECKPOINT_NAME,
     atomic_write_bytes,
@@ -124,13 +124,30 @@ class Trainer:
         self.obs = np.zeros(spec.obs_dim, np.float32)
         self.low = np.asarray(spec.act_low)
         self.high = np.asarray(spec.act_high)
-        self.last_metrics: dict[str, float] = {}
+        self.last_metrics: dict[str, float] = dict.fromkeys(self._metric_names(), float("nan"))
         self.stop_signal: int | None = None
         if resume:
             self._restore()
         else:
             self._new_episode()
         self.console_enabled = console and cfg.progress
+
+    def _metric_names(self) -> list[str]:
+        """Names of the update's metrics, from its output structure (no compilation), so the
+        metrics CSV has every column from its first row, written before learning starts."""
+        cfg, spec = self.cfg, self.env.spec
+        rows = (cfg.utd, cfg.batch_size)
+        f32 = np.float32
+        batch = Batch(
+            jax.ShapeDtypeStruct((*rows, spec.obs_dim), f32),
+            jax.ShapeDtypeStruct((*rows, spec.act_dim), f32),
+            jax.ShapeDtypeStruct(rows, f32),
+            jax.ShapeDtypeStruct(rows, f32),
+            jax.ShapeDtypeStruct((*rows, spec.obs_dim), f32),
+            jax.ShapeDtypeStruct(rows, f32),
+        )
+        out = self.agent.update.eval_shape(self.state, batch, self.k_update, np.uint32(0))
+        return sorted(out[1])
 
     # --- checkpoints --------------------------------------------------------------------------
     @property
@@ -170,6 +187,10 @@ class Trainer:
         )
 
     def _restore(self) -> None:
+        # A process killed while writing leaves its staging file; the rename never happened,
+        # so the checkpoint itself is the previous complete one.
+        for stray in self.run_dir.glob(f".{CHECKPOINT_NAME}.tmp-*"):
+            stray.unlink(missing_ok=True)
         meta, arrays = read_checkpoint(self.checkpoint_path)
         check_meta(meta, self._meta(), self.checkpoint_path)
         self.state = unflatten_state(
@@ -383,11 +404,22 @@ class _Logs:
             sink.close()
 
 
+def probe_env(cfg: TrainConfig) -> None:
+    """Make the env, reset it and take one step: unknown ids, missing cost signals and
+    non-finite values surface as EnvError before a run directory exists."""
+    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    try:
+        env.reset(episode_seed(cfg.seed, TRAIN_STREAM, 0))
+        low, high = np.asarray(env.spec.act_low), np.asarray(env.spec.act_high)
+        env.step((low + high) / 2)
+    finally:
+        env.close()
+
+
 def train(cfg: TrainConfig, console: bool = True) -> dict[str, Any]:
     """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...)."""
     cfg = resolve_config(cfg)
-    # Build env and agent before touching the disk, so a bad id leaves nothing behind.
-    make_env(cfg.env, cfg.episode_length, cfg.cost_limit).close()
+    probe_env(cfg)  # before touching the disk: a bad id or a faulty env leaves nothing behind
     run_dir = create_run_dir(cfg)
     cfg = replace(cfg, run_dir=str(run_dir))
     return Trainer(cfg, run_dir, resume=False, console=console).run()

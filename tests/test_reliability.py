@@ -1,0 +1,360 @@
+"""Bad input, crashes and numerical faults lose nothing; a seed determines a run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import faulty_envs
+from algd.api import AgentConfig, TrainConfig
+from algd.checkpoint import read_checkpoint
+from algd.cli import main
+from algd.config import from_dict
+from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
+from algd.train import Trainer, create_run_dir, train
+from helpers import ROOT, toy
+
+faulty_envs.register()
+
+TINY = {
+    "total_steps": 600,
+    "warmup_steps": 300,
+    "learning_starts": 300,
+    "eval_every": 300,
+    "checkpoint_every": 300,
+    "log_every": 100,
+    "eval_episodes": 1,
+}
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file under root with its mtime and content hash."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = (
+                p.stat().st_mtime_ns,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
+    return out
+
+
+# --- bad input corpus -----------------------------------------------------------------------
+
+TRAIN_CASES = [
+    (["--algo", "nope"], "unknown algorithm 'nope'"),
+    (["--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
+    (["--env", "Pendulum-v1"], "env Pendulum-v1 reports no cost signal"),
+    (["--env", "NanCostEnv-v0"], "env NanCostEnv-v0 returned a non-finite cost"),
+    (["--env", "NanObsEnv-v0"], "env NanObsEnv-v0 returned a non-finite observation at reset"),
+    (["--agent.rho", "-1"], "'agent.rho': must be a positive number (got -1.0)"),
+    (["--agent.rho", "0"], "'agent.rho': must be a positive number"),
+    (["--agent.rho", "nan"], "'agent.rho': must be a positive number (got nan)"),
+    (["--agent.beta", "0"], "'agent.beta': must be a positive number"),
+    (["--agent.gamma", "1.0"], "'agent.gamma': must be a discount in [0, 1)"),
+    (["--agent.gamma-c", "-0.5"], "'agent.gamma_c': must be a discount in [0, 1)"),
+    (["--agent.critic-lr", "0"], "'agent.critic_lr': must be in (0, 1]"),
+    (["--agent.actor-lr", "5"], "'agent.actor_lr': must be in (0, 1]"),
+    (["--agent.denoise-steps", "0"], "'agent.denoise_steps': must be an integer >= 1"),
+    (["--agent.mc-samples", "0"], "'agent.mc_samples': must be an integer >= 1"),
+    (["--agent.cost-ensemble", "0"], "'agent.cost_ensemble': must be an integer >= 1"),
+    (["--agent.cost-k", "-1"], "'agent.cost_k': must be a number >= 0"),
+    (["--agent.tau", "0"], "'agent.tau': must be in (0, 1]"),
+    (["--agent.sigma-min", "2"], "'agent.sigma_min': must be smaller than sigma_max"),
+    (["--agent.critic-hidden", "0"], "'agent.critic_hidden': must be one or more layer widths"),
+    (["--agent.pid-ema", "1.0"], "'agent.pid_ema': must be in [0, 1)"),
+    (["--batch-size", "0"], "'batch_size': must be an integer >= 1"),
+    (
+        ["--batch-size", "512", "--buffer-size", "256"],
+        "'batch_size': (512) must not exceed buffer_size (256)",
+    ),
+    (
+        ["--learning-starts", "5000", "--buffer-size", "1000"],
+        "'learning_starts': (5000) must not exceed",
+    ),
+    (["--total-steps", "0"], "'total_steps': must be an integer >= 1"),
+    (
+        ["--warmup-steps", "100", "--total-steps", "50"],
+        "'warmup_steps': (100) must be smaller than total_steps (50)",
+    ),
+    (["--utd", "0"], "'utd': must be an integer >= 1"),
+    (["--eval-episodes", "0"], "'eval_episodes': must be an integer >= 1"),
+    (["--log-every", "0"], "'log_every': must be an integer >= 1"),
+    (["--cost-limit", "-1"], "'cost_limit': must be a number >= 0"),
+    (["--episode-length", "0"], "'episode_length': must be an integer >= 1"),
+    (["--seed", "-1"], "'seed': must be in [0, 2^31)"),
+    (["--agent.multiplier", "foo"], "argument --agent.multiplier: invalid choice: 'foo'"),
+    (["--utd", "x"], "argument --utd: invalid int value: 'x'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+]
+
+
+def _expect_one_line_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+@pytest.mark.parametrize(("args", "message"), TRAIN_CASES)
+def test_bad_train_input(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    (tmp_path / "existing.txt").write_text("keep")
+    before = snapshot(tmp_path)
+    _expect_one_line_error(
+        ["train", "--preset", "toy", *args, "--run-dir", str(tmp_path / "run")], message, capsys
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_empty_run_dir_rejected(tmp_path: Path, capsys) -> None:
+    _expect_one_line_error(
+        ["train", "--run-dir", ""], "'run_dir': must be a non-empty path", capsys
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    train(toy("sac_lag", root / "a", **TINY), console=False)
+    train(
+        toy("sac_lag", root / "b", **TINY, agent=AgentConfig(critic_hidden=(32, 32))), console=False
+    )
+    return {"a": root / "a", "b": root / "b"}
+
+
+def _corrupt(kind: str, run: Path, other: Path) -> None:
+    ckpt = run / "checkpoint.npz"
+    if kind == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    elif kind == "garbage":
+        ckpt.write_bytes(os.urandom(4096))
+    elif kind == "missing":
+        ckpt.unlink()
+    elif kind == "mismatched":
+        shutil.copy(other / "checkpoint.npz", ckpt)
+    elif kind == "bad_json":
+        (run / "config.json").write_text("{not json")
+    elif kind == "unknown_field":
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["agent"]["rhoo"] = 1.0
+        (run / "config.json").write_text(json.dumps(cfg))
+    elif kind == "bad_value":
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["agent"]["rho"] = -3.0
+        (run / "config.json").write_text(json.dumps(cfg))
+
+
+RUN_CASES = [
+    ("eval", "truncated", [], "is truncated or corrupt"),
+    ("eval", "garbage", [], "is truncated or corrupt"),
+    ("eval", "missing", [], "does not exist"),
+    ("eval", "mismatched", [], "does not match this run: ['q']"),
+    ("eval", "bad_json", [], "config.json is not valid JSON"),
+    ("eval", "unknown_field", [], "config field 'agent.rhoo': unknown field"),
+    ("eval", "bad_value", [], "config field 'agent.rho': must be a positive number"),
+    ("eval", None, ["--episodes", "0"], "--episodes must be >= 1"),
+    ("resume", "truncated", [], "is truncated or corrupt"),
+    ("resume", "mismatched", [], "does not match this run"),
+    ("resume", None, ["--seed", "3"], "--seed cannot change"),
+    ("resume", None, ["--preset", "toy"], "--preset cannot change"),
+    ("retrain", None, [], "already exists (pass --overwrite"),
+]
+
+
+@pytest.mark.parametrize(("command", "corruption", "extra", "message"), RUN_CASES)
+def test_bad_run_input(
+    command, corruption, extra, message, finished, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished["a"], run)
+    if corruption:
+        _corrupt(corruption, run, finished["b"])
+    before = snapshot(tmp_path)
+    if command == "eval":
+        argv = ["eval", str(run), *extra]
+    elif command == "resume":
+        argv = ["train", "--resume", str(run), "--total-steps", "900", *extra]
+    else:
+        argv = ["train", "--preset", "toy", "--algo", "sac_lag", "--run-dir", str(run)]
+    _expect_one_line_error(argv, message, capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_missing_run_dirs(tmp_path: Path, capsys) -> None:
+    _expect_one_line_error(["eval", str(tmp_path / "nope")], "is not a run directory", capsys)
+    _expect_one_line_error(
+        ["train", "--resume", str(tmp_path / "nope")], "is not a run directory", capsys
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: TrainConfig(utd=0), "'utd'"),
+        (lambda: AgentConfig(rho=-1.0), "'agent.rho'"),
+        (lambda: AgentConfig(score_hidden=()), "'agent.score_hidden'"),
+        (lambda: from_dict({"nope": 1}), "'nope': unknown field"),
+        (lambda: from_dict({"agent": {"beta": 0.0}}), "'agent.beta'"),
+        (lambda: from_dict([1, 2]), "config must be a JSON object"),
+    ],
+)
+def test_bad_api_input(build, error: str) -> None:
+    with pytest.raises(ConfigError, match=error.replace("(", r"\(").replace("[", r"\[")):
+        build()
+
+
+def test_api_refuses_existing_dir(finished, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished["a"], run)
+    before = snapshot(tmp_path)
+    with pytest.raises(RunDirError, match="already exists"):
+        train(toy("sac_lag", run, **TINY), console=False)
+    assert snapshot(tmp_path) == before
+
+
+# --- crashes --------------------------------------------------------------------------------
+
+CRASH = [
+    "--preset",
+    "toy",
+    "--algo",
+    "sac_lag",
+    "--total-steps",
+    "2000",
+    "--warmup-steps",
+    "500",
+    "--eval-every",
+    "500",
+    "--checkpoint-every",
+    "500",
+    "--log-every",
+    "100",
+    "--eval-episodes",
+    "2",
+    "--quiet",
+]
+LOGS = ("metrics.csv", "episodes.csv", "eval.csv")
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    run = tmp_path_factory.mktemp("straight") / "run"
+    assert main(["train", *CRASH, "--run-dir", str(run)]) == 0
+    return {n: (run / n).read_text() for n in LOGS}
+
+
+def _spawn(args: list[str], prelude: str = "") -> subprocess.Popen:
+    code = f"{prelude}\nimport sys\nfrom algd.cli import main\nsys.exit(main({args!r}))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) > rows:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no progress")
+
+
+def _resume_and_compare(run: Path, straight: dict[str, str]) -> None:
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert {n: (run / n).read_text() for n in LOGS} == straight
+    assert not list(run.glob(".checkpoint.npz.tmp-*"))
+
+
+def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _spawn(["train", *CRASH, "--run-dir", str(run)])
+    _wait_for_rows(run / "metrics.csv", 12, proc)  # past the step-1000 checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    meta, _ = read_checkpoint(run / "checkpoint.npz")
+    assert meta["loop"]["env_step"] in (1000, 1500)
+    _resume_and_compare(run, straight)
+
+
+def test_sigkill_while_writing_checkpoint(straight, tmp_path: Path) -> None:
+    """Killed between writing the staging file and renaming it over the 2nd checkpoint."""
+    run = tmp_path / "run"
+    prelude = (
+        "import os, signal\n"
+        "_replace, _calls = os.replace, []\n"
+        "def _dying(src, dst, *a, **k):\n"
+        "    if str(dst).endswith('checkpoint.npz'):\n"
+        "        _calls.append(1)\n"
+        "        if len(_calls) == 2:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return _replace(src, dst, *a, **k)\n"
+        "os.replace = _dying\n"
+    )
+    proc = _spawn(["train", *CRASH, "--run-dir", str(run)], prelude)
+    proc.wait(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(run.glob(".checkpoint.npz.tmp-*"))  # the half-finished write is left over
+    meta, _ = read_checkpoint(run / "checkpoint.npz")
+    assert meta["loop"]["env_step"] == 500  # the last complete checkpoint
+    _resume_and_compare(run, straight)
+
+
+def test_sigterm_stops_gracefully(straight, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _spawn(["train", *CRASH, "--run-dir", str(run)])
+    _wait_for_rows(run / "metrics.csv", 7, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped at step" in out and "--resume" in out
+    meta, _ = read_checkpoint(run / "checkpoint.npz")
+    stopped_at = int(out.split("stopped at step ")[1].split(";")[0])
+    assert meta["loop"]["env_step"] == stopped_at and 600 <= stopped_at < 2000
+    _resume_and_compare(run, straight)
+
+
+# --- numerical faults -----------------------------------------------------------------------
+
+
+def test_non_finite_update_stops_with_a_named_error(tmp_path: Path) -> None:
+    cfg = toy("sac_lag", tmp_path / "run", **{**TINY, "total_steps": 1200})
+    from algd.agents import resolve_config
+
+    cfg = resolve_config(cfg)
+    run_dir = create_run_dir(cfg)
+    trainer = Trainer(cfg, run_dir, resume=False, console=False)
+    original = trainer._step
+
+    def poisoned(logs) -> None:
+        if trainer.loop.env_step == 700:
+            trainer.buffer.reward[: trainer.buffer.size] = np.nan  # a corrupted replay
+        original(logs)
+
+    trainer._step = poisoned  # type: ignore[method-assign]
+    with pytest.raises(
+        NumericalError, match=r"non-finite loss/q \(nan\) in the update at environment step 700"
+    ):
+        trainer.run()
+    meta, arrays = read_checkpoint(run_dir / "checkpoint.npz")
+    assert meta["loop"]["env_step"] == 600  # the last good checkpoint is kept
+    assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("agent/"))
+    assert isinstance(NumericalError("x"), AlgdError)  # so the CLI exits 2 with one line
