@@ -236,18 +236,25 @@ class Trainer:
         return self.agent.act(self.state, self.obs, self.act_noise(t), deterministic=False)
 
     def _check_finite(self, metrics: dict[str, float], t: int) -> None:
-        for name, value in metrics.items():
-            if name.startswith(("loss/", "grad_norm/")) and not math.isfinite(value):
-                kept = (
-                    f"the last good checkpoint is {self.checkpoint_path}"
-                    if self.checkpoint_path.exists()
-                    else "no checkpoint was written yet"
-                )
-                raise NumericalError(
-                    f"non-finite {name} ({value}) in the update at environment step {t} "
-                    f"(gradient steps {self.loop.updates + 1}-{self.loop.updates + self.cfg.utd}); "
-                    f"{kept}"
-                )
+        """Stop on a non-finite loss or gradient norm, naming the earliest in the update's
+        order (critic losses first, where a corrupted target shows up)."""
+        watched = [k for k in metrics if k.startswith(("loss/", "grad_norm/"))]
+        order = {"loss/q": 0, "loss/qc": 1}
+        watched.sort(key=lambda k: (not k.startswith("loss/"), order.get(k, 2), k))
+        bad = [k for k in watched if not math.isfinite(metrics[k])]
+        if not bad:
+            return
+        kept = (
+            f"the last good checkpoint is {self.checkpoint_path}"
+            if self.checkpoint_path.exists()
+            else "no checkpoint was written yet"
+        )
+        others = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise NumericalError(
+            f"non-finite {bad[0]} ({metrics[bad[0]]}){others} in the update at environment step "
+            f"{t} (gradient steps {self.loop.updates + 1}-{self.loop.updates + self.cfg.utd}); "
+            f"{kept}"
+        )
 
     def _step(self, logs: _Logs) -> None:
         cfg, lp = self.cfg, self.loop
