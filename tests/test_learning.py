@@ -15,14 +15,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd.agents import build_agent
-from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
+from algd.api import load_agent
 from algd.envs import make_env
 from algd.envs.toy import ring_cost
-from algd.train import load_run_config, train
+from algd.train import train
 from helpers import toy
 
 LIMIT = 5.0
+
+
+def sampled_actions(run_dir: Path, n: int = 2000) -> np.ndarray:
+    """n stochastic actions of a trained run's policy at the first state of an episode."""
+    cfg, agent, state, _ = load_agent(run_dir)
+    obs, _ = make_env(cfg.env).reset(0)
+    batch = jnp.tile(obs, (n, 1))
+    return np.asarray(agent.policy(state["actor"], batch, jax.random.PRNGKey(1), False))
 
 
 def final(summary: dict) -> tuple[float, float]:
@@ -50,18 +57,10 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     ret, cost = final(summary)
     assert cost <= LIMIT and ret > 100.0, summary["final_eval"]
     # Sampled actions at one state occupy both safe modes (left and right of the hazard band).
-    cfg = load_run_config(tmp_path / "algd")
-    env = make_env(cfg.env)
-    agent = build_agent(cfg, env.spec)
-    _, arrays = read_checkpoint(tmp_path / "algd" / "checkpoint.npz")
-    state = unflatten_state(agent.init(jax.random.PRNGKey(0)), split_arrays(arrays, "agent"), "x")
-    obs, _ = env.reset(0)
-    acts = np.asarray(
-        agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False)
-    )
-    # Two separated clusters, one each side of the band. The minority side's share shrinks as
-    # training goes on (about 45% at 4000 steps, 10% at 6000, 6% at 8000 for seed 0: the energy
-    # term is mode-seeking), but it stays far above what a Gaussian puts there (0%, below).
+    acts = sampled_actions(tmp_path / "algd")
+    # Two separated clusters, one each side of the band. The minority side holds a small share
+    # (seed 0: 9% at 4000 steps, 10% at 6000, 6% at 8000; the energy term is mode-seeking), far
+    # above what a Gaussian puts there (0%, below).
     left, right = acts[acts[:, 0] < -0.3], acts[acts[:, 0] > 0.3]
     assert min(len(left), len(right)) / len(acts) > 0.05, (len(left), len(right))
     assert left[:, 0].mean() < -0.4 and right[:, 0].mean() > 0.4
@@ -72,13 +71,5 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
 def test_gaussian_policy_is_unimodal(tmp_path: Path) -> None:
     """The contrast: SAC-Lag's tanh-Gaussian puts (almost) all its samples on one side."""
     train(toy("sac_lag", tmp_path / "sl"), console=False)
-    cfg = load_run_config(tmp_path / "sl")
-    env = make_env(cfg.env)
-    agent = build_agent(cfg, env.spec)
-    _, arrays = read_checkpoint(tmp_path / "sl" / "checkpoint.npz")
-    state = unflatten_state(agent.init(jax.random.PRNGKey(0)), split_arrays(arrays, "agent"), "x")
-    obs, _ = env.reset(0)
-    acts = np.asarray(
-        agent.policy(state["actor"], jnp.tile(obs, (2000, 1)), jax.random.PRNGKey(1), False)
-    )
+    acts = sampled_actions(tmp_path / "sl")
     assert min(np.mean(acts[:, 0] < -0.3), np.mean(acts[:, 0] > 0.3)) < 0.01
