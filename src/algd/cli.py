@@ -15,6 +15,7 @@ import json
 import sys
 import textwrap
 import typing
+from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from algd.config import AgentConfig, TrainConfig
@@ -160,6 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of each timed phase (updates, full loop)",
     )
     p_speed.add_argument("--seed", type=int, default=0)
+    p_land = sub.add_parser(
+        "landscape", help="heatmaps of L and L_A over a 2-D action square, curvature diagnostics"
+    )
+    p_land.add_argument(
+        "run_dirs",
+        metavar="RUN_DIR",
+        nargs="+",
+        help="runs whose sampled actions are drawn; the first one's critics "
+        "and multiplier define the energies",
+    )
+    p_land.add_argument("--out", default=None, help="output folder (default: FIRST_RUN/landscape)")
+    p_land.add_argument("--grid", type=int, default=81, help="grid points per axis")
+    p_land.add_argument("--samples", type=int, default=1000, help="sampled actions per run")
+    p_land.add_argument("--seed", type=int, default=0, help="reset seed of the state shown")
+    p_land.add_argument(
+        "--lam", type=float, default=None, help="multiplier to use (default: the first run's)"
+    )
+    p_land.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
     p_mem = sub.add_parser("bench-memory", help="resident memory over a training run (JSON)")
     p_mem.add_argument("--algo", default="sac_lag")
     p_mem.add_argument("--env", default="ToyRing-v0")
@@ -261,12 +281,26 @@ def _cmd_memory(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_landscape(ns: argparse.Namespace) -> int:
+    from algd.bench.landscape import landscape
+
+    out = ns.out if ns.out is not None else str(Path(ns.run_dirs[0]) / "landscape")
+    result = landscape(ns.run_dirs, out, ns.grid, ns.samples, ns.seed, ns.lam, ns.overwrite)
+    print(json.dumps(result))
+    print(
+        f"figure: {out}/landscape.png (and .svg); diagnostics: {out}/landscape.json",
+        file=sys.stderr,
+    )
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
     "list": _cmd_list,
     "bench-speed": _cmd_speed,
     "bench-memory": _cmd_memory,
+    "landscape": _cmd_landscape,
 }
 
 

@@ -1,0 +1,64 @@
+"""`algd landscape` on the built-in task: figure, diagnostics, and no silent overwrite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from algd.bench.landscape import curvature
+from algd.cli import main
+from algd.train import train
+from helpers import toy
+
+
+def test_curvature_known_values() -> None:
+    hess = np.array(
+        [np.diag([1.0, -1.0]), np.diag([1.0, 2.0]), np.diag([-1.0, -2.0]), [[0.0, 1.0], [1.0, 0.0]]]
+    )
+    d = curvature(hess)
+    assert d["indefinite_share"] == pytest.approx(0.5)  # diag(1, -1) and the off-diagonal one
+    assert d["not_psd_share"] == pytest.approx(0.75)
+    assert d["mean_min_eigenvalue"] == pytest.approx((-1 + 1 - 2 - 1) / 4)
+
+
+def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
+    short = {
+        "total_steps": 800,
+        "warmup_steps": 300,
+        "learning_starts": 300,
+        "eval_every": 800,
+        "checkpoint_every": 800,
+        "eval_episodes": 1,
+    }
+    train(toy("algd", tmp_path / "algd", **short), console=False)
+    train(toy("lgd", tmp_path / "lgd", **short), console=False)
+    out = tmp_path / "fig"
+    argv = [
+        "landscape",
+        str(tmp_path / "algd"),
+        str(tmp_path / "lgd"),
+        "--out",
+        str(out),
+        "--grid",
+        "21",
+        "--samples",
+        "200",
+    ]
+    assert main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {p.name for p in out.iterdir()} == {"landscape.png", "landscape.svg", "landscape.json"}
+    assert json.loads((out / "landscape.json").read_text()) == printed
+    assert (out / "landscape.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("L", "L_A"):
+        d = printed[name]
+        assert 0.0 <= d["indefinite_share"] <= d["not_psd_share"] <= 1.0
+    assert printed["rho"] == 1.0 and printed["grid"] == 21
+    assert {v["algo"] for v in printed["samples"].values()} == {"algd", "lgd"}
+    # A second call must not replace the figure silently.
+    before = (out / "landscape.png").stat().st_mtime_ns
+    assert main(argv) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (out / "landscape.png").stat().st_mtime_ns == before
