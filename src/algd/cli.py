@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_land.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
+    p_rep = sub.add_parser("report", help="tables and plots over a folder of finished runs")
+    p_rep.add_argument("results_dir", metavar="RESULTS_DIR")
+    p_rep.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/report)")
+    p_rep.add_argument("--overwrite", action="store_true", help="replace existing output files")
+
     p_mem = sub.add_parser("bench-memory", help="resident memory over a training run (JSON)")
     p_mem.add_argument("--algo", default="sac_lag")
     p_mem.add_argument("--env", default="ToyRing-v0")
@@ -294,6 +299,16 @@ def _cmd_landscape(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(ns: argparse.Namespace) -> int:
+    from algd.bench.report import report
+
+    result = report(ns.results_dir, ns.out, ns.overwrite)
+    print(result["markdown"], end="")
+    out = ns.out or str(Path(ns.results_dir) / "report")
+    print(f"report: {out}/ ({', '.join(result['files'])})", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "train": _cmd_train,
     "eval": _cmd_eval,
@@ -301,6 +316,7 @@ COMMANDS = {
     "bench-speed": _cmd_speed,
     "bench-memory": _cmd_memory,
     "landscape": _cmd_landscape,
+    "report": _cmd_report,
 }
 
 

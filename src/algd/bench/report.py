@@ -1,0 +1,227 @@
+"""``algd report RESULTS_DIR``: tables and plots over a folder of finished runs.
+
+Runs are grouped by (env, algorithm); seeds are the runs of a group. Per group:
+- final deterministic evaluation return and cost (the cost the limit is stated in): mean and
+  95% confidence interval across seeds (Student t);
+- the share of all evaluations (every seed, every evaluation) over the limit;
+- cumulative cost paid by the training rollouts (safety while learning), mean across seeds;
+- the multiplier's variability: std of lambda over the second half of training, mean across seeds;
+- wall time per run.
+Plots (PNG and SVG): evaluation return and cost curves with across-seed bands (min to max) and
+the limit drawn, multiplier traces, average violation max(0, cost - limit) of the evaluations, and
+per-quarter box plots of training-rollout episode cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algd.errors import AlgdError, RunDirError
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {
+        k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
+        for k in rows[0]
+    }
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Finished run directories (with summary.json) under root, at any depth."""
+    return sorted(p.parent for p in root.rglob("summary.json"))
+
+
+def _ci95(values: list[float]) -> tuple[float, float]:
+    x = np.asarray(values, float)
+    if len(x) < 2:
+        return float(x.mean()), float("nan")
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean()), float(half)
+
+
+def load_run(run: Path) -> dict[str, Any]:
+    summary = json.loads((run / "summary.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    return {
+        "dir": run,
+        "algo": summary["algo"],
+        "env": summary["env"],
+        "seed": summary["seed"],
+        "limit": summary["cost_limit"],
+        "kind": summary["cost_limit_kind"],
+        "total": config["total_steps"],
+        "wall_s": summary["wall_s"],
+        "eval": _read_csv(run / "eval.csv"),
+        "episodes": _read_csv(run / "episodes.csv"),
+        "metrics": _read_csv(run / "metrics.csv"),
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[(r["env"], r["algo"])].append(r)
+    table = []
+    for (env, algo), members in sorted(groups.items()):
+        limit = members[0]["limit"]
+        final_ret = [float(r["eval"]["return_mean"][-1]) for r in members if r["eval"]]
+        final_cost = [float(r["eval"]["cost_vs_limit"][-1]) for r in members if r["eval"]]
+        all_costs = np.concatenate([r["eval"]["cost_vs_limit"] for r in members if r["eval"]])
+        train_cost = [float(np.nansum(r["episodes"].get("cost", np.zeros(1)))) for r in members]
+        lam_std = []
+        for r in members:
+            m = r["metrics"]
+            if m:
+                late = m["step"] >= r["total"] / 2
+                lam_std.append(float(np.std(m["lambda"][late])) if late.any() else float("nan"))
+        ret_mean, ret_ci = _ci95(final_ret)
+        cost_mean, cost_ci = _ci95(final_cost)
+        table.append(
+            {
+                "env": env,
+                "algo": algo,
+                "seeds": len(members),
+                "limit": limit,
+                "return_mean": ret_mean,
+                "return_ci95": ret_ci,
+                "cost_mean": cost_mean,
+                "cost_ci95": cost_ci,
+                "over_limit_share": float(np.mean(all_costs > limit)),
+                "training_cost_mean": float(np.mean(train_cost)),
+                "lambda_std_second_half": float(np.nanmean(lam_std)) if lam_std else float("nan"),
+                "wall_s_mean": float(np.mean([r["wall_s"] for r in members])),
+            }
+        )
+    return table
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    def pm(mean: float, ci: float) -> str:
+        return f"{mean:.2f}" if math.isnan(ci) else f"{mean:.2f} +- {ci:.2f}"
+
+    lines = [
+        "| env | algorithm | seeds | final return (95% CI) | final cost (95% CI) | limit | "
+        "evals over limit | training cost | lambda std, 2nd half | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        lines.append(
+            f"| {row['env']} | {row['algo']} | {row['seeds']} | "
+            f"{pm(row['return_mean'], row['return_ci95'])} | {pm(row['cost_mean'], row['cost_ci95'])} | "
+            f"{row['limit']:g} | {row['over_limit_share']:.0%} | {row['training_cost_mean']:.1f} | "
+            f"{row['lambda_std_second_half']:.4f} | {row['wall_s_mean']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise RunDirError(f"{root} is not a directory")
+    runs = [load_run(p) for p in find_runs(root)]
+    if not runs:
+        raise AlgdError(f"no finished runs (with summary.json) under {root}")
+    out = Path(out_dir) if out_dir else root / "report"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+    table = summarise(runs)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table)
+    (out / "report.md").write_text(text)
+    (out / "report.json").write_text(json.dumps(table, indent=2) + "\n")
+    plots = _plots(runs, out)
+    return {
+        "table": table,
+        "markdown": text,
+        "files": sorted(p.name for p in out.iterdir()),
+        "plots": plots,
+    }
+
+
+def _band(
+    runs: list[dict[str, Any]], key: str, column: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, min and max across seeds on the common steps of ``column`` in CSV ``key``."""
+    series = [r[key] for r in runs if r[key] and column in r[key]]
+    n = min(len(s["step"]) for s in series)
+    steps = series[0]["step"][:n]
+    values = np.stack([s[column][:n] for s in series])
+    return steps, values.mean(0), values.min(0), values.max(0)
+
+
+def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    by_env: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        by_env[r["env"]][r["algo"]].append(r)
+    for env, algos in sorted(by_env.items()):
+        limit = next(iter(algos.values()))[0]["limit"]
+        fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+        (ax_ret, ax_cost, ax_lam), (ax_viol, ax_box, ax_off) = axes
+        ax_off.axis("off")
+        box_data, box_labels = [], []
+        for algo, members in sorted(algos.items()):
+            steps, mean, lo, hi = _band(members, "eval", "return_mean")
+            ax_ret.plot(steps, mean, label=algo)
+            ax_ret.fill_between(steps, lo, hi, alpha=0.2)
+            steps, mean, lo, hi = _band(members, "eval", "cost_vs_limit")
+            ax_cost.plot(steps, mean, label=algo)
+            ax_cost.fill_between(steps, lo, hi, alpha=0.2)
+            viol = np.mean(
+                [np.maximum(0.0, r["eval"]["cost_vs_limit"] - limit).mean() for r in members]
+            )
+            ax_viol.bar(algo, viol)
+            if all(r["metrics"] for r in members):
+                steps, mean, lo, hi = _band(members, "metrics", "lambda")
+                ax_lam.plot(steps, mean, label=algo)
+                ax_lam.fill_between(steps, lo, hi, alpha=0.2)
+            for q in range(4):
+                costs = []
+                for r in members:
+                    ep = r["episodes"]
+                    if ep:
+                        sel = (ep["step"] > q * r["total"] / 4) & (
+                            ep["step"] <= (q + 1) * r["total"] / 4
+                        )
+                        costs.extend(ep["cost"][sel].tolist())
+                box_data.append(costs or [np.nan])
+                box_labels.append(f"{algo}\nQ{q + 1}")
+        ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
+        ax_ret.set_title("evaluation return (mean, min-max over seeds)")
+        ax_cost.set_title("evaluation cost vs limit")
+        ax_lam.set_title("multiplier lambda")
+        ax_viol.set_title("average violation of the evaluations")
+        ax_box.boxplot(box_data, tick_labels=box_labels)
+        ax_box.axhline(limit, color="black", linestyle="--")
+        ax_box.set_title("training-rollout episode cost per quarter")
+        ax_box.tick_params(axis="x", labelsize=6)
+        for ax in (ax_ret, ax_cost, ax_lam):
+            ax.set_xlabel("environment steps")
+            ax.legend(fontsize=8)
+        fig.suptitle(env)
+        for ext in ("png", "svg"):
+            name = f"{env}.{ext}"
+            fig.savefig(out / name, dpi=110)
+            written.append(name)
+        plt.close(fig)
+    return written
