@@ -180,6 +180,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_land.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
+    p_bench = sub.add_parser("bench", help="run a grid of algorithms x envs x seeds (local or Ray)")
+    p_bench.add_argument("--out", required=True, help="results folder (one run dir per point)")
+    p_bench.add_argument(
+        "--preset", default=None, help="grid preset: smoke, cpu, paper, safety-gymnasium"
+    )
+    p_bench.add_argument("--spec", default=None, help="JSON grid spec (fields of GridSpec)")
+    p_bench.add_argument(
+        "--base", default=None, help="training preset every point starts from (e.g. toy)"
+    )
+    p_bench.add_argument("--algos", default=None, help="comma-separated algorithms")
+    p_bench.add_argument("--envs", default=None, help="comma-separated env ids")
+    p_bench.add_argument("--seeds", default=None, help="comma-separated seeds")
+    p_bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every point (e.g. agent.rho=2.0); repeatable",
+    )
+    p_bench.add_argument("--backend", choices=["local", "ray"], default="local")
+    p_bench.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
+    p_bench.add_argument(
+        "--ray-address", default=None, help="existing Ray cluster (default: start one)"
+    )
+    p_bench.add_argument("--dry-run", action="store_true", help="list the grid's run dirs and stop")
+
     p_rep = sub.add_parser("report", help="tables and plots over a folder of finished runs")
     p_rep.add_argument("results_dir", metavar="RESULTS_DIR")
     p_rep.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/report)")
@@ -299,6 +325,25 @@ def _cmd_landscape(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from algd.bench.grid import expand, print_progress, run_grid, spec_from_args
+
+    spec = spec_from_args(ns.preset, ns.spec, ns.algos, ns.envs, ns.seeds, ns.set, ns.base)
+    if ns.workers is not None and ns.workers < 1:
+        raise UsageError("algd bench: --workers must be >= 1")
+    if ns.dry_run:
+        for cfg, _ in expand(spec, Path(ns.out)):
+            print(cfg.run_dir)
+        return 0
+    records = run_grid(spec, ns.out, ns.backend, ns.workers, ns.ray_address, print_progress)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(json.dumps({"out": ns.out, "runs": len(records), **counts}))
+    print(f"tables and plots: algd report {ns.out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_report(ns: argparse.Namespace) -> int:
     from algd.bench.report import report
 
@@ -317,6 +362,7 @@ COMMANDS = {
     "bench-memory": _cmd_memory,
     "landscape": _cmd_landscape,
     "report": _cmd_report,
+    "bench": _cmd_bench,
 }
 
 

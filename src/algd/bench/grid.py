@@ -1,0 +1,311 @@
+"""``algd bench``: a grid of (algorithm x env x seed x config overrides), run by local worker
+processes or on a Ray cluster.
+
+Each grid point gets its own run directory, ``OUT/<env>/<algo>[/<sweep tag>]/s<seed>``. Running a
+grid again skips finished runs (``summary.json``), resumes interrupted ones from their checkpoints
+and starts the rest; a run directory holding a different config is an error, never overwritten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from algd.config import TrainConfig, from_dict, to_dict
+from algd.errors import AlgdError, RunDirError
+
+NAVIGATION = (
+    "SafetyPointButton1-v0",
+    "SafetyCarButton1-v0",
+    "SafetyPointButton2-v0",
+    "SafetyPointPush1-v0",
+    "SafetyCarButton2-v0",
+)
+NAV_BUDGET = {
+    "SafetyPointButton1-v0": 100_000,
+    "SafetyCarButton1-v0": 150_000,
+    "SafetyPointButton2-v0": 200_000,
+    "SafetyPointPush1-v0": 200_000,
+    "SafetyCarButton2-v0": 300_000,
+}
+VELOCITY_BUDGET = {
+    "PaperHalfCheetahVelocity-v0": 100_000,
+    "PaperHopperVelocity-v0": 150_000,
+    "PaperAntVelocity-v0": 200_000,
+    "PaperHumanoidVelocity-v0": 500_000,
+}
+PAPER_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal")
+ALL_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac")
+WARMUP = 5000
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """What to run. ``base`` names a preset (algd.presets) or None for the reference defaults;
+    ``overrides`` (dotted keys, e.g. ``agent.rho``) apply to every point, ``per_env`` and
+    ``per_algo`` to some, and ``sweep`` (key -> values) multiplies the grid."""
+
+    algos: tuple[str, ...]
+    envs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    base: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    per_env: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_algo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, Any]:
+    budget = NAV_BUDGET.get(env) or VELOCITY_BUDGET[env]
+    out: dict[str, Any] = {"total_steps": budget + WARMUP, "eval_every": 5000}
+    if env in NAV_BUDGET and limit is not None:
+        out.update(cost_limit=limit, episode_length=length)
+    return out
+
+
+GRID_PRESETS: dict[str, GridSpec] = {
+    # The built-in task, every algorithm, two seeds: about 10 minutes on 2 cores.
+    "smoke": GridSpec(
+        ALL_ALGOS,
+        ("ToyRing-v0",),
+        (0, 1),
+        base="toy",
+        per_algo={"algd": {"total_steps": 6000}, "lgd": {"total_steps": 6000}},
+    ),
+    # About an hour on 2 cores (docs/experiments.md explains the choices): the built-in task with
+    # three seeds, and a real Safety-Gymnasium navigation task at reduced settings.
+    "cpu": GridSpec(
+        ALL_ALGOS,
+        ("ToyRing-v0", "SafetyPointGoal1-v0"),
+        (0, 1, 2),
+        base="toy",
+        per_env={
+            "SafetyPointGoal1-v0": {
+                "total_steps": 20_000,
+                "warmup_steps": 2000,
+                "learning_starts": 1000,
+                "utd": 1,
+                "episode_length": 400,
+                "cost_limit": 10.0,
+                "eval_every": 4000,
+                "eval_episodes": 3,
+                "log_every": 1000,
+                "checkpoint_every": 4000,
+                "agent.gamma": 0.99,
+                "agent.gamma_c": 0.99,
+                "agent.critic_hidden": [128, 128],
+                "agent.actor_hidden": [128, 128],
+                "agent.lambda_lr": 3e-3,
+            }
+        },
+        per_algo={"algd": {"total_steps": 6000}, "lgd": {"total_steps": 6000}},
+    ),
+    # The paper's protocol (ALGD_METHOD section 7): 400-step navigation episodes with limit 10,
+    # velocity tasks with the speed cost and discounted limits, budgets after a 5000-step warm-up,
+    # reference hyperparameters.
+    "paper": GridSpec(
+        PAPER_ALGOS,
+        NAVIGATION + tuple(VELOCITY_BUDGET),
+        (0, 1, 2),
+        per_env={e: _paper_env(e, 10.0, 400) for e in NAVIGATION + tuple(VELOCITY_BUDGET)},
+    ),
+    # The common Safety-Gymnasium setting: 1000-step episodes, limit 25, the same budgets.
+    "safety-gymnasium": GridSpec(
+        PAPER_ALGOS,
+        NAVIGATION,
+        (0, 1, 2),
+        per_env={e: _paper_env(e, None, None) for e in NAVIGATION},
+    ),
+}
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
+    """Every grid point's validated config and run directory."""
+    from algd.presets import preset
+
+    base = to_dict(preset(spec.base) if spec.base else TrainConfig())
+    keys = sorted(spec.sweep)
+    points = []
+    for env, algo, values, seed in itertools.product(
+        spec.envs, spec.algos, itertools.product(*(spec.sweep[k] for k in keys)), spec.seeds
+    ):
+        data = json.loads(json.dumps(base))
+        for layer in (spec.overrides, spec.per_env.get(env, {}), spec.per_algo.get(algo, {})):
+            for k, v in layer.items():
+                _set(data, k, v)
+        tag = ",".join(f"{k}={v}" for k, v in zip(keys, values))
+        for k, v in zip(keys, values):
+            _set(data, k, v)
+        run_dir = out / env / algo / (tag or ".") / f"s{seed}"
+        data.update(
+            algo=algo,
+            env=env,
+            seed=seed,
+            run_dir=str(run_dir.resolve()),
+            progress=False,
+            overwrite=False,
+        )
+        points.append((from_dict(data), run_dir))
+    return points
+
+
+def run_point(config_json: str) -> dict[str, Any]:
+    """Skip, resume or start one grid point (runs in a worker process)."""
+    from algd.agents import resolve_config
+    from algd.train import load_run_config, resume, train
+
+    cfg = from_dict(json.loads(config_json))
+    run_dir = Path(str(cfg.run_dir))
+    if (run_dir / "config.json").exists():
+        saved = load_run_config(run_dir)
+        if to_dict(saved) != to_dict(resolve_config(cfg)):
+            raise RunDirError(f"{run_dir} holds a different config; choose another output folder")
+        if (run_dir / "summary.json").exists():
+            return {"status": "skipped", **json.loads((run_dir / "summary.json").read_text())}
+        if (run_dir / "checkpoint.npz").exists():
+            return {"status": "resumed", **resume(run_dir, console=False)}
+        cfg = replace(cfg, overwrite=True)  # started but never checkpointed: nothing to keep
+    return {"status": "trained", **train(cfg, console=False)}
+
+
+def run_grid(
+    spec: GridSpec,
+    out: str,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    on_result: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every point; returns one record per point (status, summary), in grid order."""
+    points = expand(spec, Path(out))
+    if not points:
+        raise AlgdError("the grid is empty")
+    jobs = [json.dumps(to_dict(cfg)) for cfg, _ in points]
+    workers = workers or os.cpu_count() or 1
+    results: dict[int, dict[str, Any]] = {}
+
+    def done(i: int, record: dict[str, Any]) -> None:
+        results[i] = record
+        if on_result:
+            on_result(record, len(results), len(jobs))
+
+    if backend == "local":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(run_point, job): i for i, job in enumerate(jobs)}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    elif backend == "ray":
+        import ray
+
+        started = not ray.is_initialized()
+        if started:
+            ray.init(
+                address=ray_address,
+                num_cpus=None if ray_address else workers,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        try:
+            remote = ray.remote(num_cpus=1)(run_point)
+            pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    done(pending.pop(ref), ray.get(ref))
+        finally:
+            if started:
+                ray.shutdown()
+    else:
+        raise AlgdError(f"unknown backend '{backend}' (local or ray)")
+    return [results[i] for i in range(len(jobs))]
+
+
+def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
+    ev = record.get("final_eval") or {}
+    print(
+        f"[{finished}/{total}] {record['status']:8s} {record['env']} {record['algo']} "
+        f"seed {record['seed']}: return {ev.get('return_mean', float('nan')):.2f}, "
+        f"cost {ev.get('cost_vs_limit', float('nan')):.2f} -> {record['run_dir']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def spec_from_args(
+    preset_name: str | None,
+    spec_file: str | None,
+    algos: str | None,
+    envs: str | None,
+    seeds: str | None,
+    sets: list[str],
+    base: str | None = None,
+) -> GridSpec:
+    """A GridSpec from a preset, a JSON spec file, and/or flags (flags win)."""
+    if preset_name and preset_name not in GRID_PRESETS:
+        raise AlgdError(
+            f"unknown grid preset '{preset_name}' (choose from: {', '.join(GRID_PRESETS)})"
+        )
+    spec = GRID_PRESETS[preset_name] if preset_name else GridSpec((), (), ())
+    if spec_file:
+        try:
+            data = json.loads(Path(spec_file).read_text())
+            spec = GridSpec(
+                **{
+                    **spec.__dict__,
+                    **{
+                        k: tuple(v) if k in ("algos", "envs", "seeds") else v
+                        for k, v in data.items()
+                    },
+                }
+            )
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise AlgdError(f"grid spec {spec_file}: {exc}") from None
+    fields: dict[str, Any] = {}
+    if base:
+        from algd.presets import PRESETS
+
+        if base not in PRESETS:
+            raise AlgdError(f"unknown base preset '{base}' (choose from: {', '.join(PRESETS)})")
+        fields["base"] = base
+    if algos:
+        fields["algos"] = tuple(a for a in algos.split(",") if a)
+    if envs:
+        fields["envs"] = tuple(e for e in envs.split(",") if e)
+    if seeds:
+        try:
+            fields["seeds"] = tuple(int(s) for s in seeds.split(",") if s)
+        except ValueError:
+            raise AlgdError(f"--seeds must be comma-separated integers (got '{seeds}')") from None
+    overrides = dict(spec.overrides)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise AlgdError(f"--set takes KEY=VALUE (got '{item}')")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    spec = GridSpec(**{**spec.__dict__, **fields, "overrides": overrides})
+    if not (spec.algos and spec.envs and spec.seeds):
+        raise AlgdError(
+            "a grid needs algorithms, envs and seeds (--preset, --spec or --algos/--envs/--seeds)"
+        )
+    return spec

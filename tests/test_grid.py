@@ -1,0 +1,73 @@
+"""`algd bench` grids: the Ray backend matches the local one; re-running skips and resumes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from algd.agents import resolve_config
+from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
+from algd.cli import main
+from algd.config import to_json
+from algd.train import train
+
+SHORT = {
+    "total_steps": 900,
+    "warmup_steps": 300,
+    "learning_starts": 300,
+    "eval_every": 300,
+    "checkpoint_every": 300,
+    "log_every": 100,
+    "eval_episodes": 1,
+}
+SPEC = GridSpec(("sac_lag",), ("ToyRing-v0",), (0, 1), base="toy", overrides=SHORT)
+LOGS = ("metrics.csv", "episodes.csv", "eval.csv")
+
+
+def logs(run: Path) -> dict[str, str]:
+    return {n: (run / n).read_text() for n in LOGS}
+
+
+def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
+    local = run_grid(SPEC, str(tmp_path / "local"), backend="local", workers=2)
+    remote = run_grid(SPEC, str(tmp_path / "ray"), backend="ray", workers=2)
+    assert [r["status"] for r in local + remote] == ["trained"] * 4
+    for a, b in zip(local, remote):
+        assert (a["seed"], a["final_eval"]) == (b["seed"], b["final_eval"])
+        assert logs(Path(a["run_dir"])) == logs(Path(b["run_dir"]))
+    assert local[0]["final_eval"] != local[1]["final_eval"]  # seeds differ
+
+
+def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "grid"
+    (cfg0, dir0), (cfg1, dir1) = expand(SPEC, out)
+    train(cfg0, console=False)  # finished
+    # Interrupted: the same run stopped at its step-600 checkpoint.
+    train(replace(cfg1, total_steps=600), console=False)
+    (dir1 / "config.json").write_text(to_json(resolve_config(cfg1)) + "\n")
+    (dir1 / "summary.json").unlink()
+    finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
+    argv = ["bench", "--out", str(out), "--base", "toy", "--algos", "sac_lag"]
+    argv += ["--envs", "ToyRing-v0", "--seeds", "0,1", "--workers", "1"]
+    argv += [f"--set={k}={v}" for k, v in SHORT.items()]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(printed) == {"out": str(out), "runs": 2, "skipped": 1, "resumed": 1}
+    assert {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()} == finished
+    summary = json.loads((dir1 / "summary.json").read_text())
+    assert summary["finished"] and summary["env_steps"] == 900
+
+
+def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
+    paper = expand(GRID_PRESETS["paper"], tmp_path)
+    assert len(paper) == 9 * 5 * 3
+    pb1 = next(c for c, _ in paper if c.env == "SafetyPointButton1-v0")
+    assert (pb1.episode_length, pb1.cost_limit, pb1.total_steps) == (400, 10.0, 105_000)
+    hopper = next(c for c, _ in paper if c.env == "PaperHopperVelocity-v0")
+    assert hopper.cost_limit is None and hopper.total_steps == 155_000
+    sg = expand(GRID_PRESETS["safety-gymnasium"], tmp_path)
+    assert all(c.episode_length is None and c.cost_limit is None for c, _ in sg)
+    smoke = expand(GRID_PRESETS["smoke"], tmp_path)
+    assert {c.algo for c, _ in smoke} == {"algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"}
+    assert len(expand(GRID_PRESETS["cpu"], tmp_path)) == 6 * 2 * 3
