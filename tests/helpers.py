@@ -29,3 +29,17 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def quick(total_steps: int, every: int = 300) -> dict[str, int]:
+    """Settings of a short toy run: warm-up and learning start at 300 steps, evaluation and
+    checkpoints every ``every`` steps, one evaluation episode."""
+    return {
+        "total_steps": total_steps,
+        "warmup_steps": min(300, every),
+        "learning_starts": min(300, every),
+        "eval_every": every,
+        "checkpoint_every": every,
+        "log_every": 100,
+        "eval_episodes": 1,
+    }

@@ -11,16 +11,9 @@ from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
 from algd.cli import main
 from algd.config import to_json
 from algd.train import train
+from helpers import quick
 
-SHORT = {
-    "total_steps": 900,
-    "warmup_steps": 300,
-    "learning_starts": 300,
-    "eval_every": 300,
-    "checkpoint_every": 300,
-    "log_every": 100,
-    "eval_episodes": 1,
-}
+SHORT = quick(600, every=200)
 SPEC = GridSpec(("sac_lag",), ("ToyRing-v0",), (0, 1), base="toy", overrides=SHORT)
 LOGS = ("metrics.csv", "episodes.csv", "eval.csv")
 
@@ -43,8 +36,8 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     out = tmp_path / "grid"
     (cfg0, dir0), (cfg1, dir1) = expand(SPEC, out)
     train(cfg0, console=False)  # finished
-    # Interrupted: the same run stopped at its step-600 checkpoint.
-    train(replace(cfg1, total_steps=600), console=False)
+    # Interrupted: the same run stopped at its step-400 checkpoint.
+    train(replace(cfg1, total_steps=400), console=False)
     (dir1 / "config.json").write_text(to_json(resolve_config(cfg1)) + "\n")
     (dir1 / "summary.json").unlink()
     finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
@@ -56,7 +49,7 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     assert json.loads(printed) == {"out": str(out), "runs": 2, "skipped": 1, "resumed": 1}
     assert {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()} == finished
     summary = json.loads((dir1 / "summary.json").read_text())
-    assert summary["finished"] and summary["env_steps"] == 900
+    assert summary["finished"] and summary["env_steps"] == 600
 
 
 def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:

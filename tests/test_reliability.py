@@ -22,19 +22,11 @@ from algd.cli import main
 from algd.config import from_dict
 from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
 from algd.train import Trainer, create_run_dir, train
-from helpers import ROOT, toy
+from helpers import ROOT, quick, toy
 
 faulty_envs.register()
 
-TINY = {
-    "total_steps": 600,
-    "warmup_steps": 300,
-    "learning_starts": 300,
-    "eval_every": 300,
-    "checkpoint_every": 300,
-    "log_every": 100,
-    "eval_episodes": 1,
-}
+TINY = quick(600)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
