@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import numpy as np
@@ -55,15 +56,20 @@ def unflatten_state(template: Any, arrays: dict[str, np.ndarray], where: str) ->
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write then rename, with fsyncs, so a reader sees the old or the new file, never a part."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Stage ``write(file)`` in a hidden sibling, fsync, rename over ``path``, fsync the folder:
+    a reader (or a resumed run) sees the old or the new file, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
-        f.write(data)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -87,13 +93,7 @@ def save_checkpoint(
     arrays.update({f"loop/{k}": np.asarray(v) for k, v in loop_arrays.items()})
     header = {**meta, "format_version": FORMAT_VERSION}
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

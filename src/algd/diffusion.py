@@ -127,5 +127,11 @@ def mc_boltzmann_score(
     points = y[None] + sig * jax.random.normal(key, (n, *y.shape))
     vals, pullback = jax.vjp(log_p, points)
     (grads,) = pullback(jnp.ones_like(vals))
-    w = jax.nn.softmax(vals, axis=0)
+    return self_normalised_score(vals, grads)
+
+
+def self_normalised_score(log_p: jax.Array, grads: jax.Array) -> jax.Array:
+    """sum_i w_i grad log p(y_i) with w = softmax_i log p(y_i), from log p (n, *B) and its
+    gradients (n, *B, d) at the n samples; no gradient flows through the result."""
+    w = jax.nn.softmax(log_p, axis=0)
     return jax.lax.stop_gradient(jnp.sum(w[..., None] * grads, axis=0))

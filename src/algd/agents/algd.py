@@ -23,6 +23,7 @@ from algd.diffusion import (
     Squash,
     ddpm_schedule,
     reverse_chain,
+    self_normalised_score,
     ve_schedule,
 )
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
@@ -213,8 +214,7 @@ class ALGD(OffPolicyAgent):
             tanh = jnp.tanh(y_mc)
             grad = grad * self.act_scale * (1.0 - jnp.square(tanh)) - 2.0 * tanh
             log_p = log_p + self.squash.log_det_jacobian(y_mc)
-        w = jax.nn.softmax(log_p, axis=0)
-        return jax.lax.stop_gradient(jnp.sum(w[..., None] * grad, axis=0))
+        return self_normalised_score(log_p, grad)
 
 
 class LGD(ALGD):
