@@ -24,6 +24,19 @@ def apply_net(module: nn.Module, params: Any, *args: Any, method: str | None = N
     return module.apply({"params": params}, *args, method=method)
 
 
+def small_matmul_add(base: jax.Array, x: jax.Array, w: jax.Array) -> jax.Array:
+    """base + x @ w for a narrow x (*B, d) with small d (the action): written as d broadcast
+    multiply-adds, which XLA fuses into the activation that follows. A matrix product with a
+    contraction of 2 is a separate, poorly shaped kernel call on the CPU backend; this form was
+    about 5% faster on the whole ALGD update (measured side by side, docs/performance.md)."""
+    if x.shape[-1] > 8:
+        return base + x @ w
+    out = base
+    for i in range(x.shape[-1]):
+        out = out + x[..., i : i + 1] * w[i]
+    return out
+
+
 # Per-member LeCun-normal (Flax's Dense default), fan-in taken from the input axis only.
 _ens_init = nn.initializers.lecun_normal(in_axis=-2, out_axis=-1, batch_axis=(0,))
 
@@ -70,7 +83,7 @@ class CriticEnsemble(nn.Module):
         act = ACTIVATIONS[self.activation]
         out = []
         for j in range(self.num):
-            h = act(feats[j] + action @ self.kernels[0][j, self.obs_dim :])
+            h = act(small_matmul_add(feats[j], action, self.kernels[0][j, self.obs_dim :]))
             for w, b in zip(self.kernels[1:], self.biases[1:]):
                 h = act(h @ w[j] + b[j])
             out.append((h @ self.w_out[j] + self.b_out[j])[..., 0])
@@ -141,7 +154,7 @@ class ScoreNet(nn.Module):
     def from_features(self, s_feat: jax.Array, x: jax.Array, t_feat: jax.Array) -> jax.Array:
         """State features, latent/action x (*B, act_dim), time features -> (*B, heads * act)."""
         w_x = self.w_first[self.obs_dim : self.obs_dim + self.act_dim]
-        h = nn.relu(s_feat + x @ w_x + t_feat)
+        h = nn.relu(small_matmul_add(s_feat + t_feat, x, w_x))
         for layer in self.trunk:
             h = nn.relu(layer(h))
         return self.head(h)

@@ -214,15 +214,16 @@ class OffPolicyAgent:
     def target_step(self, state: State) -> State:
         tau = self.a.tau
         do = (state["step"] % self.a.target_every) == 0
+        targets = (state["q_targ"], state["qc_targ"])
 
-        def polyak(t: jax.Array, o: jax.Array) -> jax.Array:
-            return jnp.where(do, (1.0 - tau) * t + tau * o, t)
+        def polyak(_: Any) -> Any:
+            return jax.tree_util.tree_map(
+                lambda t, o: (1.0 - tau) * t + tau * o, targets, (state["q"], state["qc"])
+            )
 
-        return {
-            **state,
-            "q_targ": jax.tree_util.tree_map(polyak, state["q_targ"], state["q"]),
-            "qc_targ": jax.tree_util.tree_map(polyak, state["qc_targ"], state["qc"]),
-        }
+        # A conditional, so that the steps without an update do no work.
+        q_targ, qc_targ = jax.lax.cond(do, polyak, lambda _: targets, None)
+        return {**state, "q_targ": q_targ, "qc_targ": qc_targ}
 
     def grad_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
         k_critic, k_actor = jax.random.split(key)
