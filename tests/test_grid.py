@@ -63,4 +63,9 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert all(c.episode_length is None and c.cost_limit is None for c, _ in sg)
     smoke = expand(GRID_PRESETS["smoke"], tmp_path)
     assert {c.algo for c, _ in smoke} == {"algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"}
-    assert len(expand(GRID_PRESETS["cpu"], tmp_path)) == 6 * 2 * 3
+    cpu = expand(GRID_PRESETS["cpu"], tmp_path)
+    assert len(cpu) == 6 * 2 * 3
+    steps = {(c.env, c.algo): c.total_steps for c, _ in cpu}
+    # per_pair layers: the diffusion methods' longer toy budget must not leak into other envs.
+    assert steps["ToyRing-v0", "algd"] == 6000 and steps["ToyRing-v0", "sac"] == 4000
+    assert steps["SafetyPointGoal1-v0", "algd"] == steps["SafetyPointGoal1-v0", "sac"] == 20_000

@@ -49,7 +49,8 @@ WARMUP = 5000
 class GridSpec:
     """What to run. ``base`` names a preset (algd.presets) or None for the reference defaults;
     ``overrides`` (dotted keys, e.g. ``agent.rho``) apply to every point, ``per_env`` and
-    ``per_algo`` to some, and ``sweep`` (key -> values) multiplies the grid."""
+    ``per_algo`` to some, ``per_pair`` (keys ``"ENV:ALGO"``) to one env-algorithm pair, in that
+    order (a later layer wins), and ``sweep`` (key -> values) multiplies the grid."""
 
     algos: tuple[str, ...]
     envs: tuple[str, ...]
@@ -58,6 +59,7 @@ class GridSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     per_env: dict[str, dict[str, Any]] = field(default_factory=dict)
     per_algo: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_pair: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -104,7 +106,10 @@ GRID_PRESETS: dict[str, GridSpec] = {
                 "agent.lambda_lr": 3e-3,
             }
         },
-        per_algo={"algd": {"total_steps": 6000}, "lgd": {"total_steps": 6000}},
+        per_pair={
+            "ToyRing-v0:algd": {"total_steps": 6000},
+            "ToyRing-v0:lgd": {"total_steps": 6000},
+        },
     ),
     # The paper's protocol (ALGD_METHOD section 7): 400-step navigation episodes with limit 10,
     # velocity tasks with the speed cost and discounted limits, budgets after a 5000-step warm-up,
@@ -144,7 +149,13 @@ def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
         spec.envs, spec.algos, itertools.product(*(spec.sweep[k] for k in keys)), spec.seeds
     ):
         data = json.loads(json.dumps(base))
-        for layer in (spec.overrides, spec.per_env.get(env, {}), spec.per_algo.get(algo, {})):
+        layers = (
+            spec.overrides,
+            spec.per_env.get(env, {}),
+            spec.per_algo.get(algo, {}),
+            spec.per_pair.get(f"{env}:{algo}", {}),
+        )
+        for layer in layers:
             for k, v in layer.items():
                 _set(data, k, v)
         tag = ",".join(f"{k}={v}" for k, v in zip(keys, values))
