@@ -22,11 +22,28 @@ def logs(run: Path) -> dict[str, str]:
     return {n: (run / n).read_text() for n in LOGS}
 
 
+def conflicting(out: Path, spec: GridSpec, seed: int) -> Path:
+    """Make the run dir of one grid point hold a different config, so that point fails fast."""
+    cfg, run_dir = next((c, d) for c, d in expand(spec, out) if c.seed == seed)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(
+        to_json(resolve_config(replace(cfg, total_steps=cfg.total_steps + 1)))
+    )
+    return run_dir
+
+
 def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
-    local = run_grid(SPEC, str(tmp_path / "local"), backend="local", workers=2)
-    remote = run_grid(SPEC, str(tmp_path / "ray"), backend="ray", workers=2)
-    assert [r["status"] for r in local + remote] == ["trained"] * 4
-    for a, b in zip(local, remote):
+    spec = replace(SPEC, seeds=(0, 1, 2))  # seed 2's run dir conflicts: it fails, the rest run
+    for backend in ("local", "ray"):
+        conflicting(tmp_path / backend, spec, 2)
+    local = run_grid(spec, str(tmp_path / "local"), backend="local", workers=2)
+    remote = run_grid(spec, str(tmp_path / "ray"), backend="ray", workers=2)
+    assert [r["status"] for r in local + remote] == ["trained", "trained", "failed"] * 2
+    # The worker's one-line reason, not a wrapped remote traceback.
+    for failed in (local[2], remote[2]):
+        assert failed["error"].endswith("holds a different config; choose another output folder")
+        assert "\n" not in failed["error"] and "Ray" not in failed["error"]
+    for a, b in zip(local[:2], remote[:2]):
         assert (a["seed"], a["final_eval"]) == (b["seed"], b["final_eval"])
         assert logs(Path(a["run_dir"])) == logs(Path(b["run_dir"]))
     assert local[0]["final_eval"] != local[1]["final_eval"]  # seeds differ
@@ -41,12 +58,23 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     (dir1 / "config.json").write_text(to_json(resolve_config(cfg1)) + "\n")
     (dir1 / "summary.json").unlink()
     finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
+    bad = conflicting(out, replace(SPEC, seeds=(2,)), 2)
+    bad_config = (bad / "config.json").read_text()
     argv = ["bench", "--out", str(out), "--base", "toy", "--algos", "sac_lag"]
-    argv += ["--envs", "ToyRing-v0", "--seeds", "0,1", "--workers", "1"]
+    argv += ["--envs", "ToyRing-v0", "--seeds", "0,1,2", "--workers", "1"]
     argv += [f"--set={k}={v}" for k, v in SHORT.items()]
-    assert main(argv) == 0
-    printed = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(printed) == {"out": str(out), "runs": 2, "skipped": 1, "resumed": 1}
+    assert main(argv) == 2  # one point failed; the others still ran
+    captured = capsys.readouterr()
+    printed = captured.out.strip().splitlines()[-1]
+    assert json.loads(printed) == {
+        "out": str(out),
+        "runs": 3,
+        "skipped": 1,
+        "resumed": 1,
+        "failed": 1,
+    }
+    assert "1 of 3 runs failed" in captured.err.strip().splitlines()[-1]
+    assert (bad / "config.json").read_text() == bad_config  # the conflicting dir is untouched
     assert {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()} == finished
     summary = json.loads((dir1 / "summary.json").read_text())
     assert summary["finished"] and summary["env_steps"] == 600

@@ -340,6 +340,14 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     print(json.dumps({"out": ns.out, "runs": len(records), **counts}))
+    failures = [r for r in records if r["status"] == "failed"]
+    if failures:
+        first = failures[0]
+        raise AlgdError(
+            f"{len(failures)} of {len(records)} runs failed (the others finished; re-run the same "
+            f"command to retry them); first: {first['env']} {first['algo']} seed {first['seed']}: "
+            f"{first['error']}"
+        )
     print(f"tables and plots: algd report {ns.out}", file=sys.stderr)
     return 0
 

@@ -214,6 +214,25 @@ def run_grid(
         if on_result:
             on_result(record, len(results), len(jobs))
 
+    def failed(i: int, exc: BaseException) -> None:
+        """A point that raised: recorded with its one-line reason; the grid goes on."""
+        cfg, run_dir = points[i]
+        cause = getattr(exc, "cause", None) or exc  # Ray wraps the worker's exception
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+        if not isinstance(cause, AlgdError):
+            reason = f"{type(cause).__name__}: {reason}"
+        done(
+            i,
+            {
+                "status": "failed",
+                "error": reason,
+                "env": cfg.env,
+                "algo": cfg.algo,
+                "seed": cfg.seed,
+                "run_dir": str(run_dir.resolve()),
+            },
+        )
+
     if backend == "local":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -222,7 +241,10 @@ def run_grid(
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {pool.submit(run_point, job): i for i, job in enumerate(jobs)}
             for fut in as_completed(futures):
-                done(futures[fut], fut.result())
+                try:
+                    done(futures[fut], fut.result())
+                except Exception as exc:  # noqa: BLE001 - one failed point must not stop the grid
+                    failed(futures[fut], exc)
     elif backend == "ray":
         import ray
 
@@ -235,12 +257,16 @@ def run_grid(
                 log_to_driver=False,
             )
         try:
-            remote = ray.remote(num_cpus=1)(run_point)
+            remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
             pending = {remote.remote(job): i for i, job in enumerate(jobs)}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    done(pending.pop(ref), ray.get(ref))
+                    i = pending.pop(ref)
+                    try:
+                        done(i, ray.get(ref))
+                    except Exception as exc:  # noqa: BLE001 - as above
+                        failed(i, exc)
         finally:
             if started:
                 ray.shutdown()
@@ -250,6 +276,14 @@ def run_grid(
 
 
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
+    if record["status"] == "failed":
+        print(
+            f"[{finished}/{total}] failed   {record['env']} {record['algo']} seed "
+            f"{record['seed']}: {record['error']} -> {record['run_dir']}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     ev = record.get("final_eval") or {}
     print(
         f"[{finished}/{total}] {record['status']:8s} {record['env']} {record['algo']} "
