@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
 from algd.buffer import Batch
@@ -30,10 +29,10 @@ from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_e
 from algd.networks import ScoreNet, apply_net
 
 
-def _lead(feats: jax.Array, ndim: int) -> jax.Array:
-    """Critic state features (num, B, h) reshaped to rank ndim, (num, 1, ..., B, h), so they
-    broadcast against the first-layer action part of actions (*N, B, act)."""
-    return feats.reshape(feats.shape[:1] + (1,) * (ndim - feats.ndim) + feats.shape[1:])
+def _lead(feats: tuple[jax.Array, ...], ndim: int) -> tuple[jax.Array, ...]:
+    """Critic state features, one (B, h) per member, reshaped to rank ndim, (1, ..., B, h), so
+    they broadcast against the first-layer action part of actions (*N, B, act)."""
+    return tuple(f.reshape((1,) * (ndim - f.ndim) + f.shape) for f in feats)
 
 
 class ALGD(OffPolicyAgent):
@@ -122,17 +121,21 @@ class ALGD(OffPolicyAgent):
 
     # --- energy and score target --------------------------------------------------------------
     def energy_from_features(
-        self, state: State, q_feat: jax.Array, qc_feat: jax.Array, action: jax.Array
+        self,
+        state: State,
+        q_feat: tuple[jax.Array, ...],
+        qc_feat: tuple[jax.Array, ...],
+        action: jax.Array,
     ) -> jax.Array:
         """E(s, a, lambda) for actions (*N, B, act) at the B states whose critic features are
         given; returns (*N, B). E is L_A (ALGD) or L (LGD)."""
         q = apply_net(
-            self.q_net, state["q"], _lead(q_feat, action.ndim + 1), action, method="from_features"
+            self.q_net, state["q"], _lead(q_feat, action.ndim), action, method="from_features"
         ).min(0)
         qc = apply_net(
             self.qc_net,
             state["qc"],
-            _lead(qc_feat, action.ndim + 1),
+            _lead(qc_feat, action.ndim),
             action,
             method="from_features",
         )
@@ -142,7 +145,9 @@ class ALGD(OffPolicyAgent):
             return augmented_energy(q, qc_bar, lam, self.h, self.a.rho)
         return lagrangian_energy(q, qc_bar, lam, self.h)
 
-    def critic_features(self, state: State, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def critic_features(
+        self, state: State, obs: jax.Array
+    ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
         q_feat = apply_net(self.q_net, state["q"], obs, method="state_features")
         qc_feat = apply_net(self.qc_net, state["qc"], obs, method="state_features")
         return q_feat, qc_feat
@@ -191,8 +196,8 @@ class ALGD(OffPolicyAgent):
 
         score, g_score = jax.value_and_grad(score_loss)(state["actor"])
         g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_energy, g_score)
-        upd, actor_opt = self.actor_opt.update(g, state["actor_opt"], state["actor"])
-        state = {**state, "actor": optax.apply_updates(state["actor"], upd), "actor_opt": actor_opt}
+        actor, actor_opt = self.actor_opt.step(state["actor"], g, state["actor_opt"])
+        state = {**state, "actor": actor, "actor_opt": actor_opt}
         metrics = {
             "loss/actor": a.energy_weight * energy + a.score_weight * score,
             "loss/score": score,

@@ -27,6 +27,7 @@ from algd.lagrangian import (
     update_multiplier,
 )
 from algd.networks import CriticEnsemble, apply_net
+from algd.optim import Adam
 
 State = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -59,9 +60,9 @@ class OffPolicyAgent:
         self.qc_net = CriticEnsemble(
             self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, "silu"
         )
-        self.q_opt = optax.adam(a.critic_lr)
-        self.qc_opt = optax.adam(a.cost_critic_lr)
-        self.actor_opt = optax.adam(a.actor_lr)
+        self.q_opt = Adam(a.critic_lr)
+        self.qc_opt = Adam(a.cost_critic_lr)
+        self.actor_opt = Adam(a.actor_lr)
         low = np.asarray(spec.act_low, np.float32)
         high = np.asarray(spec.act_high, np.float32)
         self.act_scale = jnp.asarray((high - low) / 2.0)
@@ -185,15 +186,9 @@ class OffPolicyAgent:
 
         lq, gq = jax.value_and_grad(q_loss)(state["q"])
         lqc, gqc = jax.value_and_grad(qc_loss)(state["qc"])
-        uq, q_opt = self.q_opt.update(gq, state["q_opt"], state["q"])
-        uqc, qc_opt = self.qc_opt.update(gqc, state["qc_opt"], state["qc"])
-        state = {
-            **state,
-            "q": optax.apply_updates(state["q"], uq),
-            "q_opt": q_opt,
-            "qc": optax.apply_updates(state["qc"], uqc),
-            "qc_opt": qc_opt,
-        }
+        q, q_opt = self.q_opt.step(state["q"], gq, state["q_opt"])
+        qc, qc_opt = self.qc_opt.step(state["qc"], gqc, state["qc_opt"])
+        state = {**state, "q": q, "q_opt": q_opt, "qc": qc, "qc_opt": qc_opt}
         metrics = {
             "loss/q": lq,
             "loss/qc": lqc,

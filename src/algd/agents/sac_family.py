@@ -78,7 +78,7 @@ class SACFamily(OffPolicyAgent):
             return (alpha * logp - q + pen).mean(), (logp, pen)
 
         (l_actor, (logp, pen)), g = jax.value_and_grad(loss, has_aux=True)(state["actor"])
-        upd, actor_opt = self.actor_opt.update(g, state["actor_opt"], state["actor"])
+        actor, actor_opt = self.actor_opt.step(state["actor"], g, state["actor_opt"])
         extra = state["extra"]
         if self.a.learn_alpha:
             entropy_gap = jax.lax.stop_gradient(logp + self.target_entropy).mean()
@@ -87,7 +87,7 @@ class SACFamily(OffPolicyAgent):
             extra = {"log_alpha": extra["log_alpha"] + ua, "alpha_opt": alpha_opt}
         state = {
             **state,
-            "actor": optax.apply_updates(state["actor"], upd),
+            "actor": actor,
             "actor_opt": actor_opt,
             "extra": extra,
         }
