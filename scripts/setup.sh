@@ -12,7 +12,7 @@ pick_python() {
       echo "$cand"; return 0
     fi
   done
-  echo "algd needs Python 3.11 (mujoco 2.3.3 and jax 0.6.2 are pinned for it); none found on PATH" >&2
+  echo "algd needs Python 3.11 (mujoco 2.3.3 and jax 0.7.1 are pinned for it); none found on PATH" >&2
   return 1
 }
 
