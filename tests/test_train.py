@@ -127,3 +127,12 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not match this run"):
         resume(run, total_steps=600, console=False)
     assert json.loads((run / "config.json").read_text())["total_steps"] == 400  # unchanged
+    # A checkpoint in the older format (stacked critic weights) is refused with that reason.
+    with np.load(other / "checkpoint.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(arrays["__meta__"].tobytes().decode())
+    arrays["__meta__"] = np.frombuffer(json.dumps({**meta, "format_version": 1}).encode(), np.uint8)
+    with ckpt.open("wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(CheckpointError, match="format 1 .*older algd"):
+        resume(run, total_steps=600, console=False)

@@ -23,7 +23,9 @@ import numpy as np
 from algd.buffer import ReplayBuffer
 from algd.errors import CheckpointError
 
-FORMAT_VERSION = 1
+# 2: every critic member's weights and every first layer's state / action rows are separate
+# parameters (format 1 stacked them); format-1 checkpoints are refused with that reason.
+FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
@@ -108,7 +110,13 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise CheckpointError(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})"
         ) from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version == 1:
+        raise CheckpointError(
+            f"checkpoint {path} is in format 1 (stacked critic weights), written by an older "
+            f"algd; this version reads format {FORMAT_VERSION}: train the run again"
+        )
+    if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has an unknown format version")
     return meta, arrays
 
