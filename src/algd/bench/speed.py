@@ -5,6 +5,10 @@ Phases, each timed after a warm-up call so compilation is excluded:
 1. updates: the fused UTD update alone, on batches from a buffer filled by the real env;
 2. loop: the whole online loop (act, env step, store, fused UTD update) at the given UTD;
 3. latency: median wall time of one single-state action (stochastic and deterministic).
+
+On a virtual machine the host can take CPU time away ("steal"); the share of CPU time stolen
+during phases 1 and 2 is reported (``cpu_steal_fraction``, from /proc/stat; null where that
+does not exist), so that a slow figure can be told apart from a slow program.
 """
 
 from __future__ import annotations
@@ -22,6 +26,25 @@ from algd.agents import resolve_config
 from algd.config import TrainConfig
 from algd.errors import AlgdError
 from algd.train import Trainer, _Logs, create_run_dir
+
+
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(stolen, total) CPU time since boot from /proc/stat, or None where it is unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        values = [int(v) for v in fields[1:9]]
+    except (OSError, ValueError):
+        return None
+    if not fields or fields[0] != "cpu" or len(values) < 8:
+        return None
+    return values[7], sum(values)
+
+
+def _steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> Any:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
@@ -83,11 +106,15 @@ def bench_speed(
                 jax.block_until_ready(m)
 
             update()
+            c0 = _cpu_jiffies()
             n_upd, t_upd = _timed(update, seconds)
+            c1 = _cpu_jiffies()
             trainer.state = state["s"]
 
             trainer._step(logs)  # compiles the act path
+            c2 = _cpu_jiffies()
             n_loop, t_loop = _timed(lambda: trainer._step(logs), seconds)
+            c3 = _cpu_jiffies()
 
             obs = trainer.obs
             latency = {}
@@ -115,4 +142,8 @@ def bench_speed(
         "flops_per_update": flops,
         "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
         "jax_backend": jax.default_backend(),
+        "cpu_steal_fraction": {
+            "updates": _steal_fraction(c0, c1),
+            "loop": _steal_fraction(c2, c3),
+        },
     }

@@ -1,0 +1,20 @@
+"""``algd bench-speed`` on a small real run."""
+
+from __future__ import annotations
+
+import pytest
+
+from algd.bench.speed import bench_speed
+
+
+def test_bench_speed_reports_every_figure() -> None:
+    """``algd bench-speed``'s figures on a small real run: positive rates and latencies, the
+    FLOPs of a gradient step, and the CPU share stolen by the host during the timed phases."""
+    out = bench_speed("sac", "ToyRing-v0", utd=2, batch_size=32, seconds=0.3, seed=0)
+    for key in ("updates_per_s", "env_steps_per_s", "loop_updates_per_s", "flops_per_update"):
+        assert out[key] > 0, key
+    assert out["loop_updates_per_s"] == pytest.approx(2 * out["env_steps_per_s"])
+    assert 0 < out["action_latency_us"] < 1e6 and 0 < out["action_latency_deterministic_us"] < 1e6
+    for phase in ("updates", "loop"):
+        steal = out["cpu_steal_fraction"][phase]
+        assert steal is None or 0.0 <= steal <= 1.0
