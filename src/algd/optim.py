@@ -3,9 +3,9 @@
 ``optax.adam`` builds the step from separate tree maps (first moment, second moment, bias
 correction and scaling, learning rate, apply), which XLA's CPU backend runs as several passes
 over every parameter, with the update tensor written out and read back. :class:`Adam` keeps
-optax's state (``optax.adam(lr).init``, so checkpoints are unchanged) and evaluates exactly the
+optax's state (``optax.adam(lr).init``: same layout in checkpoints) and evaluates exactly the
 same expressions, in the same order, per parameter in one function, which XLA fuses into fewer
-passes. ``tests/test_agents.py`` checks that both give bit-identical parameters and state.
+passes. ``tests/test_networks.py`` checks that both give bit-identical parameters and state.
 """
 
 from __future__ import annotations

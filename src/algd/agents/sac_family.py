@@ -10,11 +10,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
 from algd.buffer import Batch
 from algd.networks import GaussianActor, apply_net
+from algd.optim import Adam
 
 LOG_2 = jnp.log(2.0)
 
@@ -24,7 +24,7 @@ class SACFamily(OffPolicyAgent):
 
     def __init__(self, cfg: Any, spec: Any) -> None:
         self.actor_net = GaussianActor(spec.act_dim, cfg.agent.actor_hidden)
-        self.alpha_opt = optax.adam(cfg.agent.alpha_lr)
+        self.alpha_opt = Adam(cfg.agent.alpha_lr)
         self.target_entropy = -float(spec.act_dim)
         super().__init__(cfg, spec)
 
@@ -83,8 +83,10 @@ class SACFamily(OffPolicyAgent):
         if self.a.learn_alpha:
             entropy_gap = jax.lax.stop_gradient(logp + self.target_entropy).mean()
             g_alpha = -entropy_gap  # d/dlog_alpha of -log_alpha * (logp + target_entropy)
-            ua, alpha_opt = self.alpha_opt.update(g_alpha, extra["alpha_opt"], extra["log_alpha"])
-            extra = {"log_alpha": extra["log_alpha"] + ua, "alpha_opt": alpha_opt}
+            log_alpha, alpha_opt = self.alpha_opt.step(
+                extra["log_alpha"], g_alpha, extra["alpha_opt"]
+            )
+            extra = {"log_alpha": log_alpha, "alpha_opt": alpha_opt}
         state = {
             **state,
             "actor": actor,

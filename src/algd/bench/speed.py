@@ -41,7 +41,7 @@ def _cpu_jiffies() -> tuple[int, int] | None:
     return values[7], sum(values)
 
 
-def _steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> Any:
+def _steal_fraction(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
     if before is None or after is None or after[1] <= before[1]:
         return None
     return (after[0] - before[0]) / (after[1] - before[1])
