@@ -43,7 +43,9 @@ def final(summary: dict) -> tuple[float, float]:
     return ev["return_mean"], ev["cost_mean"]
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+# Seed 1 repeats the check on a second seed; it runs with `pytest -m slow` (the default test
+# command stays near 10 minutes on 2 cores).
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_safe_baselines_respect_the_limit_and_sac_does_not(tmp_path: Path, seed: int) -> None:
     results = {
         algo: final(train(toy(algo, tmp_path / algo, seed=seed), console=False))
@@ -65,8 +67,8 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     # Sampled actions at one state occupy both safe modes (left and right of the hazard band).
     acts = sampled_actions(tmp_path / "algd")
     # Two separated clusters, one each side of the band. The minority side holds a small share
-    # (the energy term is mode-seeking; seeds 0-2 at 6000 steps: 10.8%, 6.7%, 41.6% in the cpu
-    # suite), far above what a Gaussian puts there (0%, below).
+    # (the energy term is mode-seeking; seeds 0-2 at 6000 steps: 7.0%, 18.8%, 31.9% in the cpu
+    # suite of docs/results.md), far above what a Gaussian puts there (0%, below).
     left, right = acts[acts[:, 0] < -0.3], acts[acts[:, 0] > 0.3]
     assert min(len(left), len(right)) / len(acts) > 0.05, (len(left), len(right))
     assert left[:, 0].mean() < -0.4 and right[:, 0].mean() > 0.4
