@@ -100,6 +100,11 @@ class AgentConfig:
     score_time: Literal["output", "input"] = "output"
     """Which chain state trains phi(s, ., tau): output (reference: the output of reverse step tau,
     off by one from sampling) or input (the input of step tau, as sampling evaluates it)."""
+    critic_kernel: Literal["auto", "native", "xla"] = "auto"
+    """How ALGD/LGD's actor update evaluates the critics and their action gradients at the chain
+    and Monte-Carlo points: native (the compiled CPU kernel, algd/kernels.py; an error where it
+    is not built or cannot run), xla (plain JAX), or auto (native where usable, else xla). Both
+    compute the same values up to float rounding."""
     eval_noise_free: bool = False
     """Deterministic evaluation without injected noise in DDPM's intermediate steps (the reference
     injects it; VE-SDE evaluation is noise-free either way)."""
@@ -217,6 +222,11 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
         _check(ok, p + n, f"must be one or more layer widths in [1, 65536] (got {widths!r})")
     _check(a.multiplier in ("dual", "multipliers", "pid"), p + "multiplier", "unknown choice")
     _check(a.diffusion in ("ve", "ddpm"), p + "diffusion", "must be 've' or 'ddpm'")
+    _check(
+        a.critic_kernel in ("auto", "native", "xla"),
+        p + "critic_kernel",
+        "must be auto, native or xla",
+    )
 
 
 def validate(cfg: TrainConfig) -> None:

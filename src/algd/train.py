@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from algd.agents import build_agent, resolve_config
+from algd.agents import build_agent, get_algo, resolve_config
 from algd.agents.base import OffPolicyAgent
 from algd.buffer import Batch, ReplayBuffer
 from algd.checkpoint import (
@@ -382,6 +382,7 @@ class Trainer:
             "wall_s": time.time() - logs.t0,
             "final_eval": last_eval,
             "stopped_by_signal": self.stop_signal,
+            "critic_kernel": getattr(self.agent, "critic_kernel", None),
         }
         if finished:
             atomic_write_bytes(
@@ -427,6 +428,7 @@ def train(cfg: TrainConfig, console: bool = True) -> dict[str, Any]:
     """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...)."""
     cfg = resolve_config(cfg)
     probe_env(cfg)  # before touching the disk: a bad id or a faulty env leaves nothing behind
+    get_algo(cfg.algo).cls.check_runtime(cfg)
     run_dir = create_run_dir(cfg)
     cfg = replace(cfg, run_dir=str(run_dir))
     return Trainer(cfg, run_dir, resume=False, console=console).run()

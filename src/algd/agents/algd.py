@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from algd import kernels
 from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
 from algd.buffer import Batch
 from algd.diffusion import (
@@ -25,6 +26,7 @@ from algd.diffusion import (
     self_normalised_score,
     ve_schedule,
 )
+from algd.kernels import critic_value_grad
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
 from algd.networks import ScoreNet, apply_net
 
@@ -55,6 +57,12 @@ class ALGD(OffPolicyAgent):
         self.latent = a.score_space == "latent"
         self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
         self.start_std = a.sigma_max if self.ve else 1.0
+        # The fused critic pass of the actor update (algd/kernels.py), where allowed and usable.
+        self.critic_kernel = kernels.resolve(a.critic_kernel, a.critic_hidden, ("relu", "silu"))
+
+    @classmethod
+    def check_runtime(cls, cfg: Any) -> None:
+        kernels.resolve(cfg.agent.critic_kernel, cfg.agent.critic_hidden, ("relu", "silu"))
 
     # --- the diffusion policy -----------------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
@@ -131,7 +139,7 @@ class ALGD(OffPolicyAgent):
         given; returns (*N, B). E is L_A (ALGD) or L (LGD)."""
         q = apply_net(
             self.q_net, state["q"], _lead(q_feat, action.ndim), action, method="from_features"
-        ).min(0)
+        )
         qc = apply_net(
             self.qc_net,
             state["qc"],
@@ -139,11 +147,44 @@ class ALGD(OffPolicyAgent):
             action,
             method="from_features",
         )
+        return self.energy_from_values(state, q, qc)
+
+    def energy_from_values(self, state: State, q: jax.Array, qc: jax.Array) -> jax.Array:
+        """E from the reward critics' values q (2, *T) and the cost critics' qc (E, *T)."""
         qc_bar = ensemble_upper_bound(qc, self.cost_k)
         lam = jax.lax.stop_gradient(self.lam(state))
         if self.energy_kind == "augmented":
-            return augmented_energy(q, qc_bar, lam, self.h, self.a.rho)
-        return lagrangian_energy(q, qc_bar, lam, self.h)
+            return augmented_energy(q.min(0), qc_bar, lam, self.h, self.a.rho)
+        return lagrangian_energy(q.min(0), qc_bar, lam, self.h)
+
+    def energy_and_grad(
+        self,
+        state: State,
+        q_feat: tuple[jax.Array, ...],
+        qc_feat: tuple[jax.Array, ...],
+        points: jax.Array,
+    ) -> tuple[jax.Array, jax.Array]:
+        """E at actions (*N, B, act) and its gradient with respect to each action.
+
+        With the compiled kernel (algd/kernels.py), every critic's value and action gradient
+        come from one fused call, and the chain rule through min, the ensemble bound and the
+        penalty is applied to those values: the same gradient as differentiating
+        :meth:`energy_from_features`, up to float rounding."""
+        if not self.critic_kernel:
+            energies, pullback = jax.vjp(
+                lambda p: self.energy_from_features(state, q_feat, qc_feat, p), points
+            )
+            return energies, pullback(jnp.ones_like(energies))[0]
+        q = [critic_value_grad(f, points, state["q"], j, "relu") for j, f in enumerate(q_feat)]
+        qc = [critic_value_grad(f, points, state["qc"], j, "silu") for j, f in enumerate(qc_feat)]
+        energies, pullback = jax.vjp(
+            lambda qv, qcv: self.energy_from_values(state, qv, qcv),
+            jnp.stack([v for v, _ in q]),
+            jnp.stack([v for v, _ in qc]),
+        )
+        d_q, d_qc = pullback(jnp.ones_like(energies))
+        parts = [d[..., None] * g for d, (_, g) in zip([*d_q, *d_qc], [*q, *qc])]
+        return energies, sum(parts[1:], parts[0])
 
     def critic_features(
         self, state: State, obs: jax.Array
@@ -181,8 +222,7 @@ class ALGD(OffPolicyAgent):
         )
         mc_actions = self.squash(y_mc) if self.latent else y_mc
         points = jnp.concatenate([jax.lax.stop_gradient(a0)[None], mc_actions], axis=0)
-        energies, pullback = jax.vjp(lambda p: self.energy_from_features(state, *feats, p), points)
-        (g_points,) = pullback(jnp.ones_like(energies))
+        energies, g_points = self.energy_and_grad(state, *feats, points)
         energy = energies[0].mean()
         target = self._score_target(y_mc, energies[1:], g_points[1:])
 

@@ -82,6 +82,11 @@ class OffPolicyAgent:
         )
 
     # --- subclass hooks -----------------------------------------------------------------------
+    @classmethod
+    def check_runtime(cls, cfg: TrainConfig) -> None:
+        """Raise AlgdError when ``cfg`` cannot run in this process (checked before a run
+        directory is created)."""
+
     def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
         """-> (actor params, actor optimiser state, extra state such as the temperature)."""
         raise NotImplementedError

@@ -1,5 +1,7 @@
 """``algd bench-speed``: updates/s, env steps/s of the full online loop, single-state action
 latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm.
+``critic_kernel`` says whether ALGD/LGD's critic pass ran in the compiled kernel
+(algd/kernels.py).
 
 Phases, each timed after a warm-up call so compilation is excluded:
 1. updates: the fused UTD update alone, on batches from a buffer filled by the real env;
@@ -22,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from algd.agents import resolve_config
+from algd.agents import build_agent, resolve_config
 from algd.config import TrainConfig
 from algd.errors import AlgdError
 from algd.train import Trainer, _Logs, create_run_dir
@@ -56,13 +58,25 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
 
 
 def flops_per_update(trainer: Trainer) -> float:
+    """FLOPs of one gradient step by XLA's cost analysis. XLA cannot see inside the compiled
+    critic kernel, so an agent using it is counted in its plain-JAX form (the same arithmetic)."""
     agent, cfg = trainer.agent, trainer.cfg
+    if getattr(agent, "critic_kernel", False):
+        plain = replace(cfg, agent=replace(cfg.agent, critic_kernel="xla"))
+        agent = build_agent(plain, trainer.env.spec)
     rng = np.random.default_rng(0)
     batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
     compiled = jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update).compile()
     cost: Any = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
+
+
+def _kernel_name(agent: Any) -> str | None:
+    """Which critic pass an agent with a choice uses (native or xla); None for the others."""
+    if not hasattr(agent, "critic_kernel"):
+        return None
+    return "native" if agent.critic_kernel else "xla"
 
 
 def bench_speed(
@@ -142,6 +156,7 @@ def bench_speed(
         "flops_per_update": flops,
         "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
         "jax_backend": jax.default_backend(),
+        "critic_kernel": _kernel_name(trainer.agent),
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
             "loop": _steal_fraction(c2, c3),

@@ -1,0 +1,309 @@
+// One critic of a two-hidden-layer MLP, evaluated at many actions per state together with the
+// gradient of its output with respect to the action, fused in one pass over row blocks that
+// stay in the core's cache. This is the largest part of the ALGD actor update: the energy and
+// its action gradient at the chain's final actions and at the Monte-Carlo points, for every
+// reward and cost critic (see algd/kernels.py, which also holds the reference formulation this
+// kernel must match).
+//
+//   z1 = feats[r mod S] + a_r Wa      h1 = f(z1)
+//   z2 = h1 W2 + b2                   h2 = f(z2)
+//   q_r = h2 w3 + b3
+//   dq/da_r = ((w3 * f'(z2)) W2^T * f'(z1)) Wa^T
+//
+// f is ReLU (act = 0) or SiLU (act = 1). Rows are processed in blocks of kBlock; each block's
+// intermediates (kBlock x width) live in per-thread buffers, and W2 is packed once per call into
+// 32-column panels for the forward product and for the transposed product. Products use an
+// AVX-512 register-blocked micro-kernel (12 rows x 32 columns). Accumulation order is fixed, so
+// results are deterministic.
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int kNR = 32;     // columns per panel (two zmm registers)
+constexpr int kMR = 12;     // rows per micro-tile (24 accumulators)
+constexpr int kBlock = 48;  // rows per block
+
+// exp(x) for x in [-87, 87]: 2^n * p(f), n = round(x log2 e), |f| <= 1/2, p the degree-7
+// Taylor polynomial of 2^f (relative error below 2e-8 before rounding).
+inline __m512 exp_ps(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(87.0f));
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.4426950408889634f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  // c_k = ln(2)^k / k!
+  __m512 p = _mm512_set1_ps(1.5252733804059841e-05f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// h = f(z) and d = f'(z), in place of z and into d. n is a multiple of 16.
+inline void activate(float* z, float* d, int n, int act) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 one = _mm512_set1_ps(1.0f);
+  if (act == 0) {
+    for (int i = 0; i < n; i += 16) {
+      const __m512 v = _mm512_loadu_ps(z + i);
+      const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+      _mm512_storeu_ps(z + i, _mm512_maskz_mov_ps(pos, v));
+      _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, one));
+    }
+    return;
+  }
+  for (int i = 0; i < n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(z + i);
+    const __m512 e = exp_ps(_mm512_sub_ps(zero, v));
+    const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));  // sigmoid
+    _mm512_storeu_ps(z + i, _mm512_mul_ps(v, s));
+    // d/dz z s(z) = s (1 + z (1 - s))
+    _mm512_storeu_ps(d + i, _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one)));
+  }
+}
+
+// C[rows x 32] = A[rows x K] (row stride lda) * panel[K x 32] (+ bias[32] when given).
+template <int MR>
+inline void tile(const float* a, int lda, const float* panel, int k, float* c, int ldc,
+                 const float* bias) {
+  __m512 c0[MR], c1[MR];
+  const __m512 i0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 i1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = i0;
+    c1[i] = i1;
+  }
+  for (int p = 0; p < k; ++p) {
+    const __m512 b0 = _mm512_load_ps(panel + p * kNR);
+    const __m512 b1 = _mm512_load_ps(panel + p * kNR + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * lda + p]);
+      c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(c + i * ldc, c0[i]);
+    _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
+  }
+}
+
+template <int MR>
+inline void tile_rows(int rows, const float* a, int lda, const float* panel, int k, float* c,
+                      int ldc, const float* bias) {
+  if constexpr (MR == 0) {
+    (void)rows, (void)a, (void)lda, (void)panel, (void)k, (void)c, (void)ldc, (void)bias;
+  } else if (rows == MR) {
+    tile<MR>(a, lda, panel, k, c, ldc, bias);
+  } else {
+    tile_rows<MR - 1>(rows, a, lda, panel, k, c, ldc, bias);
+  }
+}
+
+// C[rows x n] = A[rows x k] * B, B given as n / 32 packed panels of k x 32.
+void product(int rows, const float* a, int k, const float* panels, int n, float* c,
+             const float* bias) {
+  for (int j = 0; j < n / kNR; ++j) {
+    const float* panel = panels + static_cast<size_t>(j) * k * kNR;
+    const float* bj = bias ? bias + j * kNR : nullptr;
+    int r = 0;
+    for (; r + kMR <= rows; r += kMR) {
+      tile<kMR>(a + static_cast<size_t>(r) * k, k, panel, k, c + static_cast<size_t>(r) * n + j * kNR,
+                n, bj);
+    }
+    if (r < rows) {
+      tile_rows<kMR - 1>(rows - r, a + static_cast<size_t>(r) * k, k, panel, k,
+                         c + static_cast<size_t>(r) * n + j * kNR, n, bj);
+    }
+  }
+}
+
+struct Scratch {
+  std::vector<float, std::allocator<float>> storage;
+  float* get(size_t n) {
+    if (storage.size() < n + 16) storage.resize(n + 16);
+    auto addr = reinterpret_cast<uintptr_t>(storage.data());
+    return reinterpret_cast<float*>((addr + 63) & ~static_cast<uintptr_t>(63));
+  }
+};
+
+// Everything one call needs; shared with the helper task, which may start after the call's
+// rows are all done (it then finds no block left and touches nothing else).
+struct Job {
+  int S, H0, P, A, H1, act, blocks;
+  const float *F, *X, *WA, *B2, *W3, *fwd, *bwd;
+  float bias3;
+  float *Q, *G;
+  std::atomic<int> next{0};
+  std::atomic<int> done{0};
+};
+
+void run_block(const Job& job, int r0) {
+  const int S = job.S, H0 = job.H0, A = job.A, H1 = job.H1, act = job.act;
+  const int rows = job.P - r0 < kBlock ? job.P - r0 : kBlock;
+  thread_local Scratch s_h1, s_d1, s_z2, s_d2, s_g1;
+  float* h1 = s_h1.get(static_cast<size_t>(kBlock) * H0);
+  float* d1 = s_d1.get(static_cast<size_t>(kBlock) * H0);
+  float* z2 = s_z2.get(static_cast<size_t>(kBlock) * H1);
+  float* d2 = s_d2.get(static_cast<size_t>(kBlock) * H1);
+  float* g1 = s_g1.get(static_cast<size_t>(kBlock) * H0);
+  // Layer 1: state part plus the action's rows, then the activation.
+  for (int r = 0; r < rows; ++r) {
+    const float* f = job.F + static_cast<size_t>((r0 + r) % S) * H0;
+    const float* x = job.X + static_cast<size_t>(r0 + r) * A;
+    float* z = h1 + static_cast<size_t>(r) * H0;
+    for (int h = 0; h < H0; h += 16) {
+      __m512 v = _mm512_loadu_ps(f + h);
+      for (int i = 0; i < A; ++i) {
+        v = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_loadu_ps(job.WA + i * H0 + h), v);
+      }
+      _mm512_storeu_ps(z + h, v);
+    }
+  }
+  activate(h1, d1, rows * H0, act);
+  // Layer 2, the output, and the output's gradient with respect to z2.
+  product(rows, h1, H0, job.fwd, H1, z2, job.B2);
+  activate(z2, d2, rows * H1, act);
+  for (int r = 0; r < rows; ++r) {
+    const float* h = z2 + static_cast<size_t>(r) * H1;
+    float* d = d2 + static_cast<size_t>(r) * H1;
+    __m512 acc = _mm512_setzero_ps();
+    for (int c = 0; c < H1; c += 16) {
+      const __m512 w = _mm512_loadu_ps(job.W3 + c);
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), w, acc);
+      _mm512_storeu_ps(d + c, _mm512_mul_ps(w, _mm512_loadu_ps(d + c)));
+    }
+    job.Q[r0 + r] = _mm512_reduce_add_ps(acc) + job.bias3;
+  }
+  // Back through layer 2 and layer 1 to the action.
+  product(rows, d2, H1, job.bwd, H0, g1, nullptr);
+  for (int r = 0; r < rows; ++r) {
+    const float* g = g1 + static_cast<size_t>(r) * H0;
+    const float* d = d1 + static_cast<size_t>(r) * H0;
+    float* out = job.G + static_cast<size_t>(r0 + r) * A;
+    for (int i = 0; i < A; ++i) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int h = 0; h < H0; h += 16) {
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(g + h), _mm512_loadu_ps(d + h)),
+                              _mm512_loadu_ps(job.WA + i * H0 + h), acc);
+      }
+      out[i] = _mm512_reduce_add_ps(acc);
+    }
+  }
+}
+
+// Takes blocks until none is left; returns when this thread has no more to do.
+void drain(Job& job) {
+  for (;;) {
+    const int b = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (b >= job.blocks) return;
+    run_block(job, b * kBlock);
+    job.done.fetch_add(1, std::memory_order_release);
+  }
+}
+
+ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
+                               ffi::Buffer<ffi::F32> actions, ffi::Buffer<ffi::F32> wa,
+                               ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2,
+                               ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
+                               ffi::ResultBuffer<ffi::F32> q_out,
+                               ffi::ResultBuffer<ffi::F32> g_out) {
+  const auto fd = feats.dimensions();
+  const auto ad = actions.dimensions();
+  const auto wd = w2.dimensions();
+  if (fd.size() != 2 || ad.size() != 2 || wd.size() != 2) {
+    return ffi::Error::InvalidArgument("critic kernel: feats, actions and w2 must be matrices");
+  }
+  auto job = std::make_shared<Job>();
+  job->S = static_cast<int>(fd[0]);
+  job->H0 = static_cast<int>(fd[1]);
+  job->P = static_cast<int>(ad[0]);
+  job->A = static_cast<int>(ad[1]);
+  job->H1 = static_cast<int>(wd[1]);
+  job->act = act;
+  const int S = job->S, H0 = job->H0, A = job->A, H1 = job->H1;
+  if (S <= 0 || job->P % S != 0 || wd[0] != H0 || H0 % kNR != 0 || H1 % kNR != 0 ||
+      wa.element_count() != static_cast<size_t>(A) * H0 ||
+      b2.element_count() != static_cast<size_t>(H1) ||
+      w3.element_count() != static_cast<size_t>(H1) || b3.element_count() != 1 ||
+      (act != 0 && act != 1)) {
+    return ffi::Error::InvalidArgument("critic kernel: unsupported shapes or activation");
+  }
+  const float* W2 = w2.typed_data();
+  thread_local Scratch s_fwd, s_bwd;
+  // Forward panels: panel j holds W2[:, 32j:32j+32] (H0 x 32). Backward panels (W2^T):
+  // panel j holds W2[32j:32j+32, :]^T (H1 x 32).
+  float* fwd = s_fwd.get(static_cast<size_t>(H0) * H1);
+  float* bwd = s_bwd.get(static_cast<size_t>(H0) * H1);
+  for (int j = 0; j < H1 / kNR; ++j) {
+    float* panel = fwd + static_cast<size_t>(j) * H0 * kNR;
+    for (int k = 0; k < H0; ++k) {
+      std::memcpy(panel + k * kNR, W2 + static_cast<size_t>(k) * H1 + j * kNR,
+                  kNR * sizeof(float));
+    }
+  }
+  for (int j = 0; j < H0 / kNR; ++j) {
+    float* panel = bwd + static_cast<size_t>(j) * H1 * kNR;
+    for (int k = 0; k < H1; ++k) {
+      for (int c = 0; c < kNR; ++c) {
+        panel[k * kNR + c] = W2[static_cast<size_t>(j * kNR + c) * H1 + k];
+      }
+    }
+  }
+  job->F = feats.typed_data();
+  job->X = actions.typed_data();
+  job->WA = wa.typed_data();
+  job->B2 = b2.typed_data();
+  job->W3 = w3.typed_data();
+  job->bias3 = b3.typed_data()[0];
+  job->fwd = fwd;
+  job->bwd = bwd;
+  job->Q = q_out->typed_data();
+  job->G = g_out->typed_data();
+  job->blocks = (job->P + kBlock - 1) / kBlock;
+  // The calling thread works too; helpers go to XLA's own thread pool, so the kernel uses the
+  // cores XLA was given and no more.
+  const int64_t threads = pool.num_threads();
+  const int helpers = static_cast<int>(threads - 1 < job->blocks - 1 ? threads - 1 : job->blocks - 1);
+  for (int i = 0; i < helpers; ++i) {
+    pool.Schedule([job]() { drain(*job); });
+  }
+  drain(*job);
+  while (job->done.load(std::memory_order_acquire) < job->blocks) _mm_pause();
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+// Version of the calling convention above; algd/kernels.py refuses a library built from another.
+extern "C" int AlgdKernelAbi() { return 1; }
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // wa (A, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w2 (H0, H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b2 (H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w3 (H1, 1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
+                                  .Attr<int32_t>("act")
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // dq/da (P, A)
+);
