@@ -37,8 +37,8 @@ import numpy as np
 from algd.errors import AlgdError
 
 SOURCE = Path(__file__).parent / "_native" / "critic_kernel.cc"
-TARGET = "algd_critic_value_grad"
-ABI = 1
+TARGETS = {"value_grad": "algd_critic_value_grad", "value": "algd_critic_value"}
+ABI = 2
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mfma", "-w")
 ACTIVATIONS = {"relu": 0, "silu": 1}
 
@@ -115,9 +115,11 @@ def _load() -> str | None:
         lib = ctypes.cdll.LoadLibrary(str(path))
         if lib.AlgdKernelAbi() != ABI:
             return f"{path} was built from another version of the kernel"
-        jax.ffi.register_ffi_target(
-            TARGET, jax.ffi.pycapsule(lib.AlgdCriticValueGrad), platform="cpu"
-        )
+        for name, symbol in (
+            (TARGETS["value_grad"], lib.AlgdCriticValueGrad),
+            (TARGETS["value"], lib.AlgdCriticValue),
+        ):
+            jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
     except (OSError, AttributeError) as exc:
         return f"loading {path} failed: {exc}"
     return None
@@ -149,22 +151,21 @@ def resolve(choice: str, hidden: tuple[int, ...], activations: tuple[str, ...]) 
     return False
 
 
-def critic_value_grad(
-    feats: jax.Array, actions: jax.Array, params: dict[str, Any], member: int, activation: str
-) -> tuple[jax.Array, jax.Array]:
-    """Q_j and dQ_j/da of critic ``member`` of a :class:`~algd.networks.CriticEnsemble`.
-
-    feats (S, H0) is the member's state part (``state_features``); actions (*N, S, A) are N
-    actions at each of the S states. Returns Q (*N, S) and its gradient (*N, S, A). Not
-    differentiable (the actor update uses these as values).
-    """
+def _call(
+    feats: jax.Array,
+    actions: jax.Array,
+    params: dict[str, Any],
+    member: int,
+    activation: str,
+    grad: bool,
+) -> Any:
     s, act_dim = actions.shape[-2], actions.shape[-1]
     p = actions.size // act_dim
-    call = jax.ffi.ffi_call(
-        TARGET,
-        (jax.ShapeDtypeStruct((p,), jnp.float32), jax.ShapeDtypeStruct((p, act_dim), jnp.float32)),
-    )
-    q, g = call(
+    value = jax.ShapeDtypeStruct((p,), jnp.float32)
+    gradient = jax.ShapeDtypeStruct((p, act_dim), jnp.float32)
+    outputs = (value, gradient) if grad else (value,)
+    name = TARGETS["value_grad" if grad else "value"]
+    return jax.ffi.ffi_call(name, outputs)(
         feats.reshape(s, -1),
         actions.reshape(p, act_dim),
         params[f"m{member}_wa"],
@@ -174,7 +175,28 @@ def critic_value_grad(
         params[f"m{member}_b2"],
         act=np.int32(ACTIVATIONS[activation]),
     )
+
+
+def critic_value_grad(
+    feats: jax.Array, actions: jax.Array, params: dict[str, Any], member: int, activation: str
+) -> tuple[jax.Array, jax.Array]:
+    """Q_j and dQ_j/da of critic ``member`` of a :class:`~algd.networks.CriticEnsemble`.
+
+    feats (S, H0) is the member's state part (``state_features``); actions (*N, S, A) are N
+    actions at each of the S states. Returns Q (*N, S) and its gradient (*N, S, A). Not
+    differentiable (the actor update uses these as values).
+    """
+    q, g = _call(feats, actions, params, member, activation, grad=True)
     return q.reshape(actions.shape[:-1]), g.reshape(actions.shape)
+
+
+def critic_value(
+    feats: jax.Array, actions: jax.Array, params: dict[str, Any], member: int, activation: str
+) -> jax.Array:
+    """Q_j alone (*N, S), as :func:`critic_value_grad` without the gradient (critic targets and
+    the multiplier's pass). Not differentiable."""
+    (q,) = _call(feats, actions, params, member, activation, grad=False)
+    return q.reshape(actions.shape[:-1])
 
 
 def critic_value_grad_reference(

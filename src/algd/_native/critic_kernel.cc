@@ -54,7 +54,7 @@ inline __m512 exp_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// h = f(z) and d = f'(z), in place of z and into d. n is a multiple of 16.
+// h = f(z) in place of z and, when d is not null, d = f'(z). n is a multiple of 16.
 inline void activate(float* z, float* d, int n, int act) {
   const __m512 zero = _mm512_setzero_ps();
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -63,7 +63,7 @@ inline void activate(float* z, float* d, int n, int act) {
       const __m512 v = _mm512_loadu_ps(z + i);
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
       _mm512_storeu_ps(z + i, _mm512_maskz_mov_ps(pos, v));
-      _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, one));
+      if (d) _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, one));
     }
     return;
   }
@@ -73,7 +73,7 @@ inline void activate(float* z, float* d, int n, int act) {
     const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));  // sigmoid
     _mm512_storeu_ps(z + i, _mm512_mul_ps(v, s));
     // d/dz z s(z) = s (1 + z (1 - s))
-    _mm512_storeu_ps(d + i, _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one)));
+    if (d) _mm512_storeu_ps(d + i, _mm512_mul_ps(s, _mm512_fmadd_ps(v, _mm512_sub_ps(one, s), one)));
   }
 }
 
@@ -146,6 +146,7 @@ struct Scratch {
 // rows are all done (it then finds no block left and touches nothing else).
 struct Job {
   int S, H0, P, A, H1, act, blocks;
+  bool grad;  // false: the values only (G and bwd are unused)
   const float *F, *X, *WA, *B2, *W3, *fwd, *bwd;
   float bias3;
   float *Q, *G;
@@ -175,10 +176,21 @@ void run_block(const Job& job, int r0) {
       _mm512_storeu_ps(z + h, v);
     }
   }
-  activate(h1, d1, rows * H0, act);
+  activate(h1, job.grad ? d1 : nullptr, rows * H0, act);
   // Layer 2, the output, and the output's gradient with respect to z2.
   product(rows, h1, H0, job.fwd, H1, z2, job.B2);
-  activate(z2, d2, rows * H1, act);
+  activate(z2, job.grad ? d2 : nullptr, rows * H1, act);
+  if (!job.grad) {
+    for (int r = 0; r < rows; ++r) {
+      const float* h = z2 + static_cast<size_t>(r) * H1;
+      __m512 acc = _mm512_setzero_ps();
+      for (int c = 0; c < H1; c += 16) {
+        acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), _mm512_loadu_ps(job.W3 + c), acc);
+      }
+      job.Q[r0 + r] = _mm512_reduce_add_ps(acc) + job.bias3;
+    }
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     const float* h = z2 + static_cast<size_t>(r) * H1;
     float* d = d2 + static_cast<size_t>(r) * H1;
@@ -217,12 +229,10 @@ void drain(Job& job) {
   }
 }
 
-ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
-                               ffi::Buffer<ffi::F32> actions, ffi::Buffer<ffi::F32> wa,
-                               ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2,
-                               ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
-                               ffi::ResultBuffer<ffi::F32> q_out,
-                               ffi::ResultBuffer<ffi::F32> g_out) {
+ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& feats, ffi::Buffer<ffi::F32>& actions,
+               ffi::Buffer<ffi::F32>& wa, ffi::Buffer<ffi::F32>& w2, ffi::Buffer<ffi::F32>& b2,
+               ffi::Buffer<ffi::F32>& w3, ffi::Buffer<ffi::F32>& b3, int32_t act, float* q_out,
+               float* g_out) {
   const auto fd = feats.dimensions();
   const auto ad = actions.dimensions();
   const auto wd = w2.dimensions();
@@ -236,6 +246,7 @@ ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats
   job->A = static_cast<int>(ad[1]);
   job->H1 = static_cast<int>(wd[1]);
   job->act = act;
+  job->grad = g_out != nullptr;
   const int S = job->S, H0 = job->H0, A = job->A, H1 = job->H1;
   if (S <= 0 || job->P % S != 0 || wd[0] != H0 || H0 % kNR != 0 || H1 % kNR != 0 ||
       wa.element_count() != static_cast<size_t>(A) * H0 ||
@@ -257,7 +268,7 @@ ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats
                   kNR * sizeof(float));
     }
   }
-  for (int j = 0; j < H0 / kNR; ++j) {
+  for (int j = 0; job->grad && j < H0 / kNR; ++j) {
     float* panel = bwd + static_cast<size_t>(j) * H1 * kNR;
     for (int k = 0; k < H1; ++k) {
       for (int c = 0; c < kNR; ++c) {
@@ -273,8 +284,8 @@ ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats
   job->bias3 = b3.typed_data()[0];
   job->fwd = fwd;
   job->bwd = bwd;
-  job->Q = q_out->typed_data();
-  job->G = g_out->typed_data();
+  job->Q = q_out;
+  job->G = g_out;
   job->blocks = (job->P + kBlock - 1) / kBlock;
   // The calling thread works too; helpers go to XLA's own thread pool, so the kernel uses the
   // cores XLA was given and no more.
@@ -288,10 +299,28 @@ ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats
   return ffi::Error::Success();
 }
 
+ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
+                               ffi::Buffer<ffi::F32> actions, ffi::Buffer<ffi::F32> wa,
+                               ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2,
+                               ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
+                               ffi::ResultBuffer<ffi::F32> q_out,
+                               ffi::ResultBuffer<ffi::F32> g_out) {
+  return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(),
+             g_out->typed_data());
+}
+
+ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
+                           ffi::Buffer<ffi::F32> actions, ffi::Buffer<ffi::F32> wa,
+                           ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2,
+                           ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
+                           ffi::ResultBuffer<ffi::F32> q_out) {
+  return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(), nullptr);
+}
+
 }  // namespace
 
 // Version of the calling convention above; algd/kernels.py refuses a library built from another.
-extern "C" int AlgdKernelAbi() { return 1; }
+extern "C" int AlgdKernelAbi() { return 2; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
                               ffi::Ffi::Bind()
@@ -306,4 +335,18 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dq/da (P, A)
+);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValue, CriticValueImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // wa (A, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w2 (H0, H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b2 (H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w3 (H1, 1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
+                                  .Attr<int32_t>("act")
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
 );

@@ -20,6 +20,7 @@ import optax
 from algd.buffer import Batch
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
+from algd.kernels import critic_value
 from algd.lagrangian import (
     ensemble_upper_bound,
     init_multiplier,
@@ -46,6 +47,7 @@ class OffPolicyAgent:
     """Base class; see the module docstring."""
 
     name = "base"
+    critic_kernel = False  # whether critic passes use algd/kernels.py (set by agents that can)
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
         a = cfg.agent
@@ -174,13 +176,26 @@ class OffPolicyAgent:
     def qc_bar(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
         return ensemble_upper_bound(self.qc_all(params, obs, action), self.cost_k)
 
+    def critic_values(
+        self, cost: bool, params: Any, obs: jax.Array, action: jax.Array
+    ) -> jax.Array:
+        """Every member's value (E, B) at (obs, action) (B, *), where no gradient is needed:
+        through the compiled kernel when the agent uses it (algd/kernels.py), else as
+        q_all / qc_all."""
+        if not self.critic_kernel:
+            return (self.qc_all if cost else self.q_all)(params, obs, action)
+        net, act = (self.qc_net, "silu") if cost else (self.q_net, "relu")
+        feats = apply_net(net, params, obs, method="state_features")
+        return jnp.stack([critic_value(f, action, params, j, act) for j, f in enumerate(feats)])
+
     def critic_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
         a = self.a
         next_a, bonus = self.next_action(state, b.next_obs, key)
         not_done = 1.0 - b.terminated
-        q_next = self.q_all(state["q_targ"], b.next_obs, next_a).min(0)
+        q_next = self.critic_values(False, state["q_targ"], b.next_obs, next_a).min(0)
         y_r = b.reward + a.gamma * not_done * (q_next + bonus)
-        y_c = b.cost + a.gamma_c * not_done * self.qc_all(state["qc_targ"], b.next_obs, next_a)
+        qc_next = self.critic_values(True, state["qc_targ"], b.next_obs, next_a)
+        y_c = b.cost + a.gamma_c * not_done * qc_next
         y_r, y_c = jax.lax.stop_gradient(y_r), jax.lax.stop_gradient(y_c)
 
         def q_loss(p: Any) -> jax.Array:
@@ -204,7 +219,8 @@ class OffPolicyAgent:
         return state, metrics
 
     def multiplier_step(self, state: State, b: Batch) -> tuple[State, Metrics]:
-        qc_bar = self.qc_bar(state["qc"], b.obs, b.action)
+        qc = self.critic_values(True, state["qc"], b.obs, b.action)
+        qc_bar = ensemble_upper_bound(qc, self.cost_k)
         violation = (qc_bar - self.h).mean()
         mult = state["mult"]
         if self.update_multiplier_enabled():
