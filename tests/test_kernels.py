@@ -68,6 +68,35 @@ def test_kernel_matches_jax(act: str, hidden: tuple, act_dim: int, n: int, state
 
 
 @needs_kernel
+@pytest.mark.parametrize(
+    ("act", "hidden", "act_dim", "rows"),
+    [("silu", (256, 256), 2, 256), ("relu", (64, 96), 3, 7), ("silu", (32, 64), 1, 50)],
+)
+def test_training_kernel_matches_value_and_grad(act: str, hidden: tuple, act_dim: int, rows: int):
+    """The critics' regression loss and its gradient for every parameter of every member."""
+    net, params = _critic(11, act_dim, hidden, 2, act, seed=7)
+    r = np.random.default_rng(3)
+    obs = jnp.asarray(r.standard_normal((rows, 11)), jnp.float32)
+    actions = jnp.asarray(r.uniform(-1, 1, (rows, act_dim)), jnp.float32)
+    targets = jnp.asarray(r.standard_normal((2, rows)), jnp.float32)
+    for j in range(2):
+
+        def loss(p, j=j):
+            return jnp.mean(jnp.square(apply_net(net, p, obs, actions)[j] - targets[j]))
+
+        ref_loss, ref_grad = jax.value_and_grad(loss)(params)
+        got_loss, got_grad = jax.jit(kernels.critic_loss_grad, static_argnums=(4, 5))(
+            obs, actions, targets[j], params, j, act
+        )
+        assert float(got_loss) == pytest.approx(float(ref_loss), rel=1e-5)
+        assert set(got_grad) == {k for k in params if k.startswith(f"m{j}_")}
+        for name, g in got_grad.items():
+            scale = float(jnp.abs(ref_grad[name]).max())
+            assert scale > 0, name  # every parameter of the member gets a gradient
+            assert float(jnp.abs(g - ref_grad[name]).max()) <= 1e-5 * scale + 1e-7, name
+
+
+@needs_kernel
 def test_kernel_is_deterministic() -> None:
     net, params = _critic(76, 2, (256, 256), 1, "silu", seed=5)
     r = np.random.default_rng(1)

@@ -37,8 +37,12 @@ import numpy as np
 from algd.errors import AlgdError
 
 SOURCE = Path(__file__).parent / "_native" / "critic_kernel.cc"
-TARGETS = {"value_grad": "algd_critic_value_grad", "value": "algd_critic_value"}
-ABI = 2
+TARGETS = {
+    "value_grad": "algd_critic_value_grad",
+    "value": "algd_critic_value",
+    "train": "algd_critic_train",
+}
+ABI = 3
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mfma", "-w")
 ACTIVATIONS = {"relu": 0, "silu": 1}
 
@@ -118,11 +122,18 @@ def _load() -> str | None:
         for name, symbol in (
             (TARGETS["value_grad"], lib.AlgdCriticValueGrad),
             (TARGETS["value"], lib.AlgdCriticValue),
+            (TARGETS["train"], lib.AlgdCriticTrain),
         ):
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
     except (OSError, AttributeError) as exc:
         return f"loading {path} failed: {exc}"
     return None
+
+
+def _require() -> None:
+    reason = _load()
+    if reason is not None:
+        raise KernelError(reason)
 
 
 def unavailable_reason(hidden: tuple[int, ...], activation: str) -> str | None:
@@ -159,6 +170,7 @@ def _call(
     activation: str,
     grad: bool,
 ) -> Any:
+    _require()
     s, act_dim = actions.shape[-2], actions.shape[-1]
     p = actions.size // act_dim
     value = jax.ShapeDtypeStruct((p,), jnp.float32)
@@ -197,6 +209,36 @@ def critic_value(
     the multiplier's pass). Not differentiable."""
     (q,) = _call(feats, actions, params, member, activation, grad=False)
     return q.reshape(actions.shape[:-1])
+
+
+PARAM_NAMES = ("ws", "wa", "b0", "w1", "b1", "w2", "b2")
+
+
+def critic_loss_grad(
+    obs: jax.Array,
+    actions: jax.Array,
+    targets: jax.Array,
+    params: dict[str, Any],
+    member: int,
+    activation: str,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """mean_r (Q_j(s_r, a_r) - y_r)^2 of critic ``member`` at obs (B, O), actions (B, A) and
+    targets y (B,), and its gradient with respect to each of the member's parameters (a dict
+    keyed like ``params``). The same values as ``jax.value_and_grad`` of that loss, up to float
+    rounding; not differentiable itself."""
+    _require()
+    names = [f"m{member}_{n}" for n in PARAM_NAMES]
+    outs = (jax.ShapeDtypeStruct((1,), jnp.float32),) + tuple(
+        jax.ShapeDtypeStruct(params[n].shape, jnp.float32) for n in names
+    )
+    loss, *grads = jax.ffi.ffi_call(TARGETS["train"], outs)(
+        obs,
+        actions,
+        targets,
+        *(params[n] for n in names),
+        act=np.int32(ACTIVATIONS[activation]),
+    )
+    return loss[0], dict(zip(names, grads))
 
 
 def critic_value_grad_reference(

@@ -317,10 +317,266 @@ ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
   return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(), nullptr);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Critic regression step: the loss mean_r (Q(s_r, a_r) - y_r)^2 of one member and its gradient
+// with respect to every parameter (the critics' update; Adam stays in XLA).
+//
+// Phase 1 (row blocks, any thread): forward, the output error, and the pre-activation
+// gradients gz2 = (2 e / B) w3 * f'(z2) and gz1 = (gz2 W2^T) * f'(z1), kept for all rows.
+// Phase 2 (32-column panels of the outputs, any thread): dW2 = h1^T gz2, dWs = s^T gz1 and the
+// small parameters. Every output element is summed over rows in a fixed order by one thread, so
+// the result does not depend on which thread took which task.
+
+// C[rows x 32] (+)= A[rows x K] * B[K x 32]; A's element (i, p) at a[i * a_rs + p * a_ks],
+// B's row p at b + p * ldb.
+template <int MR>
+inline void tile_s(const float* a, long a_rs, long a_ks, const float* b, long ldb, int k,
+                   float* c, long ldc, const float* bias) {
+  __m512 c0[MR], c1[MR];
+  const __m512 i0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 i1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = i0;
+    c1[i] = i1;
+  }
+  for (int p = 0; p < k; ++p) {
+    const __m512 b0 = _mm512_loadu_ps(b + p * ldb);
+    const __m512 b1 = _mm512_loadu_ps(b + p * ldb + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * a_rs + p * a_ks]);
+      c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(c + i * ldc, c0[i]);
+    _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
+  }
+}
+
+template <int MR>
+inline void tile_s_rows(int rows, const float* a, long a_rs, long a_ks, const float* b, long ldb,
+                        int k, float* c, long ldc, const float* bias) {
+  if constexpr (MR == 0) {
+    (void)rows, (void)a, (void)a_rs, (void)a_ks, (void)b, (void)ldb, (void)k, (void)c, (void)ldc,
+        (void)bias;
+  } else if (rows == MR) {
+    tile_s<MR>(a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
+  } else {
+    tile_s_rows<MR - 1>(rows, a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
+  }
+}
+
+// C[rows x n] = A * B for a strided A (see tile_s) and a row-major B (K x n, row stride ldb).
+void product_s(int rows, const float* a, long a_rs, long a_ks, int k, const float* b, long ldb,
+               int n, float* c, long ldc, const float* bias) {
+  for (int j = 0; j < n / kNR; ++j) {
+    const float* bj = bias ? bias + j * kNR : nullptr;
+    int r = 0;
+    for (; r + kMR <= rows; r += kMR) {
+      tile_s<kMR>(a + r * a_rs, a_rs, a_ks, b + j * kNR, ldb, k, c + r * ldc + j * kNR, ldc, bj);
+    }
+    if (r < rows) {
+      tile_s_rows<kMR - 1>(rows - r, a + r * a_rs, a_rs, a_ks, b + j * kNR, ldb, k,
+                           c + r * ldc + j * kNR, ldc, bj);
+    }
+  }
+}
+
+struct TrainJob {
+  int B, O, A, H0, H1, act, blocks, panels;
+  const float *S, *X, *Y, *WS, *WA, *B0, *W2, *B2, *W3, *bwd;
+  float bias3;
+  float *H1buf, *H2buf, *GZ1, *GZ2, *E;  // all rows
+  float *dWS, *dWA, *dB0, *dW2, *dB2, *dW3;
+  std::atomic<int> next1{0}, done1{0}, next2{0}, done2{0};
+};
+
+void train_rows(TrainJob& job, int r0) {
+  const int O = job.O, A = job.A, H0 = job.H0, H1 = job.H1, act = job.act;
+  const int rows = job.B - r0 < kBlock ? job.B - r0 : kBlock;
+  thread_local Scratch s_d1, s_d2, s_gh;
+  float* d1 = s_d1.get(static_cast<size_t>(kBlock) * H0);
+  float* d2 = s_d2.get(static_cast<size_t>(kBlock) * H1);
+  float* gh = s_gh.get(static_cast<size_t>(kBlock) * H0);
+  float* h1 = job.H1buf + static_cast<size_t>(r0) * H0;
+  float* h2 = job.H2buf + static_cast<size_t>(r0) * H1;
+  product_s(rows, job.S + static_cast<size_t>(r0) * O, O, 1, O, job.WS, H0, H0, h1, H0, job.B0);
+  for (int r = 0; r < rows; ++r) {
+    const float* x = job.X + static_cast<size_t>(r0 + r) * A;
+    float* z = h1 + static_cast<size_t>(r) * H0;
+    for (int h = 0; h < H0; h += 16) {
+      __m512 v = _mm512_loadu_ps(z + h);
+      for (int i = 0; i < A; ++i) {
+        v = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_loadu_ps(job.WA + i * H0 + h), v);
+      }
+      _mm512_storeu_ps(z + h, v);
+    }
+  }
+  activate(h1, d1, rows * H0, act);
+  product_s(rows, h1, H0, 1, H0, job.W2, H1, H1, h2, H1, job.B2);
+  activate(h2, d2, rows * H1, act);
+  const float scale = 2.0f / static_cast<float>(job.B);
+  float* gz2 = job.GZ2 + static_cast<size_t>(r0) * H1;
+  for (int r = 0; r < rows; ++r) {
+    const float* h = h2 + static_cast<size_t>(r) * H1;
+    __m512 acc = _mm512_setzero_ps();
+    for (int c = 0; c < H1; c += 16) {
+      acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), _mm512_loadu_ps(job.W3 + c), acc);
+    }
+    const float e = _mm512_reduce_add_ps(acc) + job.bias3 - job.Y[r0 + r];
+    job.E[r0 + r] = e;
+    const __m512 g = _mm512_set1_ps(scale * e);
+    const float* d = d2 + static_cast<size_t>(r) * H1;
+    float* out = gz2 + static_cast<size_t>(r) * H1;
+    for (int c = 0; c < H1; c += 16) {
+      _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_mul_ps(g, _mm512_loadu_ps(job.W3 + c)),
+                                              _mm512_loadu_ps(d + c)));
+    }
+  }
+  product(rows, gz2, H1, job.bwd, H0, gh, nullptr);
+  float* gz1 = job.GZ1 + static_cast<size_t>(r0) * H0;
+  for (int i = 0; i < rows * H0; i += 16) {
+    _mm512_storeu_ps(gz1 + i, _mm512_mul_ps(_mm512_loadu_ps(gh + i), _mm512_loadu_ps(d1 + i)));
+  }
+}
+
+// Column sums over all rows of m (B x n), columns [c0, c0 + 32), in row order.
+inline void column_sums(const float* m, int rows, int n, int c0, const float* weight, float* out) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (int r = 0; r < rows; ++r) {
+    const __m512 w = _mm512_set1_ps(weight ? weight[r] : 1.0f);
+    a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(m + static_cast<size_t>(r) * n + c0), a0);
+    a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(m + static_cast<size_t>(r) * n + c0 + 16), a1);
+  }
+  _mm512_storeu_ps(out + c0, a0);
+  _mm512_storeu_ps(out + c0 + 16, a1);
+}
+
+void train_panel(TrainJob& job, int t) {
+  const int B = job.B, O = job.O, A = job.A, H0 = job.H0, H1 = job.H1;
+  const int p1 = H1 / kNR;
+  if (t < p1) {  // dW2[:, panel] = h1^T gz2, db2, dw3 = h2^T (2 e / B)
+    const int c0 = t * kNR;
+    product_s(H0, job.H1buf, 1, H0, B, job.GZ2 + c0, H1, kNR, job.dW2 + c0, H1, nullptr);
+    column_sums(job.GZ2, B, H1, c0, nullptr, job.dB2);
+    thread_local Scratch s_w;
+    float* w = s_w.get(static_cast<size_t>(B));
+    for (int r = 0; r < B; ++r) w[r] = 2.0f * job.E[r] / static_cast<float>(B);
+    column_sums(job.H2buf, B, H1, c0, w, job.dW3);
+    return;
+  }
+  const int c0 = (t - p1) * kNR;  // dWs[:, panel] = s^T gz1, dWa, db0
+  product_s(O, job.S, 1, O, B, job.GZ1 + c0, H0, kNR, job.dWS + c0, H0, nullptr);
+  product_s(A, job.X, 1, A, B, job.GZ1 + c0, H0, kNR, job.dWA + c0, H0, nullptr);
+  column_sums(job.GZ1, B, H0, c0, nullptr, job.dB0);
+}
+
+void train_drain(TrainJob& job) {
+  for (;;) {
+    const int b = job.next1.fetch_add(1, std::memory_order_relaxed);
+    if (b >= job.blocks) break;
+    train_rows(job, b * kBlock);
+    job.done1.fetch_add(1, std::memory_order_release);
+  }
+  while (job.done1.load(std::memory_order_acquire) < job.blocks) _mm_pause();
+  for (;;) {
+    const int t = job.next2.fetch_add(1, std::memory_order_relaxed);
+    if (t >= job.panels) return;
+    train_panel(job, t);
+    job.done2.fetch_add(1, std::memory_order_release);
+  }
+}
+
+ffi::Error CriticTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> obs,
+                           ffi::Buffer<ffi::F32> actions, ffi::Buffer<ffi::F32> y,
+                           ffi::Buffer<ffi::F32> ws, ffi::Buffer<ffi::F32> wa,
+                           ffi::Buffer<ffi::F32> b0, ffi::Buffer<ffi::F32> w2,
+                           ffi::Buffer<ffi::F32> b2, ffi::Buffer<ffi::F32> w3,
+                           ffi::Buffer<ffi::F32> b3, int32_t act, ffi::ResultBuffer<ffi::F32> loss,
+                           ffi::ResultBuffer<ffi::F32> d_ws, ffi::ResultBuffer<ffi::F32> d_wa,
+                           ffi::ResultBuffer<ffi::F32> d_b0, ffi::ResultBuffer<ffi::F32> d_w2,
+                           ffi::ResultBuffer<ffi::F32> d_b2, ffi::ResultBuffer<ffi::F32> d_w3,
+                           ffi::ResultBuffer<ffi::F32> d_b3) {
+  const auto od = obs.dimensions();
+  const auto ad = actions.dimensions();
+  const auto wd = w2.dimensions();
+  if (od.size() != 2 || ad.size() != 2 || wd.size() != 2) {
+    return ffi::Error::InvalidArgument("critic kernel: obs, actions and w2 must be matrices");
+  }
+  auto job = std::make_shared<TrainJob>();
+  const int B = job->B = static_cast<int>(od[0]);
+  const int O = job->O = static_cast<int>(od[1]);
+  const int A = job->A = static_cast<int>(ad[1]);
+  const int H0 = job->H0 = static_cast<int>(wd[0]);
+  const int H1 = job->H1 = static_cast<int>(wd[1]);
+  job->act = act;
+  if (B <= 0 || ad[0] != B || y.element_count() != static_cast<size_t>(B) || H0 % kNR != 0 ||
+      H1 % kNR != 0 || ws.element_count() != static_cast<size_t>(O) * H0 ||
+      wa.element_count() != static_cast<size_t>(A) * H0 ||
+      b0.element_count() != static_cast<size_t>(H0) ||
+      b2.element_count() != static_cast<size_t>(H1) ||
+      w3.element_count() != static_cast<size_t>(H1) || b3.element_count() != 1 ||
+      (act != 0 && act != 1)) {
+    return ffi::Error::InvalidArgument("critic kernel: unsupported shapes or activation");
+  }
+  const float* W2 = w2.typed_data();
+  thread_local Scratch s_bwd, s_h1, s_h2, s_gz1, s_gz2, s_e;
+  float* bwd = s_bwd.get(static_cast<size_t>(H0) * H1);
+  for (int j = 0; j < H0 / kNR; ++j) {
+    float* panel = bwd + static_cast<size_t>(j) * H1 * kNR;
+    for (int k = 0; k < H1; ++k) {
+      for (int c = 0; c < kNR; ++c) {
+        panel[k * kNR + c] = W2[static_cast<size_t>(j * kNR + c) * H1 + k];
+      }
+    }
+  }
+  job->S = obs.typed_data();
+  job->X = actions.typed_data();
+  job->Y = y.typed_data();
+  job->WS = ws.typed_data();
+  job->WA = wa.typed_data();
+  job->B0 = b0.typed_data();
+  job->W2 = W2;
+  job->B2 = b2.typed_data();
+  job->W3 = w3.typed_data();
+  job->bias3 = b3.typed_data()[0];
+  job->bwd = bwd;
+  job->H1buf = s_h1.get(static_cast<size_t>(B) * H0);
+  job->H2buf = s_h2.get(static_cast<size_t>(B) * H1);
+  job->GZ1 = s_gz1.get(static_cast<size_t>(B) * H0);
+  job->GZ2 = s_gz2.get(static_cast<size_t>(B) * H1);
+  job->E = s_e.get(static_cast<size_t>(B));
+  job->dWS = d_ws->typed_data();
+  job->dWA = d_wa->typed_data();
+  job->dB0 = d_b0->typed_data();
+  job->dW2 = d_w2->typed_data();
+  job->dB2 = d_b2->typed_data();
+  job->dW3 = d_w3->typed_data();
+  job->blocks = (B + kBlock - 1) / kBlock;
+  job->panels = H1 / kNR + H0 / kNR;
+  const int64_t threads = pool.num_threads();
+  const int helpers = static_cast<int>(threads - 1 < job->blocks - 1 ? threads - 1 : job->blocks - 1);
+  for (int i = 0; i < helpers; ++i) {
+    pool.Schedule([job]() { train_drain(*job); });
+  }
+  train_drain(*job);
+  while (job->done2.load(std::memory_order_acquire) < job->panels) _mm_pause();
+  double sq = 0.0, sum = 0.0;
+  for (int r = 0; r < B; ++r) {
+    sq += static_cast<double>(job->E[r]) * job->E[r];
+    sum += job->E[r];
+  }
+  loss->typed_data()[0] = static_cast<float>(sq / B);
+  d_b3->typed_data()[0] = static_cast<float>(2.0 * sum / B);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 // Version of the calling convention above; algd/kernels.py refuses a library built from another.
-extern "C" int AlgdKernelAbi() { return 2; }
+extern "C" int AlgdKernelAbi() { return 3; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
                               ffi::Ffi::Bind()
@@ -349,4 +605,28 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValue, CriticValueImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
+);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticTrain, CriticTrainImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // obs (B, O)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (B, A)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // targets y (B)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // ws (O, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // wa (A, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b0 (H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w2 (H0, H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b2 (H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // w3 (H1, 1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
+                                  .Attr<int32_t>("act")
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // loss (1)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d ws
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d wa
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d b0
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d w2
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d b2
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d w3
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d b3
 );

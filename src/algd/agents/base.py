@@ -20,7 +20,7 @@ import optax
 from algd.buffer import Batch
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
-from algd.kernels import critic_value
+from algd.kernels import critic_loss_grad, critic_value
 from algd.lagrangian import (
     ensemble_upper_bound,
     init_multiplier,
@@ -204,8 +204,12 @@ class OffPolicyAgent:
         def qc_loss(p: Any) -> jax.Array:
             return jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
 
-        lq, gq = jax.value_and_grad(q_loss)(state["q"])
-        lqc, gqc = jax.value_and_grad(qc_loss)(state["qc"])
+        if self.critic_kernel:
+            lq, gq = self._kernel_loss_grad(False, state["q"], b, y_r[None].repeat(2, 0))
+            lqc, gqc = self._kernel_loss_grad(True, state["qc"], b, y_c)
+        else:
+            lq, gq = jax.value_and_grad(q_loss)(state["q"])
+            lqc, gqc = jax.value_and_grad(qc_loss)(state["qc"])
         q, q_opt = self.q_opt.step(state["q"], gq, state["q_opt"])
         qc, qc_opt = self.qc_opt.step(state["qc"], gqc, state["qc_opt"])
         state = {**state, "q": q, "q_opt": q_opt, "qc": qc, "qc_opt": qc_opt}
@@ -217,6 +221,19 @@ class OffPolicyAgent:
             "q/mean": y_r.mean(),
         }
         return state, metrics
+
+    def _kernel_loss_grad(
+        self, cost: bool, params: Any, b: Batch, targets: jax.Array
+    ) -> tuple[jax.Array, Any]:
+        """q_loss / qc_loss of critic_step and their gradients, member by member through the
+        compiled kernel; targets (E, B)."""
+        act = "silu" if cost else "relu"
+        losses, grads = [], {}
+        for j in range(targets.shape[0]):
+            loss, g = critic_loss_grad(b.obs, b.action, targets[j], params, j, act)
+            losses.append(loss)
+            grads.update(g)
+        return sum(losses[1:], losses[0]), {k: grads[k] for k in params}
 
     def multiplier_step(self, state: State, b: Batch) -> tuple[State, Metrics]:
         qc = self.critic_values(True, state["qc"], b.obs, b.action)
