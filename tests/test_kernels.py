@@ -193,3 +193,16 @@ def test_bench_speed_counts_the_kernels_flops() -> None:
     out = bench_speed("algd", "ToyRing-v0", utd=1, batch_size=32, seconds=0.2, seed=0)
     assert out["critic_kernel"] == "native"
     assert out["flops_per_update"] > 6 * 2 * (2 * 160 * 256 * 256)
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", ["relu", "silu"])
+def test_kernel_propagates_nan(act: str) -> None:
+    """A non-finite input stays non-finite (the training loop's divergence check relies on it)."""
+    net, params = _critic(5, 2, (32, 32), 1, act, seed=9)
+    obs = jnp.zeros((4, 5))
+    actions = jnp.zeros((1, 4, 2)).at[0, 1, 0].set(jnp.nan)
+    feats = apply_net(net, params, obs, method="state_features")
+    q, g = kernels.critic_value_grad(feats[0], actions, params, 0, act)
+    assert np.isnan(np.asarray(q)[0, 1]) and np.isfinite(np.asarray(q)[0, [0, 2, 3]]).all()
+    assert np.isfinite(np.asarray(g)[0, [0, 2, 3]]).all()

@@ -62,7 +62,8 @@ inline void activate(float* z, float* d, int n, int act) {
     for (int i = 0; i < n; i += 16) {
       const __m512 v = _mm512_loadu_ps(z + i);
       const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
-      _mm512_storeu_ps(z + i, _mm512_maskz_mov_ps(pos, v));
+      // max(0, v) with v second, so that a NaN passes through as it does in XLA.
+      _mm512_storeu_ps(z + i, _mm512_max_ps(zero, v));
       if (d) _mm512_storeu_ps(d + i, _mm512_maskz_mov_ps(pos, one));
     }
     return;

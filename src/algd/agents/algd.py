@@ -40,6 +40,7 @@ def _lead(feats: tuple[jax.Array, ...], ndim: int) -> tuple[jax.Array, ...]:
 class ALGD(OffPolicyAgent):
     name = "algd"
     energy_kind = "augmented"
+    offers_critic_kernel = True
 
     def __init__(self, cfg: Any, spec: Any) -> None:
         a = cfg.agent

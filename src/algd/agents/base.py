@@ -47,6 +47,7 @@ class OffPolicyAgent:
     """Base class; see the module docstring."""
 
     name = "base"
+    offers_critic_kernel = False  # whether agent.critic_kernel applies to this algorithm
     critic_kernel = False  # whether critic passes use algd/kernels.py (set by agents that can)
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:

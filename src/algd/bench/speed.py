@@ -74,7 +74,7 @@ def flops_per_update(trainer: Trainer) -> float:
 
 def _kernel_name(agent: Any) -> str | None:
     """Which critic pass an agent with a choice uses (native or xla); None for the others."""
-    if not hasattr(agent, "critic_kernel"):
+    if not agent.offers_critic_kernel:
         return None
     return "native" if agent.critic_kernel else "xla"
 
