@@ -12,7 +12,7 @@
 //
 // f is ReLU (act = 0) or SiLU (act = 1). Rows are processed in blocks of kBlock; each block's
 // intermediates (kBlock x width) live in per-thread buffers, and W2 is packed once per call into
-// 32-column panels for the forward product and for the transposed product. Products use an
+// 32-column panels for the transposed product. Products use an
 // AVX-512 register-blocked micro-kernel (12 rows x 32 columns). Accumulation order is fixed, so
 // results are deterministic.
 
@@ -78,10 +78,11 @@ inline void activate(float* z, float* d, int n, int act) {
   }
 }
 
-// C[rows x 32] = A[rows x K] (row stride lda) * panel[K x 32] (+ bias[32] when given).
+// C[rows x 32] = A[rows x K] * B[K x 32] (+ bias[32] when given); A's element (i, p) at
+// a[i * a_rs + p * a_ks], B's row p at b + p * ldb. 24 accumulators stay in registers.
 template <int MR>
-inline void tile(const float* a, int lda, const float* panel, int k, float* c, int ldc,
-                 const float* bias) {
+inline void tile(const float* a, long a_rs, long a_ks, const float* b, long ldb, int k, float* c,
+                 long ldc, const float* bias) {
   __m512 c0[MR], c1[MR];
   const __m512 i0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
   const __m512 i1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
@@ -90,10 +91,10 @@ inline void tile(const float* a, int lda, const float* panel, int k, float* c, i
     c1[i] = i1;
   }
   for (int p = 0; p < k; ++p) {
-    const __m512 b0 = _mm512_load_ps(panel + p * kNR);
-    const __m512 b1 = _mm512_load_ps(panel + p * kNR + 16);
+    const __m512 b0 = _mm512_loadu_ps(b + p * ldb);
+    const __m512 b1 = _mm512_loadu_ps(b + p * ldb + 16);
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i * lda + p]);
+      const __m512 av = _mm512_set1_ps(a[i * a_rs + p * a_ks]);
       c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
     }
@@ -105,37 +106,78 @@ inline void tile(const float* a, int lda, const float* panel, int k, float* c, i
 }
 
 template <int MR>
-inline void tile_rows(int rows, const float* a, int lda, const float* panel, int k, float* c,
-                      int ldc, const float* bias) {
+inline void tile_rows(int rows, const float* a, long a_rs, long a_ks, const float* b, long ldb,
+                      int k, float* c, long ldc, const float* bias) {
   if constexpr (MR == 0) {
-    (void)rows, (void)a, (void)lda, (void)panel, (void)k, (void)c, (void)ldc, (void)bias;
+    (void)rows, (void)a, (void)a_rs, (void)a_ks, (void)b, (void)ldb, (void)k, (void)c, (void)ldc,
+        (void)bias;
   } else if (rows == MR) {
-    tile<MR>(a, lda, panel, k, c, ldc, bias);
+    tile<MR>(a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
   } else {
-    tile_rows<MR - 1>(rows, a, lda, panel, k, c, ldc, bias);
+    tile_rows<MR - 1>(rows, a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
   }
 }
 
-// C[rows x n] = A[rows x k] * B, B given as n / 32 packed panels of k x 32.
-void product(int rows, const float* a, int k, const float* panels, int n, float* c,
-             const float* bias) {
+// C[rows x n] (row stride ldc) = A * B for A as in tile and B given as n / 32 panels of K x 32:
+// panel j starts at b + j * panel_stride and its rows are ldb apart. A row-major K x n matrix is
+// panel_stride 32, ldb n; packed panels (pack_transposed) are panel_stride 32 K, ldb 32.
+void product(int rows, const float* a, long a_rs, long a_ks, int k, const float* b, long ldb,
+             long panel_stride, int n, float* c, long ldc, const float* bias) {
   for (int j = 0; j < n / kNR; ++j) {
-    const float* panel = panels + static_cast<size_t>(j) * k * kNR;
-    const float* bj = bias ? bias + j * kNR : nullptr;
+    const float* bj = b + j * panel_stride;
+    const float* bias_j = bias ? bias + j * kNR : nullptr;
     int r = 0;
     for (; r + kMR <= rows; r += kMR) {
-      tile<kMR>(a + static_cast<size_t>(r) * k, k, panel, k, c + static_cast<size_t>(r) * n + j * kNR,
-                n, bj);
+      tile<kMR>(a + r * a_rs, a_rs, a_ks, bj, ldb, k, c + r * ldc + j * kNR, ldc, bias_j);
     }
     if (r < rows) {
-      tile_rows<kMR - 1>(rows - r, a + static_cast<size_t>(r) * k, k, panel, k,
-                         c + static_cast<size_t>(r) * n + j * kNR, n, bj);
+      tile_rows<kMR - 1>(rows - r, a + r * a_rs, a_rs, a_ks, bj, ldb, k, c + r * ldc + j * kNR,
+                         ldc, bias_j);
     }
   }
+}
+
+// C[rows x n] = A[rows x k] (row-major) * B[k x n] (row-major).
+inline void product_rm(int rows, const float* a, int k, const float* b, int n, float* c,
+                       const float* bias) {
+  product(rows, a, k, 1, k, b, n, kNR, n, c, n, bias);
+}
+
+// W (rows x cols, row-major) transposed into rows / 32 panels of cols x 32, for products with
+// W^T (panel_stride 32 cols, ldb 32).
+void pack_transposed(const float* w, int rows, int cols, float* out) {
+  for (int j = 0; j < rows / kNR; ++j) {
+    float* panel = out + static_cast<size_t>(j) * cols * kNR;
+    for (int k = 0; k < cols; ++k) {
+      for (int c = 0; c < kNR; ++c) {
+        panel[k * kNR + c] = w[static_cast<size_t>(j * kNR + c) * cols + k];
+      }
+    }
+  }
+}
+
+// z[0:n] += sum_i x[i] wa[i, 0:n], the first layer's action part (wa is a x n, row-major).
+inline void add_action_part(float* z, const float* x, const float* wa, int a, int n) {
+  for (int h = 0; h < n; h += 16) {
+    __m512 v = _mm512_loadu_ps(z + h);
+    for (int i = 0; i < a; ++i) {
+      v = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_loadu_ps(wa + i * n + h), v);
+    }
+    _mm512_storeu_ps(z + h, v);
+  }
+}
+
+// sum_c h[c] w[c] over n (a multiple of 16) entries.
+inline float row_dot(const float* h, const float* w, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int c = 0; c < n; c += 16) {
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), _mm512_loadu_ps(w + c), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
 }
 
 struct Scratch {
-  std::vector<float, std::allocator<float>> storage;
+  std::vector<float> storage;
   float* get(size_t n) {
     if (storage.size() < n + 16) storage.resize(n + 16);
     auto addr = reinterpret_cast<uintptr_t>(storage.data());
@@ -143,12 +185,30 @@ struct Scratch {
   }
 };
 
-// Everything one call needs; shared with the helper task, which may start after the call's
-// rows are all done (it then finds no block left and touches nothing else).
+// Runs drain(job) on the calling thread and on up to (XLA's threads - 1) tasks of XLA's own
+// pool, at most one per task beyond the first, so a call uses the cores XLA was given and no
+// more. The job is shared: a helper that starts after the work is done finds nothing left and
+// touches nothing but the job. The caller then waits for its own completion counter.
+template <typename JobT, typename Drain>
+void share_with_pool(ffi::ThreadPool& pool, const std::shared_ptr<JobT>& job, int tasks,
+                     Drain drain) {
+  const int64_t threads = pool.num_threads();
+  const int64_t helpers = threads - 1 < tasks - 1 ? threads - 1 : tasks - 1;
+  for (int64_t i = 0; i < helpers; ++i) {
+    pool.Schedule([job, drain]() { drain(*job); });
+  }
+  drain(*job);
+}
+
+inline void wait_for(const std::atomic<int>& done, int total) {
+  while (done.load(std::memory_order_acquire) < total) _mm_pause();
+}
+
+// Everything one call needs; shared with the helper task.
 struct Job {
   int S, H0, P, A, H1, act, blocks;
   bool grad;  // false: the values only (G and bwd are unused)
-  const float *F, *X, *WA, *B2, *W3, *fwd, *bwd;
+  const float *F, *X, *WA, *W2, *B2, *W3, *bwd;
   float bias3;
   float *Q, *G;
   std::atomic<int> next{0};
@@ -166,56 +226,31 @@ void run_block(const Job& job, int r0) {
   float* g1 = s_g1.get(static_cast<size_t>(kBlock) * H0);
   // Layer 1: state part plus the action's rows, then the activation.
   for (int r = 0; r < rows; ++r) {
-    const float* f = job.F + static_cast<size_t>((r0 + r) % S) * H0;
-    const float* x = job.X + static_cast<size_t>(r0 + r) * A;
     float* z = h1 + static_cast<size_t>(r) * H0;
-    for (int h = 0; h < H0; h += 16) {
-      __m512 v = _mm512_loadu_ps(f + h);
-      for (int i = 0; i < A; ++i) {
-        v = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_loadu_ps(job.WA + i * H0 + h), v);
-      }
-      _mm512_storeu_ps(z + h, v);
-    }
+    std::memcpy(z, job.F + static_cast<size_t>((r0 + r) % S) * H0, H0 * sizeof(float));
+    add_action_part(z, job.X + static_cast<size_t>(r0 + r) * A, job.WA, A, H0);
   }
   activate(h1, job.grad ? d1 : nullptr, rows * H0, act);
   // Layer 2, the output, and the output's gradient with respect to z2.
-  product(rows, h1, H0, job.fwd, H1, z2, job.B2);
+  product_rm(rows, h1, H0, job.W2, H1, z2, job.B2);
   activate(z2, job.grad ? d2 : nullptr, rows * H1, act);
-  if (!job.grad) {
-    for (int r = 0; r < rows; ++r) {
-      const float* h = z2 + static_cast<size_t>(r) * H1;
-      __m512 acc = _mm512_setzero_ps();
-      for (int c = 0; c < H1; c += 16) {
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), _mm512_loadu_ps(job.W3 + c), acc);
-      }
-      job.Q[r0 + r] = _mm512_reduce_add_ps(acc) + job.bias3;
-    }
-    return;
-  }
   for (int r = 0; r < rows; ++r) {
-    const float* h = z2 + static_cast<size_t>(r) * H1;
-    float* d = d2 + static_cast<size_t>(r) * H1;
-    __m512 acc = _mm512_setzero_ps();
-    for (int c = 0; c < H1; c += 16) {
-      const __m512 w = _mm512_loadu_ps(job.W3 + c);
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), w, acc);
-      _mm512_storeu_ps(d + c, _mm512_mul_ps(w, _mm512_loadu_ps(d + c)));
-    }
-    job.Q[r0 + r] = _mm512_reduce_add_ps(acc) + job.bias3;
+    job.Q[r0 + r] = row_dot(z2 + static_cast<size_t>(r) * H1, job.W3, H1) + job.bias3;
+  }
+  if (!job.grad) return;
+  for (int i = 0; i < rows * H1; i += 16) {
+    const __m512 w = _mm512_loadu_ps(job.W3 + i % H1);
+    _mm512_storeu_ps(d2 + i, _mm512_mul_ps(w, _mm512_loadu_ps(d2 + i)));
   }
   // Back through layer 2 and layer 1 to the action.
-  product(rows, d2, H1, job.bwd, H0, g1, nullptr);
+  product(rows, d2, H1, 1, H1, job.bwd, kNR, static_cast<long>(H1) * kNR, H0, g1, H0, nullptr);
+  for (int i = 0; i < rows * H0; i += 16) {
+    _mm512_storeu_ps(g1 + i, _mm512_mul_ps(_mm512_loadu_ps(g1 + i), _mm512_loadu_ps(d1 + i)));
+  }
   for (int r = 0; r < rows; ++r) {
-    const float* g = g1 + static_cast<size_t>(r) * H0;
-    const float* d = d1 + static_cast<size_t>(r) * H0;
     float* out = job.G + static_cast<size_t>(r0 + r) * A;
     for (int i = 0; i < A; ++i) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int h = 0; h < H0; h += 16) {
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(g + h), _mm512_loadu_ps(d + h)),
-                              _mm512_loadu_ps(job.WA + i * H0 + h), acc);
-      }
-      out[i] = _mm512_reduce_add_ps(acc);
+      out[i] = row_dot(g1 + static_cast<size_t>(r) * H0, job.WA + i * H0, H0);
     }
   }
 }
@@ -256,47 +291,22 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& feats, ffi::Buffer<
       (act != 0 && act != 1)) {
     return ffi::Error::InvalidArgument("critic kernel: unsupported shapes or activation");
   }
-  const float* W2 = w2.typed_data();
-  thread_local Scratch s_fwd, s_bwd;
-  // Forward panels: panel j holds W2[:, 32j:32j+32] (H0 x 32). Backward panels (W2^T):
-  // panel j holds W2[32j:32j+32, :]^T (H1 x 32).
-  float* fwd = s_fwd.get(static_cast<size_t>(H0) * H1);
+  thread_local Scratch s_bwd;
   float* bwd = s_bwd.get(static_cast<size_t>(H0) * H1);
-  for (int j = 0; j < H1 / kNR; ++j) {
-    float* panel = fwd + static_cast<size_t>(j) * H0 * kNR;
-    for (int k = 0; k < H0; ++k) {
-      std::memcpy(panel + k * kNR, W2 + static_cast<size_t>(k) * H1 + j * kNR,
-                  kNR * sizeof(float));
-    }
-  }
-  for (int j = 0; job->grad && j < H0 / kNR; ++j) {
-    float* panel = bwd + static_cast<size_t>(j) * H1 * kNR;
-    for (int k = 0; k < H1; ++k) {
-      for (int c = 0; c < kNR; ++c) {
-        panel[k * kNR + c] = W2[static_cast<size_t>(j * kNR + c) * H1 + k];
-      }
-    }
-  }
+  if (job->grad) pack_transposed(w2.typed_data(), H0, H1, bwd);
   job->F = feats.typed_data();
   job->X = actions.typed_data();
   job->WA = wa.typed_data();
+  job->W2 = w2.typed_data();
   job->B2 = b2.typed_data();
   job->W3 = w3.typed_data();
   job->bias3 = b3.typed_data()[0];
-  job->fwd = fwd;
   job->bwd = bwd;
   job->Q = q_out;
   job->G = g_out;
   job->blocks = (job->P + kBlock - 1) / kBlock;
-  // The calling thread works too; helpers go to XLA's own thread pool, so the kernel uses the
-  // cores XLA was given and no more.
-  const int64_t threads = pool.num_threads();
-  const int helpers = static_cast<int>(threads - 1 < job->blocks - 1 ? threads - 1 : job->blocks - 1);
-  for (int i = 0; i < helpers; ++i) {
-    pool.Schedule([job]() { drain(*job); });
-  }
-  drain(*job);
-  while (job->done.load(std::memory_order_acquire) < job->blocks) _mm_pause();
+  share_with_pool(pool, job, job->blocks, drain);
+  wait_for(job->done, job->blocks);
   return ffi::Error::Success();
 }
 
@@ -318,7 +328,6 @@ ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
   return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(), nullptr);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Critic regression step: the loss mean_r (Q(s_r, a_r) - y_r)^2 of one member and its gradient
 // with respect to every parameter (the critics' update; Adam stays in XLA).
@@ -329,65 +338,9 @@ ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
 // small parameters. Every output element is summed over rows in a fixed order by one thread, so
 // the result does not depend on which thread took which task.
 
-// C[rows x 32] (+)= A[rows x K] * B[K x 32]; A's element (i, p) at a[i * a_rs + p * a_ks],
-// B's row p at b + p * ldb.
-template <int MR>
-inline void tile_s(const float* a, long a_rs, long a_ks, const float* b, long ldb, int k,
-                   float* c, long ldc, const float* bias) {
-  __m512 c0[MR], c1[MR];
-  const __m512 i0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-  const __m512 i1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = i0;
-    c1[i] = i1;
-  }
-  for (int p = 0; p < k; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * ldb);
-    const __m512 b1 = _mm512_loadu_ps(b + p * ldb + 16);
-    for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i * a_rs + p * a_ks]);
-      c0[i] = _mm512_fmadd_ps(av, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(av, b1, c1[i]);
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-    _mm512_storeu_ps(c + i * ldc, c0[i]);
-    _mm512_storeu_ps(c + i * ldc + 16, c1[i]);
-  }
-}
-
-template <int MR>
-inline void tile_s_rows(int rows, const float* a, long a_rs, long a_ks, const float* b, long ldb,
-                        int k, float* c, long ldc, const float* bias) {
-  if constexpr (MR == 0) {
-    (void)rows, (void)a, (void)a_rs, (void)a_ks, (void)b, (void)ldb, (void)k, (void)c, (void)ldc,
-        (void)bias;
-  } else if (rows == MR) {
-    tile_s<MR>(a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
-  } else {
-    tile_s_rows<MR - 1>(rows, a, a_rs, a_ks, b, ldb, k, c, ldc, bias);
-  }
-}
-
-// C[rows x n] = A * B for a strided A (see tile_s) and a row-major B (K x n, row stride ldb).
-void product_s(int rows, const float* a, long a_rs, long a_ks, int k, const float* b, long ldb,
-               int n, float* c, long ldc, const float* bias) {
-  for (int j = 0; j < n / kNR; ++j) {
-    const float* bj = bias ? bias + j * kNR : nullptr;
-    int r = 0;
-    for (; r + kMR <= rows; r += kMR) {
-      tile_s<kMR>(a + r * a_rs, a_rs, a_ks, b + j * kNR, ldb, k, c + r * ldc + j * kNR, ldc, bj);
-    }
-    if (r < rows) {
-      tile_s_rows<kMR - 1>(rows - r, a + r * a_rs, a_rs, a_ks, b + j * kNR, ldb, k,
-                           c + r * ldc + j * kNR, ldc, bj);
-    }
-  }
-}
-
 struct TrainJob {
   int B, O, A, H0, H1, act, blocks, panels;
-  const float *S, *X, *Y, *WS, *WA, *B0, *W2, *B2, *W3, *bwd;
+  const float *S, *X, *Y, *WS, *WA, *B0, *W2, *B2, *W3, *bwd;  // as in Job, s = S
   float bias3;
   float *H1buf, *H2buf, *GZ1, *GZ2, *E;  // all rows
   float *dWS, *dWA, *dB0, *dW2, *dB2, *dW3;
@@ -403,30 +356,18 @@ void train_rows(TrainJob& job, int r0) {
   float* gh = s_gh.get(static_cast<size_t>(kBlock) * H0);
   float* h1 = job.H1buf + static_cast<size_t>(r0) * H0;
   float* h2 = job.H2buf + static_cast<size_t>(r0) * H1;
-  product_s(rows, job.S + static_cast<size_t>(r0) * O, O, 1, O, job.WS, H0, H0, h1, H0, job.B0);
+  product_rm(rows, job.S + static_cast<size_t>(r0) * O, O, job.WS, H0, h1, job.B0);
   for (int r = 0; r < rows; ++r) {
-    const float* x = job.X + static_cast<size_t>(r0 + r) * A;
-    float* z = h1 + static_cast<size_t>(r) * H0;
-    for (int h = 0; h < H0; h += 16) {
-      __m512 v = _mm512_loadu_ps(z + h);
-      for (int i = 0; i < A; ++i) {
-        v = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), _mm512_loadu_ps(job.WA + i * H0 + h), v);
-      }
-      _mm512_storeu_ps(z + h, v);
-    }
+    add_action_part(h1 + static_cast<size_t>(r) * H0, job.X + static_cast<size_t>(r0 + r) * A,
+                    job.WA, A, H0);
   }
   activate(h1, d1, rows * H0, act);
-  product_s(rows, h1, H0, 1, H0, job.W2, H1, H1, h2, H1, job.B2);
+  product_rm(rows, h1, H0, job.W2, H1, h2, job.B2);
   activate(h2, d2, rows * H1, act);
   const float scale = 2.0f / static_cast<float>(job.B);
   float* gz2 = job.GZ2 + static_cast<size_t>(r0) * H1;
   for (int r = 0; r < rows; ++r) {
-    const float* h = h2 + static_cast<size_t>(r) * H1;
-    __m512 acc = _mm512_setzero_ps();
-    for (int c = 0; c < H1; c += 16) {
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(h + c), _mm512_loadu_ps(job.W3 + c), acc);
-    }
-    const float e = _mm512_reduce_add_ps(acc) + job.bias3 - job.Y[r0 + r];
+    const float e = row_dot(h2 + static_cast<size_t>(r) * H1, job.W3, H1) + job.bias3 - job.Y[r0 + r];
     job.E[r0 + r] = e;
     const __m512 g = _mm512_set1_ps(scale * e);
     const float* d = d2 + static_cast<size_t>(r) * H1;
@@ -436,7 +377,7 @@ void train_rows(TrainJob& job, int r0) {
                                               _mm512_loadu_ps(d + c)));
     }
   }
-  product(rows, gz2, H1, job.bwd, H0, gh, nullptr);
+  product(rows, gz2, H1, 1, H1, job.bwd, kNR, static_cast<long>(H1) * kNR, H0, gh, H0, nullptr);
   float* gz1 = job.GZ1 + static_cast<size_t>(r0) * H0;
   for (int i = 0; i < rows * H0; i += 16) {
     _mm512_storeu_ps(gz1 + i, _mm512_mul_ps(_mm512_loadu_ps(gh + i), _mm512_loadu_ps(d1 + i)));
@@ -460,7 +401,7 @@ void train_panel(TrainJob& job, int t) {
   const int p1 = H1 / kNR;
   if (t < p1) {  // dW2[:, panel] = h1^T gz2, db2, dw3 = h2^T (2 e / B)
     const int c0 = t * kNR;
-    product_s(H0, job.H1buf, 1, H0, B, job.GZ2 + c0, H1, kNR, job.dW2 + c0, H1, nullptr);
+    product(H0, job.H1buf, 1, H0, B, job.GZ2 + c0, H1, kNR, kNR, job.dW2 + c0, H1, nullptr);
     column_sums(job.GZ2, B, H1, c0, nullptr, job.dB2);
     thread_local Scratch s_w;
     float* w = s_w.get(static_cast<size_t>(B));
@@ -469,8 +410,8 @@ void train_panel(TrainJob& job, int t) {
     return;
   }
   const int c0 = (t - p1) * kNR;  // dWs[:, panel] = s^T gz1, dWa, db0
-  product_s(O, job.S, 1, O, B, job.GZ1 + c0, H0, kNR, job.dWS + c0, H0, nullptr);
-  product_s(A, job.X, 1, A, B, job.GZ1 + c0, H0, kNR, job.dWA + c0, H0, nullptr);
+  product(O, job.S, 1, O, B, job.GZ1 + c0, H0, kNR, kNR, job.dWS + c0, H0, nullptr);
+  product(A, job.X, 1, A, B, job.GZ1 + c0, H0, kNR, kNR, job.dWA + c0, H0, nullptr);
   column_sums(job.GZ1, B, H0, c0, nullptr, job.dB0);
 }
 
@@ -481,7 +422,7 @@ void train_drain(TrainJob& job) {
     train_rows(job, b * kBlock);
     job.done1.fetch_add(1, std::memory_order_release);
   }
-  while (job.done1.load(std::memory_order_acquire) < job.blocks) _mm_pause();
+  wait_for(job.done1, job.blocks);
   for (;;) {
     const int t = job.next2.fetch_add(1, std::memory_order_relaxed);
     if (t >= job.panels) return;
@@ -525,14 +466,7 @@ ffi::Error CriticTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> obs,
   const float* W2 = w2.typed_data();
   thread_local Scratch s_bwd, s_h1, s_h2, s_gz1, s_gz2, s_e;
   float* bwd = s_bwd.get(static_cast<size_t>(H0) * H1);
-  for (int j = 0; j < H0 / kNR; ++j) {
-    float* panel = bwd + static_cast<size_t>(j) * H1 * kNR;
-    for (int k = 0; k < H1; ++k) {
-      for (int c = 0; c < kNR; ++c) {
-        panel[k * kNR + c] = W2[static_cast<size_t>(j * kNR + c) * H1 + k];
-      }
-    }
-  }
+  pack_transposed(W2, H0, H1, bwd);
   job->S = obs.typed_data();
   job->X = actions.typed_data();
   job->Y = y.typed_data();
@@ -557,13 +491,8 @@ ffi::Error CriticTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> obs,
   job->dW3 = d_w3->typed_data();
   job->blocks = (B + kBlock - 1) / kBlock;
   job->panels = H1 / kNR + H0 / kNR;
-  const int64_t threads = pool.num_threads();
-  const int helpers = static_cast<int>(threads - 1 < job->blocks - 1 ? threads - 1 : job->blocks - 1);
-  for (int i = 0; i < helpers; ++i) {
-    pool.Schedule([job]() { train_drain(*job); });
-  }
-  train_drain(*job);
-  while (job->done2.load(std::memory_order_acquire) < job->panels) _mm_pause();
+  share_with_pool(pool, job, job->blocks, train_drain);
+  wait_for(job->done2, job->panels);
   double sq = 0.0, sum = 0.0;
   for (int r = 0; r < B; ++r) {
     sq += static_cast<double>(job->E[r]) * job->E[r];
