@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from algd.errors import AlgdError
+from algd.networks import apply_net
 
 SOURCE = Path(__file__).parent / "_native" / "critic_kernel.cc"
 TARGETS = {
@@ -66,6 +67,7 @@ def library_path() -> Path:
     return cache_dir() / f"critic_kernel_{h.hexdigest()[:16]}.so"
 
 
+@lru_cache(maxsize=1)
 def cpu_supported() -> bool:
     """x86-64 with AVX-512F and FMA (read from /proc/cpuinfo; False where it cannot be read)."""
     try:
@@ -245,8 +247,6 @@ def critic_value_grad_reference(
     net: Any, params: dict[str, Any], feats: tuple[jax.Array, ...], actions: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
     """The same values through JAX for every member: Q (E, *N, S) and dQ/da (E, *N, S, A)."""
-    from algd.networks import apply_net
-
     lead = tuple(f.reshape((1,) * (actions.ndim - f.ndim) + f.shape) for f in feats)
 
     def member(j: int) -> tuple[jax.Array, jax.Array]:

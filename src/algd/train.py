@@ -382,9 +382,7 @@ class Trainer:
             "wall_s": time.time() - logs.t0,
             "final_eval": last_eval,
             "stopped_by_signal": self.stop_signal,
-            "critic_kernel": (
-                self.agent.critic_kernel if self.agent.offers_critic_kernel else None
-            ),
+            "critic_kernel": self.agent.critic_path(),
         }
         if finished:
             atomic_write_bytes(

@@ -59,11 +59,18 @@ class ALGD(OffPolicyAgent):
         self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
         self.start_std = a.sigma_max if self.ve else 1.0
         # The fused critic pass of the actor update (algd/kernels.py), where allowed and usable.
-        self.critic_kernel = kernels.resolve(a.critic_kernel, a.critic_hidden, ("relu", "silu"))
+        self.critic_kernel = self.uses_critic_kernel(cfg)
+
+    @classmethod
+    def uses_critic_kernel(cls, cfg: Any) -> bool:
+        """Whether the critic passes use the compiled kernel (raises KernelError where
+        agent.critic_kernel=native cannot run)."""
+        activations = (cls.Q_ACTIVATION, cls.QC_ACTIVATION)
+        return kernels.resolve(cfg.agent.critic_kernel, cfg.agent.critic_hidden, activations)
 
     @classmethod
     def check_runtime(cls, cfg: Any) -> None:
-        kernels.resolve(cfg.agent.critic_kernel, cfg.agent.critic_hidden, ("relu", "silu"))
+        cls.uses_critic_kernel(cfg)
 
     # --- the diffusion policy -----------------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
@@ -176,8 +183,9 @@ class ALGD(OffPolicyAgent):
                 lambda p: self.energy_from_features(state, q_feat, qc_feat, p), points
             )
             return energies, pullback(jnp.ones_like(energies))[0]
-        q = [critic_value_grad(f, points, state["q"], j, "relu") for j, f in enumerate(q_feat)]
-        qc = [critic_value_grad(f, points, state["qc"], j, "silu") for j, f in enumerate(qc_feat)]
+        act_q, act_qc = self.q_net.activation, self.qc_net.activation
+        q = [critic_value_grad(f, points, state["q"], j, act_q) for j, f in enumerate(q_feat)]
+        qc = [critic_value_grad(f, points, state["qc"], j, act_qc) for j, f in enumerate(qc_feat)]
         energies, pullback = jax.vjp(
             lambda qv, qcv: self.energy_from_values(state, qv, qcv),
             jnp.stack([v for v, _ in q]),

@@ -47,6 +47,8 @@ class OffPolicyAgent:
     """Base class; see the module docstring."""
 
     name = "base"
+    Q_ACTIVATION = "relu"  # reward critics
+    QC_ACTIVATION = "silu"  # cost critics
     offers_critic_kernel = False  # whether agent.critic_kernel applies to this algorithm
     critic_kernel = False  # whether critic passes use algd/kernels.py (set by agents that can)
 
@@ -59,9 +61,11 @@ class OffPolicyAgent:
             spec.cost_limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
         )
         self.cost_k = float(a.cost_k)
-        self.q_net = CriticEnsemble(self.obs_dim, self.act_dim, a.critic_hidden, 2, "relu")
+        self.q_net = CriticEnsemble(
+            self.obs_dim, self.act_dim, a.critic_hidden, 2, self.Q_ACTIVATION
+        )
         self.qc_net = CriticEnsemble(
-            self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, "silu"
+            self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, self.QC_ACTIVATION
         )
         self.q_opt = Adam(a.critic_lr)
         self.qc_opt = Adam(a.cost_critic_lr)
@@ -165,6 +169,13 @@ class OffPolicyAgent:
             return np.asarray(self._act_det_noisy(actor, obs, noise))
         return np.asarray(self._act_noisy(actor, obs, noise))
 
+    def critic_path(self) -> str | None:
+        """Which critic path runs ("native" kernel or "xla") for algorithms that offer the
+        choice (agent.critic_kernel); None for the others."""
+        if not self.offers_critic_kernel:
+            return None
+        return "native" if self.critic_kernel else "xla"
+
     def lam(self, state: State) -> jax.Array:
         return state["mult"]["lam"]
 
@@ -185,9 +196,11 @@ class OffPolicyAgent:
         q_all / qc_all."""
         if not self.critic_kernel:
             return (self.qc_all if cost else self.q_all)(params, obs, action)
-        net, act = (self.qc_net, "silu") if cost else (self.q_net, "relu")
+        net = self.qc_net if cost else self.q_net
         feats = apply_net(net, params, obs, method="state_features")
-        return jnp.stack([critic_value(f, action, params, j, act) for j, f in enumerate(feats)])
+        return jnp.stack(
+            [critic_value(f, action, params, j, net.activation) for j, f in enumerate(feats)]
+        )
 
     def critic_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
         a = self.a
@@ -206,7 +219,9 @@ class OffPolicyAgent:
             return jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
 
         if self.critic_kernel:
-            lq, gq = self._kernel_loss_grad(False, state["q"], b, y_r[None].repeat(2, 0))
+            lq, gq = self._kernel_loss_grad(
+                False, state["q"], b, jnp.broadcast_to(y_r, (self.q_net.num, *y_r.shape))
+            )
             lqc, gqc = self._kernel_loss_grad(True, state["qc"], b, y_c)
         else:
             lq, gq = jax.value_and_grad(q_loss)(state["q"])
@@ -228,7 +243,7 @@ class OffPolicyAgent:
     ) -> tuple[jax.Array, Any]:
         """q_loss / qc_loss of critic_step and their gradients, member by member through the
         compiled kernel; targets (E, B)."""
-        act = "silu" if cost else "relu"
+        act = (self.qc_net if cost else self.q_net).activation
         losses, grads = [], {}
         for j in range(targets.shape[0]):
             loss, g = critic_loss_grad(b.obs, b.action, targets[j], params, j, act)

@@ -61,7 +61,7 @@ def flops_per_update(trainer: Trainer) -> float:
     """FLOPs of one gradient step by XLA's cost analysis. XLA cannot see inside the compiled
     critic kernel, so an agent using it is counted in its plain-JAX form (the same arithmetic)."""
     agent, cfg = trainer.agent, trainer.cfg
-    if getattr(agent, "critic_kernel", False):
+    if agent.critic_kernel:
         plain = replace(cfg, agent=replace(cfg.agent, critic_kernel="xla"))
         agent = build_agent(plain, trainer.env.spec)
     rng = np.random.default_rng(0)
@@ -70,13 +70,6 @@ def flops_per_update(trainer: Trainer) -> float:
     cost: Any = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
-
-
-def _kernel_name(agent: Any) -> str | None:
-    """Which critic pass an agent with a choice uses (native or xla); None for the others."""
-    if not agent.offers_critic_kernel:
-        return None
-    return "native" if agent.critic_kernel else "xla"
 
 
 def bench_speed(
@@ -156,7 +149,7 @@ def bench_speed(
         "flops_per_update": flops,
         "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
         "jax_backend": jax.default_backend(),
-        "critic_kernel": _kernel_name(trainer.agent),
+        "critic_kernel": trainer.agent.critic_path(),
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
             "loop": _steal_fraction(c2, c3),
