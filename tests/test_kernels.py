@@ -67,6 +67,63 @@ def test_kernel_matches_jax(act: str, hidden: tuple, act_dim: int, n: int, state
         assert float(jnp.abs(g - g_ref[j]).max()) <= 2e-6 * scale_g + 1e-6
 
 
+def _min_reference(net, params, feats, actions):
+    """Q (2, *N, S) and the action gradient of Q.min(0), by reverse mode through JAX."""
+    lead = tuple(f.reshape((1,) * (actions.ndim - f.ndim) + f.shape) for f in feats)
+    q, pull = jax.vjp(lambda a: apply_net(net, params, lead, a, method="from_features"), actions)
+    q_min, pull_min = jax.vjp(lambda v: v.min(0), q)
+    return q, pull(pull_min(jnp.ones_like(q_min))[0])[0]
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("act", "hidden", "act_dim", "n", "states"),
+    [
+        ("relu", (256, 256), 2, 5, 256),  # the reward critics at the reference shapes
+        ("silu", (64, 96), 3, 3, 7),
+        ("relu", (32, 32), 1, 1, 1),
+    ],
+)
+def test_min_kernel_matches_reverse_mode_of_the_minimum(
+    act: str, hidden: tuple, act_dim: int, n: int, states: int
+) -> None:
+    net, params = _critic(11, act_dim, hidden, 2, act, seed=5)
+    r = np.random.default_rng(1)
+    obs = jnp.asarray(r.standard_normal((states, 11)), jnp.float32)
+    actions = jnp.asarray(r.uniform(-1.5, 1.5, (n, states, act_dim)), jnp.float32)
+    feats = apply_net(net, params, obs, method="state_features")
+    q_ref, g_ref = _min_reference(net, params, feats, actions)
+    smaller = np.asarray(q_ref[0] < q_ref[1])
+    if n * states > 20:  # both members are the minimum somewhere
+        assert smaller.any() and (~smaller).any()
+    q, g = jax.jit(kernels.critic_min_value_grad, static_argnums=3)(feats, actions, params, act)
+    assert q.shape == (2, n, states) and g.shape == (n, states, act_dim)
+    assert float(jnp.abs(q - q_ref).max()) <= 2e-6 * float(jnp.abs(q_ref).max()) + 1e-6
+    assert float(jnp.abs(g - g_ref).max()) <= 2e-6 * float(jnp.abs(g_ref).max()) + 1e-6
+
+
+@needs_kernel
+def test_min_kernel_splits_ties_and_propagates_nan() -> None:
+    """Equal members: half of each member's gradient (reverse mode's rule for min), which is
+    the one gradient; a value that is not a number gives a gradient that is not a number."""
+    net, params = _critic(5, 2, (32, 64), 2, "relu", seed=7)
+    twin = {k.replace("m0_", "m1_"): v for k, v in params.items() if k.startswith("m0_")}
+    params = {**params, **twin}
+    r = np.random.default_rng(2)
+    obs = jnp.asarray(r.standard_normal((6, 5)), jnp.float32)
+    actions = jnp.asarray(r.uniform(-1, 1, (2, 6, 2)), jnp.float32)
+    feats = apply_net(net, params, obs, method="state_features")
+    q_ref, g_ref = kernels.critic_value_grad_reference(net, params, feats, actions)
+    q, g = kernels.critic_min_value_grad(feats, actions, params, "relu")
+    assert np.array_equal(np.asarray(q[0]), np.asarray(q[1]))
+    np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref[0]), rtol=2e-6, atol=1e-6)
+    actions = actions.at[1, 3, 0].set(jnp.nan)
+    q, g = kernels.critic_min_value_grad(feats, actions, params, "relu")
+    bad = np.zeros((2, 6), bool)
+    bad[1, 3] = True
+    assert np.isnan(np.asarray(g)[bad]).all() and np.isfinite(np.asarray(g)[~bad]).all()
+
+
 @needs_kernel
 @pytest.mark.parametrize(
     ("act", "hidden", "act_dim", "rows"),

@@ -41,9 +41,10 @@ SOURCE = Path(__file__).parent / "_native" / "critic_kernel.cc"
 TARGETS = {
     "value_grad": "algd_critic_value_grad",
     "value": "algd_critic_value",
+    "min_grad": "algd_critic_min_grad",
     "train": "algd_critic_train",
 }
-ABI = 3
+ABI = 4
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-mavx512f", "-mfma", "-w")
 ACTIVATIONS = {"relu": 0, "silu": 1}
 
@@ -124,6 +125,7 @@ def _load() -> str | None:
         for name, symbol in (
             (TARGETS["value_grad"], lib.AlgdCriticValueGrad),
             (TARGETS["value"], lib.AlgdCriticValue),
+            (TARGETS["min_grad"], lib.AlgdCriticMinGrad),
             (TARGETS["train"], lib.AlgdCriticTrain),
         ):
             jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(symbol), platform="cpu")
@@ -211,6 +213,37 @@ def critic_value(
     the multiplier's pass). Not differentiable."""
     (q,) = _call(feats, actions, params, member, activation, grad=False)
     return q.reshape(actions.shape[:-1])
+
+
+def critic_min_value_grad(
+    feats: tuple[jax.Array, jax.Array],
+    actions: jax.Array,
+    params: dict[str, Any],
+    activation: str,
+) -> tuple[jax.Array, jax.Array]:
+    """Both members' values Q (2, *N, S) of a two-member ensemble and the action gradient of
+    their minimum (*N, S, A), the reward critics' part of the energy's gradient. The gradient
+    is what reverse mode gives for ``Q.min(0)``: the smaller member's, half of each on a tie,
+    not a number where either value is not; the larger member's backward pass is skipped. feats
+    are the two members' state parts; not differentiable."""
+    _require()
+    s, act_dim = actions.shape[-2], actions.shape[-1]
+    p = actions.size // act_dim
+    outputs = (
+        jax.ShapeDtypeStruct((2, p), jnp.float32),
+        jax.ShapeDtypeStruct((p, act_dim), jnp.float32),
+    )
+    members = [
+        params[f"m{j}_{n}"] for j in range(2) for n in ("wa", "w1", "b1", "w2", "b2")
+    ]
+    q, g = jax.ffi.ffi_call(TARGETS["min_grad"], outputs)(
+        feats[0].reshape(s, -1),
+        feats[1].reshape(s, -1),
+        actions.reshape(p, act_dim),
+        *members,
+        act=np.int32(ACTIVATIONS[activation]),
+    )
+    return q.reshape(2, *actions.shape[:-1]), g.reshape(actions.shape)
 
 
 PARAM_NAMES = ("ws", "wa", "b0", "w1", "b1", "w2", "b2")

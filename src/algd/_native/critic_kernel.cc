@@ -10,6 +10,10 @@
 //   q_r = h2 w3 + b3
 //   dq/da_r = ((w3 * f'(z2)) W2^T * f'(z1)) Wa^T
 //
+// The twin reward critics enter the energy through their minimum, so one call computes both
+// members' values and the minimum's action gradient: at each action only the smaller member's
+// backward pass runs (the larger one's contributes exactly zero).
+//
 // f is ReLU (act = 0) or SiLU (act = 1). Rows are processed in blocks of kBlock; each block's
 // intermediates (kBlock x width) live in per-thread buffers, and W2 is packed once per call into
 // 32-column panels for the transposed product. Products use an
@@ -204,53 +208,121 @@ inline void wait_for(const std::atomic<int>& done, int total) {
   while (done.load(std::memory_order_acquire) < total) _mm_pause();
 }
 
-// Everything one call needs; shared with the helper task.
+// One critic member's inputs to a call.
+struct Critic {
+  const float *F, *WA, *W2, *B2, *W3, *bwd;  // bwd: W2 packed by pack_transposed
+  float bias3;
+};
+
+// Everything one call needs; shared with the helper task. Modes: the values only; the values
+// and each row's action gradient; or, for two members, both values and the action gradient of
+// their minimum (each row's gradient comes from the smaller member only, so the other member's
+// backward pass is skipped).
+enum class Mode { kValue, kValueGrad, kMinGrad };
+
 struct Job {
   int S, H0, P, A, H1, act, blocks;
-  bool grad;  // false: the values only (G and bwd are unused)
-  const float *F, *X, *WA, *W2, *B2, *W3, *bwd;
-  float bias3;
-  float *Q, *G;
+  Mode mode;
+  Critic net[2];
+  const float* X;
+  float *Q, *G;  // Q: P values per member, member-major
   std::atomic<int> next{0};
   std::atomic<int> done{0};
 };
 
-void run_block(const Job& job, int r0) {
+struct BlockBuffers {
+  float *h1, *d1, *z2, *d2;
+};
+
+// Layers 1 and 2 and the output for rows [r0, r0 + rows) of one member: h1 = f(z1), d1 =
+// f'(z1), z2 -> f(z2), d2 = w3 * f'(z2) (the output's gradient with respect to z2) when grad.
+void forward_rows(const Job& job, const Critic& c, int r0, int rows, const BlockBuffers& b,
+                  bool grad, float* q) {
   const int S = job.S, H0 = job.H0, A = job.A, H1 = job.H1, act = job.act;
-  const int rows = job.P - r0 < kBlock ? job.P - r0 : kBlock;
-  thread_local Scratch s_h1, s_d1, s_z2, s_d2, s_g1;
-  float* h1 = s_h1.get(static_cast<size_t>(kBlock) * H0);
-  float* d1 = s_d1.get(static_cast<size_t>(kBlock) * H0);
-  float* z2 = s_z2.get(static_cast<size_t>(kBlock) * H1);
-  float* d2 = s_d2.get(static_cast<size_t>(kBlock) * H1);
-  float* g1 = s_g1.get(static_cast<size_t>(kBlock) * H0);
-  // Layer 1: state part plus the action's rows, then the activation.
   for (int r = 0; r < rows; ++r) {
-    float* z = h1 + static_cast<size_t>(r) * H0;
-    std::memcpy(z, job.F + static_cast<size_t>((r0 + r) % S) * H0, H0 * sizeof(float));
-    add_action_part(z, job.X + static_cast<size_t>(r0 + r) * A, job.WA, A, H0);
+    float* z = b.h1 + static_cast<size_t>(r) * H0;
+    std::memcpy(z, c.F + static_cast<size_t>((r0 + r) % S) * H0, H0 * sizeof(float));
+    add_action_part(z, job.X + static_cast<size_t>(r0 + r) * A, c.WA, A, H0);
   }
-  activate(h1, job.grad ? d1 : nullptr, rows * H0, act);
-  // Layer 2, the output, and the output's gradient with respect to z2.
-  product_rm(rows, h1, H0, job.W2, H1, z2, job.B2);
-  activate(z2, job.grad ? d2 : nullptr, rows * H1, act);
+  activate(b.h1, grad ? b.d1 : nullptr, rows * H0, act);
+  product_rm(rows, b.h1, H0, c.W2, H1, b.z2, c.B2);
+  activate(b.z2, grad ? b.d2 : nullptr, rows * H1, act);
   for (int r = 0; r < rows; ++r) {
-    job.Q[r0 + r] = row_dot(z2 + static_cast<size_t>(r) * H1, job.W3, H1) + job.bias3;
+    q[r] = row_dot(b.z2 + static_cast<size_t>(r) * H1, c.W3, H1) + c.bias3;
   }
-  if (!job.grad) return;
+  if (!grad) return;
   for (int i = 0; i < rows * H1; i += 16) {
-    const __m512 w = _mm512_loadu_ps(job.W3 + i % H1);
-    _mm512_storeu_ps(d2 + i, _mm512_mul_ps(w, _mm512_loadu_ps(d2 + i)));
+    const __m512 w = _mm512_loadu_ps(c.W3 + i % H1);
+    _mm512_storeu_ps(b.d2 + i, _mm512_mul_ps(w, _mm512_loadu_ps(b.d2 + i)));
   }
-  // Back through layer 2 and layer 1 to the action.
-  product(rows, d2, H1, 1, H1, job.bwd, kNR, static_cast<long>(H1) * kNR, H0, g1, H0, nullptr);
-  for (int i = 0; i < rows * H0; i += 16) {
-    _mm512_storeu_ps(g1 + i, _mm512_mul_ps(_mm512_loadu_ps(g1 + i), _mm512_loadu_ps(d1 + i)));
+}
+
+// Back through layer 2 and layer 1 to the action for n rows: gz2 (n x H1) is the gradient with
+// respect to z2, row k's f'(z1) is d1's row idx[k] (row k when idx is null). Writes each row's
+// action gradient to g[k * A].
+void backward_rows(const Job& job, const Critic& c, int n, const float* gz2, const float* d1,
+                   const int* idx, float* g1, float* g) {
+  const int H0 = job.H0, A = job.A, H1 = job.H1;
+  product(n, gz2, H1, 1, H1, c.bwd, kNR, static_cast<long>(H1) * kNR, H0, g1, H0, nullptr);
+  for (int k = 0; k < n; ++k) {
+    float* row = g1 + static_cast<size_t>(k) * H0;
+    const float* d = d1 + static_cast<size_t>(idx ? idx[k] : k) * H0;
+    for (int h = 0; h < H0; h += 16) {
+      _mm512_storeu_ps(row + h, _mm512_mul_ps(_mm512_loadu_ps(row + h), _mm512_loadu_ps(d + h)));
+    }
+    for (int i = 0; i < A; ++i) g[static_cast<size_t>(k) * A + i] = row_dot(row, c.WA + i * H0, H0);
   }
+}
+
+void run_block(const Job& job, int r0) {
+  const int H0 = job.H0, A = job.A, H1 = job.H1, P = job.P;
+  const int rows = P - r0 < kBlock ? P - r0 : kBlock;
+  const bool grad = job.mode != Mode::kValue;
+  const int members = job.mode == Mode::kMinGrad ? 2 : 1;
+  thread_local Scratch s_buf[2][4], s_g1, s_gz, s_g, s_idx;
+  BlockBuffers b[2];
+  for (int m = 0; m < members; ++m) {
+    b[m] = {s_buf[m][0].get(static_cast<size_t>(kBlock) * H0),
+            s_buf[m][1].get(static_cast<size_t>(kBlock) * H0),
+            s_buf[m][2].get(static_cast<size_t>(kBlock) * H1),
+            s_buf[m][3].get(static_cast<size_t>(kBlock) * H1)};
+    forward_rows(job, job.net[m], r0, rows, b[m], grad, job.Q + static_cast<size_t>(m) * P + r0);
+  }
+  if (!grad) return;
+  float* g1 = s_g1.get(static_cast<size_t>(kBlock) * H0);
+  float* out = job.G + static_cast<size_t>(r0) * A;
+  if (job.mode == Mode::kValueGrad) {
+    backward_rows(job, job.net[0], rows, b[0].d2, b[0].d1, nullptr, g1, out);
+    return;
+  }
+  // The minimum's gradient: from the smaller member; half from each on a tie (as reverse mode
+  // differentiates min); not a number where either value is not a number.
+  const float* q0 = job.Q + r0;
+  const float* q1 = job.Q + P + r0;
+  float* gz = s_gz.get(static_cast<size_t>(kBlock) * H1);
+  float* g = s_g.get(static_cast<size_t>(kBlock) * A);
+  int* idx = reinterpret_cast<int*>(s_idx.get(kBlock));
   for (int r = 0; r < rows; ++r) {
-    float* out = job.G + static_cast<size_t>(r0 + r) * A;
-    for (int i = 0; i < A; ++i) {
-      out[i] = row_dot(g1 + static_cast<size_t>(r) * H0, job.WA + i * H0, H0);
+    const bool bad = q0[r] != q0[r] || q1[r] != q1[r];
+    for (int i = 0; i < A; ++i) out[static_cast<size_t>(r) * A + i] = bad ? q0[r] + q1[r] : 0.0f;
+  }
+  for (int m = 0; m < 2; ++m) {
+    int n = 0;
+    for (int r = 0; r < rows; ++r) {
+      const float mine = m == 0 ? q0[r] : q1[r], other = m == 0 ? q1[r] : q0[r];
+      if (!(mine <= other)) continue;  // larger, or not a number
+      const __m512 w = _mm512_set1_ps(mine == other ? 0.5f : 1.0f);
+      const float* d2 = b[m].d2 + static_cast<size_t>(r) * H1;
+      float* dst = gz + static_cast<size_t>(n) * H1;
+      for (int h = 0; h < H1; h += 16) {
+        _mm512_storeu_ps(dst + h, _mm512_mul_ps(w, _mm512_loadu_ps(d2 + h)));
+      }
+      idx[n++] = r;
+    }
+    if (n == 0) continue;
+    backward_rows(job, job.net[m], n, gz, b[m].d1, idx, g1, g);
+    for (int k = 0; k < n; ++k) {
+      for (int i = 0; i < A; ++i) out[static_cast<size_t>(idx[k]) * A + i] += g[k * A + i];
     }
   }
 }
@@ -265,13 +337,16 @@ void drain(Job& job) {
   }
 }
 
-ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& feats, ffi::Buffer<ffi::F32>& actions,
-               ffi::Buffer<ffi::F32>& wa, ffi::Buffer<ffi::F32>& w2, ffi::Buffer<ffi::F32>& b2,
-               ffi::Buffer<ffi::F32>& w3, ffi::Buffer<ffi::F32>& b3, int32_t act, float* q_out,
-               float* g_out) {
-  const auto fd = feats.dimensions();
+struct MemberArgs {
+  ffi::Buffer<ffi::F32>*feats, *wa, *w2, *b2, *w3, *b3;
+};
+
+ffi::Error Run(ffi::ThreadPool& pool, Mode mode, const MemberArgs* members,
+               ffi::Buffer<ffi::F32>& actions, int32_t act, float* q_out, float* g_out) {
+  const int count = mode == Mode::kMinGrad ? 2 : 1;
+  const auto fd = members[0].feats->dimensions();
   const auto ad = actions.dimensions();
-  const auto wd = w2.dimensions();
+  const auto wd = members[0].w2->dimensions();
   if (fd.size() != 2 || ad.size() != 2 || wd.size() != 2) {
     return ffi::Error::InvalidArgument("critic kernel: feats, actions and w2 must be matrices");
   }
@@ -282,26 +357,32 @@ ffi::Error Run(ffi::ThreadPool& pool, ffi::Buffer<ffi::F32>& feats, ffi::Buffer<
   job->A = static_cast<int>(ad[1]);
   job->H1 = static_cast<int>(wd[1]);
   job->act = act;
-  job->grad = g_out != nullptr;
+  job->mode = mode;
   const int S = job->S, H0 = job->H0, A = job->A, H1 = job->H1;
   if (S <= 0 || job->P % S != 0 || wd[0] != H0 || H0 % kNR != 0 || H1 % kNR != 0 ||
-      wa.element_count() != static_cast<size_t>(A) * H0 ||
-      b2.element_count() != static_cast<size_t>(H1) ||
-      w3.element_count() != static_cast<size_t>(H1) || b3.element_count() != 1 ||
       (act != 0 && act != 1)) {
     return ffi::Error::InvalidArgument("critic kernel: unsupported shapes or activation");
   }
-  thread_local Scratch s_bwd;
-  float* bwd = s_bwd.get(static_cast<size_t>(H0) * H1);
-  if (job->grad) pack_transposed(w2.typed_data(), H0, H1, bwd);
-  job->F = feats.typed_data();
+  thread_local Scratch s_bwd[2];
+  for (int m = 0; m < count; ++m) {
+    const MemberArgs& in = members[m];
+    const auto f = in.feats->dimensions();
+    const auto w = in.w2->dimensions();
+    if (f.size() != 2 || f[0] != S || f[1] != H0 || w.size() != 2 || w[0] != H0 || w[1] != H1 ||
+        in.wa->element_count() != static_cast<size_t>(A) * H0 ||
+        in.b2->element_count() != static_cast<size_t>(H1) ||
+        in.w3->element_count() != static_cast<size_t>(H1) || in.b3->element_count() != 1) {
+      return ffi::Error::InvalidArgument("critic kernel: unsupported shapes or activation");
+    }
+    float* bwd = nullptr;
+    if (mode != Mode::kValue) {
+      bwd = s_bwd[m].get(static_cast<size_t>(H0) * H1);
+      pack_transposed(in.w2->typed_data(), H0, H1, bwd);
+    }
+    job->net[m] = {in.feats->typed_data(), in.wa->typed_data(), in.w2->typed_data(),
+                   in.b2->typed_data(), in.w3->typed_data(), bwd, in.b3->typed_data()[0]};
+  }
   job->X = actions.typed_data();
-  job->WA = wa.typed_data();
-  job->W2 = w2.typed_data();
-  job->B2 = b2.typed_data();
-  job->W3 = w3.typed_data();
-  job->bias3 = b3.typed_data()[0];
-  job->bwd = bwd;
   job->Q = q_out;
   job->G = g_out;
   job->blocks = (job->P + kBlock - 1) / kBlock;
@@ -316,8 +397,8 @@ ffi::Error CriticValueGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats
                                ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
                                ffi::ResultBuffer<ffi::F32> q_out,
                                ffi::ResultBuffer<ffi::F32> g_out) {
-  return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(),
-             g_out->typed_data());
+  const MemberArgs m{&feats, &wa, &w2, &b2, &w3, &b3};
+  return Run(pool, Mode::kValueGrad, &m, actions, act, q_out->typed_data(), g_out->typed_data());
 }
 
 ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
@@ -325,7 +406,22 @@ ffi::Error CriticValueImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats,
                            ffi::Buffer<ffi::F32> w2, ffi::Buffer<ffi::F32> b2,
                            ffi::Buffer<ffi::F32> w3, ffi::Buffer<ffi::F32> b3, int32_t act,
                            ffi::ResultBuffer<ffi::F32> q_out) {
-  return Run(pool, feats, actions, wa, w2, b2, w3, b3, act, q_out->typed_data(), nullptr);
+  const MemberArgs m{&feats, &wa, &w2, &b2, &w3, &b3};
+  return Run(pool, Mode::kValue, &m, actions, act, q_out->typed_data(), nullptr);
+}
+
+ffi::Error CriticMinGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> feats0,
+                             ffi::Buffer<ffi::F32> feats1, ffi::Buffer<ffi::F32> actions,
+                             ffi::Buffer<ffi::F32> wa0, ffi::Buffer<ffi::F32> w20,
+                             ffi::Buffer<ffi::F32> b20, ffi::Buffer<ffi::F32> w30,
+                             ffi::Buffer<ffi::F32> b30, ffi::Buffer<ffi::F32> wa1,
+                             ffi::Buffer<ffi::F32> w21, ffi::Buffer<ffi::F32> b21,
+                             ffi::Buffer<ffi::F32> w31, ffi::Buffer<ffi::F32> b31, int32_t act,
+                             ffi::ResultBuffer<ffi::F32> q_out,
+                             ffi::ResultBuffer<ffi::F32> g_out) {
+  const MemberArgs m[2] = {{&feats0, &wa0, &w20, &b20, &w30, &b30},
+                           {&feats1, &wa1, &w21, &b21, &w31, &b31}};
+  return Run(pool, Mode::kMinGrad, m, actions, act, q_out->typed_data(), g_out->typed_data());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +602,7 @@ ffi::Error CriticTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> obs,
 }  // namespace
 
 // Version of the calling convention above; algd/kernels.py refuses a library built from another.
-extern "C" int AlgdKernelAbi() { return 3; }
+extern "C" int AlgdKernelAbi() { return 4; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
                               ffi::Ffi::Bind()
@@ -535,6 +631,27 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValue, CriticValueImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
+);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticMinGrad, CriticMinGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 0's feats (S, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 1's feats (S, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 0: wa (A, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w2 (H0, H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b2 (H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w3 (H1, 1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b3 (1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 1: wa (A, H0)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w2 (H0, H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b2 (H1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w3 (H1, 1)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b3 (1)
+                                  .Attr<int32_t>("act")
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // q (2, P)
+                                  .Ret<ffi::Buffer<ffi::F32>>()  // d min(q) / da (P, A)
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticTrain, CriticTrainImpl,

@@ -26,7 +26,7 @@ from algd.diffusion import (
     self_normalised_score,
     ve_schedule,
 )
-from algd.kernels import critic_value_grad
+from algd.kernels import critic_min_value_grad, critic_value_grad
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
 from algd.networks import ScoreNet, apply_net
 
@@ -159,11 +159,15 @@ class ALGD(OffPolicyAgent):
 
     def energy_from_values(self, state: State, q: jax.Array, qc: jax.Array) -> jax.Array:
         """E from the reward critics' values q (2, *T) and the cost critics' qc (E, *T)."""
+        return self.energy_from_min(state, q.min(0), qc)
+
+    def energy_from_min(self, state: State, q_min: jax.Array, qc: jax.Array) -> jax.Array:
+        """E from the smaller reward critic's value q_min (*T) and the cost critics' qc (E, *T)."""
         qc_bar = ensemble_upper_bound(qc, self.cost_k)
         lam = jax.lax.stop_gradient(self.lam(state))
         if self.energy_kind == "augmented":
-            return augmented_energy(q.min(0), qc_bar, lam, self.h, self.a.rho)
-        return lagrangian_energy(q.min(0), qc_bar, lam, self.h)
+            return augmented_energy(q_min, qc_bar, lam, self.h, self.a.rho)
+        return lagrangian_energy(q_min, qc_bar, lam, self.h)
 
     def energy_and_grad(
         self,
@@ -174,25 +178,27 @@ class ALGD(OffPolicyAgent):
     ) -> tuple[jax.Array, jax.Array]:
         """E at actions (*N, B, act) and its gradient with respect to each action.
 
-        With the compiled kernel (algd/kernels.py), every critic's value and action gradient
-        come from one fused call, and the chain rule through min, the ensemble bound and the
-        penalty is applied to those values: the same gradient as differentiating
-        :meth:`energy_from_features`, up to float rounding."""
+        With the compiled kernel (algd/kernels.py), the reward critics' values and the action
+        gradient of their minimum come from one call (only the smaller critic's backward pass
+        runs at each action), every cost critic's value and action gradient from one call each,
+        and the chain rule through the ensemble bound and the penalty is applied to those
+        values: the same gradient as differentiating :meth:`energy_from_features`, up to float
+        rounding."""
         if not self.critic_kernel:
             energies, pullback = jax.vjp(
                 lambda p: self.energy_from_features(state, q_feat, qc_feat, p), points
             )
             return energies, pullback(jnp.ones_like(energies))[0]
-        act_q, act_qc = self.q_net.activation, self.qc_net.activation
-        q = [critic_value_grad(f, points, state["q"], j, act_q) for j, f in enumerate(q_feat)]
+        act_qc = self.qc_net.activation
+        q, g_min = critic_min_value_grad(q_feat, points, state["q"], self.q_net.activation)
         qc = [critic_value_grad(f, points, state["qc"], j, act_qc) for j, f in enumerate(qc_feat)]
         energies, pullback = jax.vjp(
-            lambda qv, qcv: self.energy_from_values(state, qv, qcv),
-            jnp.stack([v for v, _ in q]),
+            lambda q_min, qcv: self.energy_from_min(state, q_min, qcv),
+            q.min(0),
             jnp.stack([v for v, _ in qc]),
         )
-        d_q, d_qc = pullback(jnp.ones_like(energies))
-        parts = [d[..., None] * g for d, (_, g) in zip([*d_q, *d_qc], [*q, *qc])]
+        d_min, d_qc = pullback(jnp.ones_like(energies))
+        parts = [d[..., None] * g for d, g in zip([d_min, *d_qc], [g_min, *(g for _, g in qc)])]
         return energies, sum(parts[1:], parts[0])
 
     def critic_features(
