@@ -233,9 +233,7 @@ def critic_min_value_grad(
         jax.ShapeDtypeStruct((2, p), jnp.float32),
         jax.ShapeDtypeStruct((p, act_dim), jnp.float32),
     )
-    members = [
-        params[f"m{j}_{n}"] for j in range(2) for n in ("wa", "w1", "b1", "w2", "b2")
-    ]
+    members = [params[f"m{j}_{n}"] for j in range(2) for n in ("wa", "w1", "b1", "w2", "b2")]
     q, g = jax.ffi.ffi_call(TARGETS["min_grad"], outputs)(
         feats[0].reshape(s, -1),
         feats[1].reshape(s, -1),
