@@ -216,7 +216,7 @@ def critic_value(
 
 
 def critic_min_value_grad(
-    feats: tuple[jax.Array, jax.Array],
+    feats: tuple[jax.Array, ...],
     actions: jax.Array,
     params: dict[str, Any],
     activation: str,
