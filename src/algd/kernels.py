@@ -166,6 +166,15 @@ def resolve(choice: str, hidden: tuple[int, ...], activations: tuple[str, ...]) 
     return False
 
 
+FORWARD_PARAMS = ("wa", "w1", "b1", "w2", "b2")
+
+
+def _member_params(params: dict[str, Any], member: int) -> list[jax.Array]:
+    """One member's parameters that the forward kernels take (its action rows of the first
+    layer, then the later layers), in the kernel's argument order."""
+    return [params[f"m{member}_{n}"] for n in FORWARD_PARAMS]
+
+
 def _call(
     feats: jax.Array,
     actions: jax.Array,
@@ -184,11 +193,7 @@ def _call(
     return jax.ffi.ffi_call(name, outputs)(
         feats.reshape(s, -1),
         actions.reshape(p, act_dim),
-        params[f"m{member}_wa"],
-        params[f"m{member}_w1"],
-        params[f"m{member}_b1"],
-        params[f"m{member}_w2"],
-        params[f"m{member}_b2"],
+        *_member_params(params, member),
         act=np.int32(ACTIVATIONS[activation]),
     )
 
@@ -233,12 +238,12 @@ def critic_min_value_grad(
         jax.ShapeDtypeStruct((2, p), jnp.float32),
         jax.ShapeDtypeStruct((p, act_dim), jnp.float32),
     )
-    members = [params[f"m{j}_{n}"] for j in range(2) for n in ("wa", "w1", "b1", "w2", "b2")]
     q, g = jax.ffi.ffi_call(TARGETS["min_grad"], outputs)(
         feats[0].reshape(s, -1),
         feats[1].reshape(s, -1),
         actions.reshape(p, act_dim),
-        *members,
+        *_member_params(params, 0),
+        *_member_params(params, 1),
         act=np.int32(ACTIVATIONS[activation]),
     )
     return q.reshape(2, *actions.shape[:-1]), g.reshape(actions.shape)

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -604,51 +605,47 @@ ffi::Error CriticTrainImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> obs,
 // Version of the calling convention above; algd/kernels.py refuses a library built from another.
 extern "C" int AlgdKernelAbi() { return 4; }
 
+namespace {
+// One member's forward parameters as handler arguments, in the order of MemberArgs:
+// wa (A, H0), w2 (H0, H1), b2 (H1), w3 (H1, 1), b3 (1).
+template <typename Binding>
+auto MemberParams(Binding binding) {
+  using F32 = ffi::Buffer<ffi::F32>;
+  return std::move(binding)
+      .template Arg<F32>()
+      .template Arg<F32>()
+      .template Arg<F32>()
+      .template Arg<F32>()
+      .template Arg<F32>();
+}
+}  // namespace
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValueGrad, CriticValueGradImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // wa (A, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // w2 (H0, H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // b2 (H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // w3 (H1, 1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
+                              MemberParams(ffi::Ffi::Bind()
+                                               .Ctx<ffi::ThreadPool>()
+                                               .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
+                                               .Arg<ffi::Buffer<ffi::F32>>())  // actions (P, A)
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // dq/da (P, A)
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticValue, CriticValueImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // wa (A, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // w2 (H0, H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // b2 (H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // w3 (H1, 1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // b3 (1)
+                              MemberParams(ffi::Ffi::Bind()
+                                               .Ctx<ffi::ThreadPool>()
+                                               .Arg<ffi::Buffer<ffi::F32>>()  // feats (S, H0)
+                                               .Arg<ffi::Buffer<ffi::F32>>())  // actions (P, A)
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (P)
 );
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(AlgdCriticMinGrad, CriticMinGradImpl,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 0's feats (S, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 1's feats (S, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // actions (P, A)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 0: wa (A, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w2 (H0, H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b2 (H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w3 (H1, 1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b3 (1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  // member 1: wa (A, H0)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w2 (H0, H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b2 (H1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   w3 (H1, 1)
-                                  .Arg<ffi::Buffer<ffi::F32>>()  //   b3 (1)
+                              MemberParams(MemberParams(
+                                  ffi::Ffi::Bind()
+                                      .Ctx<ffi::ThreadPool>()
+                                      .Arg<ffi::Buffer<ffi::F32>>()    // member 0's feats (S, H0)
+                                      .Arg<ffi::Buffer<ffi::F32>>()    // member 1's feats (S, H0)
+                                      .Arg<ffi::Buffer<ffi::F32>>()))  // actions (P, A)
                                   .Attr<int32_t>("act")
                                   .Ret<ffi::Buffer<ffi::F32>>()  // q (2, P)
                                   .Ret<ffi::Buffer<ffi::F32>>()  // d min(q) / da (P, A)

@@ -155,10 +155,6 @@ class ALGD(OffPolicyAgent):
             action,
             method="from_features",
         )
-        return self.energy_from_values(state, q, qc)
-
-    def energy_from_values(self, state: State, q: jax.Array, qc: jax.Array) -> jax.Array:
-        """E from the reward critics' values q (2, *T) and the cost critics' qc (E, *T)."""
         return self.energy_from_min(state, q.min(0), qc)
 
     def energy_from_min(self, state: State, q_min: jax.Array, qc: jax.Array) -> jax.Array:
