@@ -21,7 +21,8 @@ from algd.checkpoint import read_checkpoint
 from algd.cli import main
 from algd.config import from_dict
 from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
-from algd.train import Trainer, create_run_dir, train
+from algd.rundir import create
+from algd.train import Trainer, train
 from helpers import ROOT, quick, toy
 
 faulty_envs.register()
@@ -332,7 +333,7 @@ def test_non_finite_update_stops_with_a_named_error(tmp_path: Path) -> None:
     from algd.agents import resolve_config
 
     cfg = resolve_config(cfg)
-    run_dir = create_run_dir(cfg)
+    run_dir = create(cfg).path
     trainer = Trainer(cfg, run_dir, resume=False, console=False)
     original = trainer._step
 

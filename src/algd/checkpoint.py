@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from algd.buffer import ReplayBuffer
-from algd.errors import CheckpointError
+from algd.errors import CheckpointError, WriteError
 
 # 2: every critic member's weights and every first layer's state / action rows are separate
 # parameters (format 1 stacked them); format-1 checkpoints are refused with that reason.
@@ -62,12 +62,17 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Stage ``write(file)`` in a hidden sibling, fsync, rename over ``path``, fsync the folder:
     a reader (or a resumed run) sees the old or the new file, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        kept = f"; the previous {path.name} is intact" if path.exists() else ""
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}{kept}") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -95,16 +100,29 @@ def save_checkpoint(
     arrays.update({f"loop/{k}": np.asarray(v) for k, v in loop_arrays.items()})
     header = {**meta, "format_version": FORMAT_VERSION}
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic_write(path, lambda f: write_npz(f, arrays))
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """-> (meta, arrays). Raises CheckpointError for missing, truncated or corrupt files."""
+def write_npz(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez``'s format (an uncompressed zip of ``.npy`` members), with the zip file closed
+    on every path, so a failed write (a full disk) raises one OSError and leaves nothing open."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+def read_checkpoint(
+    path: Path, meta_only: bool = False
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """-> (meta, arrays) (no arrays with ``meta_only``). Raises CheckpointError for missing,
+    truncated or corrupt files."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            names = ["__meta__"] if meta_only else data.files
+            arrays = {k: data[k] for k in names}
         meta = json.loads(arrays.pop("__meta__").tobytes().decode())
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, UnicodeDecodeError) as exc:
         raise CheckpointError(

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 from algd.config import AgentConfig, TrainConfig
-from algd.errors import AlgdError
+from algd.errors import AlgdError, Stopped
+from algd.stop import StopFlag, stop_signals
 
 EXIT_USER_ERROR = 2
 
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(ns: argparse.Namespace) -> int:
+def _cmd_train(ns: argparse.Namespace, flag: StopFlag) -> int:
     from algd.train import resume, train
 
     quiet = ns.__dict__.pop("quiet")
@@ -235,12 +236,12 @@ def _cmd_train(ns: argparse.Namespace) -> int:
                 f"algd train: --resume continues the saved config; --{extra[0].replace('_', '-')} "
                 "cannot change (only --total-steps can)"
             )
-        summary = resume(resume_dir, getattr(ns, "total_steps", None), console=not quiet)
+        summary = resume(resume_dir, getattr(ns, "total_steps", None), console=not quiet, stop=flag)
     else:
         from algd.presets import preset
 
         cfg = config_from_args(ns, preset(preset_name) if preset_name else None)
-        summary = train(cfg, console=not quiet)
+        summary = train(cfg, console=not quiet, stop=flag)
     _print_summary(summary)
     if summary["stopped_by_signal"] is not None:
         return 128 + int(summary["stopped_by_signal"])
@@ -273,6 +274,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
 
     if ns.episodes is not None and ns.episodes < 1:
         raise UsageError("algd eval: --episodes must be >= 1")
+    _check_seed("algd eval", ns.seed)
     print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed)))
     return 0
 
@@ -312,9 +314,15 @@ def _cmd_memory(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _check_seed(command: str, seed: int | None) -> None:
+    if seed is not None and not 0 <= seed < 2**31:
+        raise UsageError(f"{command}: --seed must be in [0, 2^31) (got {seed})")
+
+
 def _cmd_landscape(ns: argparse.Namespace) -> int:
     from algd.bench.landscape import landscape
 
+    _check_seed("algd landscape", ns.seed)
     out = ns.out if ns.out is not None else str(Path(ns.run_dirs[0]) / "landscape")
     result = landscape(ns.run_dirs, out, ns.grid, ns.samples, ns.seed, ns.lam, ns.overwrite)
     print(json.dumps(result))
@@ -343,9 +351,14 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     failures = [r for r in records if r["status"] == "failed"]
     if failures:
         first = failures[0]
+        what_next = (
+            "fix the cause, then run the same command again"
+            if all(r["user_error"] for r in failures)
+            else "re-run the same command to retry them"
+        )
         raise AlgdError(
-            f"{len(failures)} of {len(records)} runs failed (the others finished; re-run the same "
-            f"command to retry them); first: {first['env']} {first['algo']} seed {first['seed']}: "
+            f"{len(failures)} of {len(records)} runs failed ({what_next}; finished runs are "
+            f"skipped); first: {first['env']} {first['algo']} seed {first['seed']}: "
             f"{first['error']}"
         )
     print(f"tables and plots: algd report {ns.out}", file=sys.stderr)
@@ -363,7 +376,6 @@ def _cmd_report(ns: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "train": _cmd_train,
     "eval": _cmd_eval,
     "list": _cmd_list,
     "bench-speed": _cmd_speed,
@@ -379,18 +391,30 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ns = build_parser().parse_args(argv)
+        if ns.command == "train":
+            # Before JAX is imported: a signal from here on stops the run cleanly.
+            with stop_signals() as flag:
+                enable_compilation_cache()
+                return _cmd_train(ns, flag)
         if ns.command != "list":
             enable_compilation_cache()
         return COMMANDS[ns.command](ns)
     except AlgdError as exc:
         print(f"algd: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("algd: interrupted", file=sys.stderr)
-        return 130
+    except Stopped as exc:
+        print(f"algd: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError:  # output piped into a reader that stopped early (| head)
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a file system problem no writer anticipated: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"algd: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("algd: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -27,3 +27,15 @@ class RunDirError(AlgdError):
 
 class NumericalError(AlgdError):
     """A loss, gradient or parameter became non-finite during training."""
+
+
+class WriteError(AlgdError):
+    """A file could not be written (disk full, permissions, read-only file system)."""
+
+
+class Stopped(Exception):
+    """SIGINT or SIGTERM arrived before a run directory was created (nothing was written)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum} before the run started; nothing was written")
+        self.signum = signum

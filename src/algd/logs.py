@@ -10,6 +10,7 @@ Files in a run directory:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from algd.checkpoint import atomic_write_bytes
+from algd.errors import WriteError
 
 
 def _fmt(v: Any) -> str:
@@ -27,26 +29,39 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _write_error(path: Path, exc: OSError) -> WriteError:
+    return WriteError(f"cannot write {path}: {exc.strerror or exc}")
+
+
 class CsvLog:
     """Append-only CSV whose header is fixed by the first row written."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.columns: list[str] | None = None
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, newline="") as f:
-                self.columns = next(csv.reader(f), None)
-        self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        try:
+            if path.exists() and path.stat().st_size > 0:
+                with open(path, newline="") as f:
+                    self.columns = next(csv.reader(f), None)
+            self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise _write_error(path, exc) from None
 
     def write(self, row: dict[str, Any]) -> None:
+        lines = []
         if self.columns is None:
             self.columns = list(row)
-            self._file.write(",".join(self.columns) + "\n")
-        self._file.write(",".join(_fmt(row.get(c, "")) for c in self.columns) + "\n")
-        self._file.flush()
+            lines.append(",".join(self.columns))
+        lines.append(",".join(_fmt(row.get(c, "")) for c in self.columns))
+        try:
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
 
     def close(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a failed flush was already reported by write()
+            self._file.close()
 
 
 def truncate_after(path: Path, step: int) -> None:
@@ -108,16 +123,26 @@ class TensorBoard:
     def __init__(self, directory: Path) -> None:
         from tensorboardX import SummaryWriter
 
-        self._writer = SummaryWriter(str(directory), flush_secs=10)
+        self.directory = directory
+        try:
+            self._writer = SummaryWriter(str(directory), flush_secs=10)
+        except OSError as exc:
+            raise _write_error(directory, exc) from None
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        for k, v in values.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self._writer.add_scalar(k, v, step)
+        try:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self._writer.add_scalar(k, v, step)
+        except OSError as exc:
+            raise _write_error(self.directory, exc) from None
 
     def close(self) -> None:
-        self._writer.flush()
-        self._writer.close()
+        try:
+            self._writer.flush()
+            self._writer.close()
+        except OSError:
+            pass  # event files are a convenience copy of the CSV logs
 
 
 class Throughput:

@@ -10,11 +10,10 @@ episode index, so a run resumed from a checkpoint continues exactly as if it had
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
-import shutil
-import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -36,16 +35,26 @@ from algd.checkpoint import (
     split_arrays,
     unflatten_state,
 )
-from algd.config import TrainConfig, from_dict, to_json
-from algd.envs import make_env
-from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
+from algd.config import TrainConfig
+from algd.envs import EnvSpec, make_env
+from algd.errors import AlgdError, NumericalError, RunDirError, Stopped
 from algd.evaluate import episode_seed, evaluate
 from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
 from algd.noise import NoiseStream
+from algd.rundir import (
+    CONFIG_NAME,
+    LOG_FILES,
+    SUMMARY_NAME,
+    check_claimable,
+    create,
+    load_run_config,
+    open_existing,
+    write_config,
+)
+from algd.stop import StopFlag, stop_signals
 
 TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
-LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
 
 
 @dataclass
@@ -63,54 +72,19 @@ class Loop:
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
-def default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.algo}_{cfg.env}_s{cfg.seed}_{stamp}"
-
-
-def create_run_dir(cfg: TrainConfig) -> Path:
-    """Create the run directory holding config.json, atomically (staged then renamed)."""
-    path = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    if path.exists() and not cfg.overwrite:
-        raise RunDirError(
-            f"run directory {path} already exists (pass --overwrite to replace it, or "
-            f"--resume {path} to continue it)"
-        )
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} exists and is not a directory")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
-        shutil.rmtree(stage, ignore_errors=True)
-        stage.mkdir()
-        (stage / "config.json").write_text(to_json(replace(cfg, run_dir=str(path))) + "\n")
-        if path.exists():
-            shutil.rmtree(path)
-        stage.rename(path)
-    except OSError as exc:
-        raise RunDirError(f"cannot create run directory {path}: {exc.strerror}") from None
-    return path
-
-
-def load_run_config(run_dir: Path) -> TrainConfig:
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
-    try:
-        data = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RunDirError(f"{cfg_path} is not valid JSON") from None
-    try:
-        return from_dict(data)
-    except ConfigError as exc:
-        raise RunDirError(f"{cfg_path}: {exc}") from None
-
-
 class Trainer:
     """Owns one run: its envs, agent, buffer, logs. ``run()`` trains to ``total_steps``."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, resume: bool, console: bool = True):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        resume: bool,
+        console: bool = True,
+        stop: StopFlag | None = None,
+    ):
         self.cfg, self.run_dir = cfg, run_dir
+        self.stop = stop if stop is not None else StopFlag()
         self.env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
         self.eval_env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
         spec = self.env.spec
@@ -125,7 +99,6 @@ class Trainer:
         self.low = np.asarray(spec.act_low)
         self.high = np.asarray(spec.act_high)
         self.last_metrics: dict[str, float] = dict.fromkeys(self._metric_names(), float("nan"))
-        self.stop_signal: int | None = None
         if resume:
             self._restore()
         else:
@@ -187,10 +160,6 @@ class Trainer:
         )
 
     def _restore(self) -> None:
-        # A process killed while writing leaves its staging file; the rename never happened,
-        # so the checkpoint itself is the previous complete one.
-        for stray in self.run_dir.glob(f".{CHECKPOINT_NAME}.tmp-*"):
-            stray.unlink(missing_ok=True)
         meta, arrays = read_checkpoint(self.checkpoint_path)
         check_meta(meta, self._meta(), self.checkpoint_path)
         self.state = unflatten_state(
@@ -218,8 +187,23 @@ class Trainer:
             # The simulator cannot be snapshotted: drop the unfinished episode, start the next.
             lp.episode += 1
             self._new_episode()
+
+    def truncate_logs(self) -> None:
+        """Drop log rows written after the checkpoint this run continues from (a resumed run
+        then writes each row exactly once)."""
         for name in LOG_FILES:
-            truncate_after(self.run_dir / name, lp.env_step)
+            truncate_after(self.run_dir / name, self.loop.env_step)
+
+    def _logged_eval(self, step: int) -> dict[str, float] | None:
+        """The evaluation eval.csv holds for ``step`` (None if there is none)."""
+        path = self.run_dir / "eval.csv"
+        if not path.exists():
+            return None
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("step") and int(float(row["step"])) == step:
+                    return {k: float(v) for k, v in row.items() if k != "step"}
+        return None
 
     # --- the loop -----------------------------------------------------------------------------
     def _new_episode(self) -> None:
@@ -347,27 +331,26 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg, lp = self.cfg, self.loop
         logs = _Logs(self.run_dir, cfg.total_steps, lp.env_step, self.console_enabled)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        last_eval: dict[str, float] | None = None
+        # Resumed after its final checkpoint (killed before summary.json): the final evaluation
+        # is already in eval.csv and is not repeated.
+        last_eval = self._logged_eval(lp.env_step) if lp.env_step >= cfg.total_steps else None
+        eval_step = lp.env_step if last_eval is not None else -1
         try:
-            while lp.env_step < cfg.total_steps and self.stop_signal is None:
-                self._step(logs)
-                step = lp.env_step
-                if step % cfg.log_every == 0:
-                    self._log_row(logs)
-                if cfg.eval_every and step % cfg.eval_every == 0:
+            with stop_signals(self.stop):
+                while lp.env_step < cfg.total_steps and self.stop.signum is None:
+                    self._step(logs)
+                    step = lp.env_step
+                    if step % cfg.log_every == 0:
+                        self._log_row(logs)
+                    if cfg.eval_every and step % cfg.eval_every == 0:
+                        last_eval, eval_step = self._evaluate(logs), step
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                        self.save()
+                finished = lp.env_step >= cfg.total_steps
+                if finished and eval_step != lp.env_step:
                     last_eval = self._evaluate(logs)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    self.save()
-            finished = lp.env_step >= cfg.total_steps
-            if finished and (
-                last_eval is None or not cfg.eval_every or lp.env_step % cfg.eval_every
-            ):
-                last_eval = self._evaluate(logs)
-            self.save()
+                self.save()
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             logs.close()
         summary = {
             "run_dir": str(self.run_dir),
@@ -381,19 +364,16 @@ class Trainer:
             "cost_limit_kind": self.env.spec.cost_limit_kind,
             "wall_s": time.time() - logs.t0,
             "final_eval": last_eval,
-            "stopped_by_signal": self.stop_signal,
+            "stopped_by_signal": None if finished else self.stop.signum,
             "critic_kernel": self.agent.critic_path(),
         }
         if finished:
             atomic_write_bytes(
-                self.run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode()
+                self.run_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode()
             )
         self.env.close()
         self.eval_env.close()
         return summary
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self.stop_signal = signum
 
 
 class _Logs:
@@ -412,7 +392,7 @@ class _Logs:
             sink.close()
 
 
-def probe_env(cfg: TrainConfig) -> None:
+def probe_env(cfg: TrainConfig) -> EnvSpec:
     """Make the env, reset it and take one step: unknown ids, missing cost signals and
     non-finite values surface as EnvError before a run directory exists."""
     env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
@@ -420,29 +400,104 @@ def probe_env(cfg: TrainConfig) -> None:
         env.reset(episode_seed(cfg.seed, TRAIN_STREAM, 0))
         low, high = np.asarray(env.spec.act_low), np.asarray(env.spec.act_high)
         env.step((low + high) / 2)
+        return env.spec
     finally:
         env.close()
 
 
-def train(cfg: TrainConfig, console: bool = True) -> dict[str, Any]:
-    """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...)."""
-    cfg = resolve_config(cfg)
-    probe_env(cfg)  # before touching the disk: a bad id or a faulty env leaves nothing behind
-    get_algo(cfg.algo).cls.check_runtime(cfg)
-    run_dir = create_run_dir(cfg)
-    cfg = replace(cfg, run_dir=str(run_dir))
-    return Trainer(cfg, run_dir, resume=False, console=console).run()
+def physical_memory_bytes() -> int:
+    """This machine's memory, or the control group's limit where that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def memory_estimate(cfg: TrainConfig, spec: EnvSpec) -> dict[str, int]:
+    """A lower bound of the bytes a run holds: the training state (networks, targets,
+    optimiser moments; shapes only, nothing is allocated), the replay buffer, and one batch's
+    activations in the widest critic layer."""
+    agent = build_agent(cfg, spec)
+    shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    state = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
+    buffer = cfg.buffer_size * (2 * spec.obs_dim + spec.act_dim + 3) * 4
+    members = 2 + (cfg.agent.cost_ensemble or 1)
+    activations = cfg.batch_size * max(cfg.agent.critic_hidden) * members * 4
+    return {"state": state, "buffer": buffer, "activations": activations}
+
+
+def check_memory(cfg: TrainConfig, spec: EnvSpec) -> None:
+    parts = memory_estimate(cfg, spec)
+    need, have = sum(parts.values()), physical_memory_bytes()
+    if need > have:
+        gib = 2.0**30
+        raise AlgdError(
+            f"this config needs at least {need / gib:.1f} GiB of memory (training state "
+            f"{parts['state'] / gib:.1f} GiB, replay buffer {parts['buffer'] / gib:.1f} GiB) but "
+            f"this machine has {have / gib:.1f} GiB; reduce the network widths, the ensemble or "
+            "--buffer-size"
+        )
+
+
+def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) -> dict[str, Any]:
+    """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...).
+
+    Everything that can be checked is checked before the run directory exists (config, env,
+    runtime, memory); SIGINT/SIGTERM from the start on end the run with a checkpoint."""
+    with stop_signals(stop) as flag:
+        cfg = resolve_config(cfg)
+        check_claimable(cfg)
+        spec = probe_env(cfg)
+        get_algo(cfg.algo).cls.check_runtime(cfg)
+        check_memory(cfg, spec)
+        if flag.signum is not None:
+            raise Stopped(flag.signum)
+        with create(cfg) as run:
+            cfg = replace(cfg, run_dir=str(run.path), overwrite=False)
+            return Trainer(cfg, run.path, resume=False, console=console, stop=flag).run()
 
 
 def resume(
-    run_dir: str | Path, total_steps: int | None = None, console: bool = True
+    run_dir: str | Path,
+    total_steps: int | None = None,
+    console: bool = True,
+    stop: StopFlag | None = None,
 ) -> dict[str, Any]:
-    """Continue a stopped run from its last complete checkpoint (optionally to a new budget)."""
+    """Continue a stopped run from its last complete checkpoint (optionally to a new budget).
+
+    A run stopped before its first checkpoint starts again from step 0 with its saved config. A
+    finished run continues only to a larger ``total_steps``; no log row is ever written twice."""
     path = Path(run_dir)
-    cfg = load_run_config(path)
-    if total_steps is not None:
-        cfg = replace(cfg, total_steps=total_steps)
-    trainer = Trainer(cfg, path, resume=True, console=console)  # validates the checkpoint
-    if total_steps is not None:
-        atomic_write_bytes(path / "config.json", (to_json(cfg) + "\n").encode())
-    return trainer.run()
+    with stop_signals(stop) as flag, open_existing(path) as run:
+        saved = load_run_config(path)
+        cfg = saved if total_steps is None else replace(saved, total_steps=total_steps)
+        if not run.has_checkpoint:
+            run.clear(keep=(CONFIG_NAME,))
+            if cfg != saved:
+                write_config(run, cfg)
+            return Trainer(cfg, path, resume=False, console=console, stop=flag).run()
+        meta, _ = read_checkpoint(run.path / CHECKPOINT_NAME, meta_only=True)
+        done = int(meta["loop"]["env_step"]) if isinstance(meta.get("loop"), dict) else 0
+        finished = (path / SUMMARY_NAME).exists()
+        if total_steps is not None and total_steps < done:
+            raise RunDirError(
+                f"--total-steps {total_steps} is below the {done} steps run {path} has done"
+            )
+        if finished and cfg.total_steps <= done:
+            raise RunDirError(
+                f"run {path} is finished ({done} steps); pass --total-steps above {done} to "
+                "train it further"
+            )
+        trainer = Trainer(cfg, path, resume=True, console=console, stop=flag)
+        run.remove_staging_files()
+        trainer.truncate_logs()
+        if cfg != saved:
+            write_config(run, cfg)
+        if finished:
+            (path / SUMMARY_NAME).unlink()
+        return trainer.run()

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +189,19 @@ def run_point(config_json: str) -> dict[str, Any]:
             return {"status": "skipped", **json.loads((run_dir / "summary.json").read_text())}
         if (run_dir / "checkpoint.npz").exists():
             return {"status": "resumed", **resume(run_dir, console=False)}
-        cfg = replace(cfg, overwrite=True)  # started but never checkpointed: nothing to keep
+        # Started but stopped before its first checkpoint: train() starts it again.
     return {"status": "trained", **train(cfg, console=False)}
+
+
+def check_points(spec: GridSpec) -> None:
+    """Unknown algorithms and env ids fail here, before any worker starts."""
+    from algd.agents import get_algo
+    from algd.envs import env_kind
+
+    for algo in spec.algos:
+        get_algo(algo)
+    for env in spec.envs:
+        env_kind(env)
 
 
 def run_grid(
@@ -202,6 +213,7 @@ def run_grid(
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every point; returns one record per point (status, summary), in grid order."""
+    check_points(spec)
     points = expand(spec, Path(out))
     if not points:
         raise AlgdError("the grid is empty")
@@ -226,6 +238,7 @@ def run_grid(
             {
                 "status": "failed",
                 "error": reason,
+                "user_error": isinstance(cause, AlgdError),
                 "env": cfg.env,
                 "algo": cfg.algo,
                 "seed": cfg.seed,
@@ -312,6 +325,8 @@ def spec_from_args(
     if spec_file:
         try:
             data = json.loads(Path(spec_file).read_text())
+            if not isinstance(data, dict):
+                raise TypeError(f"must be a JSON object, got a {type(data).__name__}")
             spec = GridSpec(
                 **{
                     **spec.__dict__,
@@ -321,7 +336,7 @@ def spec_from_args(
                     },
                 }
             )
-        except (OSError, json.JSONDecodeError, TypeError) as exc:
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
             raise AlgdError(f"grid spec {spec_file}: {exc}") from None
     fields: dict[str, Any] = {}
     if base:

@@ -78,6 +78,8 @@ def landscape(
         raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
     if grid < 5 or samples < 1:
         raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
+    if not 0 <= seed < 2**31:
+        raise AlgdError(f"landscape: --seed must be in [0, 2^31) (got {seed})")
     runs = [load_agent(d) for d in run_dirs]
     cfg, agent, state, _ = runs[0]
     if agent.act_dim != 2:

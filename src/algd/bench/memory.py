@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,7 +18,8 @@ import psutil
 from algd.agents import resolve_config
 from algd.buffer import ReplayBuffer
 from algd.presets import preset
-from algd.train import Trainer, create_run_dir
+from algd.rundir import create
+from algd.train import Trainer
 
 
 def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) -> dict[str, Any]:
@@ -38,8 +38,8 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
     cfg = resolve_config(cfg)
     proc = psutil.Process()
     samples: list[tuple[int, float, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = create_run_dir(replace(cfg, run_dir=str(Path(tmp) / "run")))
+    with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:
+        run_dir = run.path
         trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
         stop = threading.Event()
         t0 = time.perf_counter()

@@ -54,9 +54,30 @@ def _ci95(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(half)
 
 
+SUMMARY_KEYS = ("algo", "env", "seed", "cost_limit", "cost_limit_kind", "wall_s")
+
+
+def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON object holding ``keys``; anything else is one clear RunDirError."""
+    try:
+        data = json.loads(path.read_bytes().decode())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise RunDirError(f"{path} is not a readable JSON file; remove or repair it") from None
+    missing = [k for k in keys if k not in data] if isinstance(data, dict) else list(keys)
+    if missing:
+        raise RunDirError(
+            f"{path} is not an algd run file (no '{missing[0]}'); remove or repair it"
+        )
+    return data
+
+
 def load_run(run: Path) -> dict[str, Any]:
-    summary = json.loads((run / "summary.json").read_text())
-    config = json.loads((run / "config.json").read_text())
+    summary = _read_json(run / "summary.json", SUMMARY_KEYS)
+    config = _read_json(run / "config.json", ("total_steps",))
+    try:
+        logs = {name: _read_csv(run / f"{name}.csv") for name in ("eval", "episodes", "metrics")}
+    except (OSError, ValueError, KeyError, UnicodeDecodeError):
+        raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
     return {
         "dir": run,
         "algo": summary["algo"],
@@ -66,9 +87,7 @@ def load_run(run: Path) -> dict[str, Any]:
         "kind": summary["cost_limit_kind"],
         "total": config["total_steps"],
         "wall_s": summary["wall_s"],
-        "eval": _read_csv(run / "eval.csv"),
-        "episodes": _read_csv(run / "episodes.csv"),
-        "metrics": _read_csv(run / "metrics.csv"),
+        **logs,
     }
 
 

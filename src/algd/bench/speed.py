@@ -18,7 +18,6 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,7 +26,8 @@ import numpy as np
 from algd.agents import build_agent, resolve_config
 from algd.config import TrainConfig
 from algd.errors import AlgdError
-from algd.train import Trainer, _Logs, create_run_dir
+from algd.rundir import create
+from algd.train import Trainer, _Logs
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -95,8 +95,8 @@ def bench_speed(
         progress=False,
     )
     cfg = resolve_config(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = create_run_dir(replace(cfg, run_dir=str(Path(tmp) / "run")))
+    with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:
+        run_dir = run.path
         trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
         logs = _Logs(run_dir, cfg.total_steps, 0, False)
         try:

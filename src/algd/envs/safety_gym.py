@@ -12,7 +12,7 @@ from algd.envs.sg_compat import import_safety_gymnasium, quiet_gymnasium
 
 # Vision tasks have image observations, Debug tasks keyboard control, and *Gymnasium variants
 # the 5-tuple API; algd drives the plain state-based tasks.
-_PLAIN_ID = re.compile(r"^Safety[A-Za-z]+\d*-v\d+$")
+_PLAIN_ID = re.compile(r"^Safety[A-Za-z0-9]+-v\d+$")  # "Walker2d" has a digit inside
 SAFETY_GYM_DEFAULT_LIMIT = 25.0  # per 1000-step episode, the Safety-Gymnasium/OmniSafe convention
 
 
