@@ -99,9 +99,12 @@ def test_refuses_existing_run_dir(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("results")
-    with pytest.raises(RunDirError, match="already exists"):
-        train(toy("sac_lag", run, **SHORT), console=False)
+    with pytest.raises(RunDirError, match="is not an algd run directory"):
+        train(toy("sac_lag", run, **SHORT, overwrite=True), console=False)
     assert (run / "keep.txt").read_text() == "results"
+    train(toy("sac_lag", tmp_path / "done", **{**SHORT, "total_steps": 400}), console=False)
+    with pytest.raises(RunDirError, match="already exists"):
+        train(toy("sac_lag", tmp_path / "done", **SHORT), console=False)
 
 
 def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
