@@ -149,3 +149,73 @@ def test_multiplier_uses_replayed_actions() -> None:
     qc = np.asarray(agent.qc_all(state["qc"], jnp.asarray(b.obs), jnp.asarray(b.action)))
     expected = np.mean(qc.mean(0) + qc.std(0, ddof=1) - agent.h)
     assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+class _CaptureGrad:
+    """An optimiser that records the gradient it is given and leaves the parameters alone."""
+
+    def __init__(self) -> None:
+        self.grad = None
+
+    def step(self, params, grad, opt_state):
+        self.grad = grad
+        return params, opt_state
+
+
+@pytest.mark.parametrize("chain_grad", [True, False])
+@pytest.mark.parametrize("diffusion", ["ve", "ddpm"])
+def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chain_grad) -> None:
+    """The actor step's gradient (shared critic pass, one VJP through the chain) equals
+    jax.grad of the loss written out directly: energy of the final actions plus the score loss
+    at the chain state a_tau, which carries the chain's gradient unless score_chain_grad is off
+    (the reference does not detach it)."""
+    agent, state = make("algd", diffusion=diffusion, score_chain_grad=chain_grad)
+    b = batch()
+    obs = jnp.asarray(b.obs)
+    key = jax.random.PRNGKey(5)
+    capture = _CaptureGrad()
+    agent.actor_opt = capture  # type: ignore[assignment]
+    agent.actor_step(state, b, key)
+
+    a = agent.a
+    n = obs.shape[0]
+    k_chain, k_tau, k_mc = jax.random.split(key, 3)
+    draws = jax.random.normal(k_chain, (n, *agent.noise_shape()))
+    tau = jax.random.randint(k_tau, (n,), 0, agent.K)
+    sigma = agent.sched.sigma[tau]
+    lam, h = 0.8, agent.h
+
+    def energy(actions):  # (*N, B, act) -> (*N, B), E = -min Q + augmented penalty
+        flat = actions.reshape(-1, n, 2)
+        out = []
+        for act in flat:
+            q = agent.q_all(state["q"], obs, act).min(0)
+            qc = agent.qc_all(state["qc"], obs, act)
+            qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
+            out.append(-q + augmented_penalty(qc_bar, lam, h, a.rho))
+        return jnp.stack(out).reshape(actions.shape[:-1])
+
+    def loss(params):
+        chain, _, _ = agent.chain(params, obs, draws, deterministic=False)
+        a0 = agent.squash(chain.x0)
+        x_tau = chain.outputs[tau, jnp.arange(n)]
+        if not chain_grad:
+            x_tau = jax.lax.stop_gradient(x_tau)
+        y_tau = agent.squash(x_tau)
+        y_mc = jax.lax.stop_gradient(y_tau)[None] + sigma[None, :, None] * jax.random.normal(
+            k_mc, (a.mc_samples, n, 2)
+        )
+        log_p = -energy(y_mc) / a.beta
+        grads = jax.grad(lambda y: jnp.sum(-energy(y) / a.beta))(y_mc)
+        w = jax.nn.softmax(log_p, axis=0)
+        target = jax.lax.stop_gradient(jnp.sum(w[..., None] * grads, axis=0))
+        phi = agent.score_net.apply({"params": params}, obs, y_tau, tau)
+        phi = phi if diffusion == "ve" else phi[..., 2:]
+        score = jnp.mean(jnp.square(phi - target))
+        return a.energy_weight * jnp.mean(energy(a0)) + a.score_weight * score
+
+    expected = jax.grad(loss)(state["actor"])
+    for got, want in zip(
+        jax.tree_util.tree_leaves(capture.grad), jax.tree_util.tree_leaves(expected)
+    ):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)

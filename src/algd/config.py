@@ -97,6 +97,10 @@ class AgentConfig:
     """Space of the score and its Monte-Carlo target: action (reference: squashed action, added
     to the pre-tanh latent unchanged) or latent (the space the sampler moves in, with the tanh
     change of variables)."""
+    score_chain_grad: bool = False
+    """Let the score-matching loss back-propagate into the reverse chain through the chain
+    state a_tau it is evaluated at, as the reference does; off (the current default, see
+    docs/method.md): a_tau is a constant and the score loss trains phi at given points only."""
     score_time: Literal["output", "input"] = "output"
     """Which chain state trains phi(s, ., tau): output (reference: the output of reverse step tau,
     off by one from sampling) or input (the input of step tau, as sampling evaluates it)."""

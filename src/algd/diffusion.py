@@ -2,7 +2,8 @@
 
 Equations are ALGD_METHOD section 4. The chain moves a latent x; actions are a = squash(x) =
 tanh(x) * scale + bias. The network phi reads squash(x) (the reference, ``score_space=action``)
-or x itself (``score_space=latent``).
+or x itself (``score_space=latent``); DDPM's noise head reads x in both cases, as the
+reference's posterior-mean step does.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def reverse_chain(
 
     VE-SDE: x <- x + guidance * d2_t * phi(x_t, t) + sqrt(d2_t) z   (no noise at t = 0).
     DDPM:   x <- mu_t(x, eps) + guidance * phi / ||phi|| + sqrt(var_t) z  (no noise at t = 0),
-            mu_t = (x - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
+            mu_t = (x - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t), with
+            eps = eps-head(x_t, t) on the latent and phi = guidance-head(phi's input, t).
 
     K is small and static, so the loop is unrolled at trace time: step constants become
     literals and XLA schedules the whole chain as one straight-line program.
@@ -95,12 +97,16 @@ def reverse_chain(
     x = x_init
     ins, outs = [], []
     for t in range(k - 1, -1, -1):
-        out = model(x if latent_input else squash(x), t)
+        phi_input = x if latent_input else squash(x)
+        out = model(phi_input, t)
         if kind == "ve":
             x_new = x + float(guidance * c["step_var"][t]) * out
         else:
             act_dim = x.shape[-1]
-            eps, phi = out[..., :act_dim], out[..., act_dim:]
+            # The eps head always reads the latent x_t (the posterior-mean step); the guidance
+            # head reads phi's space. One network pass serves both when the spaces agree.
+            eps = (out if latent_input else model(x, t))[..., :act_dim]
+            phi = out[..., act_dim:]
             coef = float(c["beta"][t] / np.sqrt(1.0 - c["alpha_bar"][t]))
             x_new = (x - coef * eps) / float(np.sqrt(c["alpha"][t]))
             norm = jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1, keepdims=True) + 1e-12)

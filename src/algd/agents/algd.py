@@ -219,15 +219,19 @@ class ALGD(OffPolicyAgent):
 
         draws = jax.random.normal(k_chain, (batch, *self.noise_shape()))
 
-        def run_chain(params: Any) -> tuple[jax.Array, Chain]:
+        def run_chain(params: Any) -> tuple[jax.Array, jax.Array]:
+            """-> (a0, the chain state at step tau): both carry the chain's gradient."""
             chain, _, _ = self.chain(params, b.obs, draws, deterministic=False)
-            return self.squash(chain.x0), chain
+            # Reference: the output of step tau; principled: its input (section 6).
+            states = chain.outputs if a.score_time == "output" else chain.inputs
+            return self.squash(chain.x0), states[tau, jnp.arange(batch)]
 
-        a0, chain_vjp, chain = jax.vjp(run_chain, state["actor"], has_aux=True)
-        # Reference: the output of step tau; principled: its input (section 6).
-        states = chain.outputs if a.score_time == "output" else chain.inputs
-        y_tau = jax.lax.stop_gradient(states[tau, jnp.arange(batch)])
-        y_tau = y_tau if self.latent else self.squash(y_tau)
+        (a0, x_tau), chain_vjp = jax.vjp(run_chain, state["actor"])
+
+        def score_input(x: jax.Array) -> jax.Array:
+            return x if self.latent else self.squash(x)
+
+        y_tau = jax.lax.stop_gradient(score_input(x_tau))
         y_mc = y_tau[None] + sigma_tau[None, :, None] * jax.random.normal(
             k_mc, (a.mc_samples, *y_tau.shape)
         )
@@ -237,16 +241,20 @@ class ALGD(OffPolicyAgent):
         energy = energies[0].mean()
         target = self._score_target(y_mc, energies[1:], g_points[1:])
 
-        (g_energy,) = chain_vjp(a.energy_weight / batch * g_points[0])
-
-        def score_loss(params: Any) -> jax.Array:
+        def score_loss(params: Any, x: jax.Array) -> jax.Array:
             s_feat, t_feat = self._features(params, b.obs)
-            phi = self._phi(params, s_feat, y_tau, t_feat[tau])
+            phi = self._phi(params, s_feat, score_input(x), t_feat[tau])
             phi = phi if self.ve else phi[..., self.act_dim :]
             return jnp.mean(jnp.square(phi - target))
 
-        score, g_score = jax.value_and_grad(score_loss)(state["actor"])
-        g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_energy, g_score)
+        score, (g_score, g_x_tau) = jax.value_and_grad(score_loss, argnums=(0, 1))(
+            state["actor"], x_tau
+        )
+        if not a.score_chain_grad:
+            g_x_tau = jnp.zeros_like(g_x_tau)
+        # One pull-back through the chain: the energy's a0 part and the score loss's a_tau part.
+        (g_chain,) = chain_vjp((a.energy_weight / batch * g_points[0], a.score_weight * g_x_tau))
+        g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_chain, g_score)
         actor, actor_opt = self.actor_opt.step(state["actor"], g, state["actor_opt"])
         state = {**state, "actor": actor, "actor_opt": actor_opt}
         metrics = {
