@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,8 @@ def run_point(config_json: str) -> dict[str, Any]:
     run_dir = Path(str(cfg.run_dir))
     if (run_dir / "config.json").exists():
         saved = load_run_config(run_dir)
-        if to_dict(saved) != to_dict(resolve_config(cfg)):
+        # `overwrite` is what a command asked for, not part of the run (older algd saved it).
+        if to_dict(replace(saved, overwrite=False)) != to_dict(resolve_config(cfg)):
             raise RunDirError(f"{run_dir} holds a different config; choose another output folder")
         if (run_dir / "summary.json").exists():
             return {"status": "skipped", **json.loads((run_dir / "summary.json").read_text())}
