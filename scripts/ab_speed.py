@@ -48,6 +48,7 @@ batch = Batch(
     (r.uniform(size=(u, b)) < 0.1).astype(np.float32),
     r.standard_normal((u, b, 76), np.float32),
     np.zeros((u, b), np.float32),
+    np.zeros((u, b), np.float32),
 )
 key = jax.random.PRNGKey(1)
 state, m = agent.update(state, batch, key, np.uint32(0))  # compiles; donates state

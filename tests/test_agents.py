@@ -43,6 +43,7 @@ def batch(n: int = 8) -> Batch:
         rng.uniform(size=n).astype(np.float32),
         rng.normal(size=(n, 3)).astype(np.float32),
         np.zeros(n, np.float32),
+        np.zeros(n, np.float32),
     )
 
 
@@ -59,8 +60,11 @@ def test_rectified_multiplier_known_values() -> None:
     )
 
 
-@pytest.mark.parametrize("algo", ["sac", "sac_lag", "sac_auglag", "cal"])
+@pytest.mark.parametrize("algo", ["sac", "sac_lag", "sac_auglag", "cal", "sac_auglag_quadratic"])
 def test_sac_family_penalties(algo: str) -> None:
+    """As the authors configured them: SAC-Lag lambda Qc; SAC-AugLag (the paper's) CAL's
+    rectified weight with one cost critic, k = 0; CAL the same with four critics, k = 1; the
+    textbook quadratic augmented-Lagrangian penalty under its own name."""
     agent, state = make(algo)
     b = batch()
     obs, act = jnp.asarray(b.obs), jnp.asarray(b.action) * 0.5
@@ -72,14 +76,14 @@ def test_sac_family_penalties(algo: str) -> None:
         expected = np.zeros_like(pen)
     elif algo == "sac_lag":
         expected = lam * qc_bar
-    elif algo == "sac_auglag":
+    elif algo == "sac_auglag_quadratic":
         expected = (np.maximum(0, lam + rho * (qc_bar - h)) ** 2 - lam**2) / (2 * rho)
     else:
         replay = np.asarray(agent.qc_all(state["qc"], obs, jnp.asarray(b.action)))
-        replay_bar = replay.mean(0) + 0.5 * replay.std(0, ddof=1)
+        replay_bar = replay[0] if algo == "sac_auglag" else replay.mean(0) + replay.std(0, ddof=1)
         rect = min(10.0 * np.mean(h - replay_bar), lam)
         expected = (lam - rect) * qc_bar
-        assert agent.cost_k == 0.5 and qc.shape[0] == 4
+        assert (agent.cost_k, qc.shape[0]) == ((0.0, 1) if algo == "sac_auglag" else (1.0, 4))
     np.testing.assert_allclose(pen, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -219,3 +223,30 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
         jax.tree_util.tree_leaves(capture.grad), jax.tree_util.tree_leaves(expected)
     ):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_critic_targets_stop_where_each_flag_says(reduction: str) -> None:
+    """y_r = r + gamma (1 - reward_done) min_j Q'_j(s', a'); y_c^j = c + gamma_c (1 - cost_done)
+    Qc'_j(s', a'): a goal-met transition (reward_done only), a terminated one (both) and a
+    time-limit one under the reference MuJoCo rule (both), against the update's losses."""
+    agent, state = make("algd", cost_loss_reduction=reduction)
+    b = batch()
+    reward_done = np.array([1, 0, 1, 0, 0, 1, 0, 0], np.float32)
+    cost_done = np.array([0, 0, 1, 0, 0, 1, 0, 1], np.float32)
+    b = b._replace(reward_done=reward_done, cost_done=cost_done)
+    key = jax.random.PRNGKey(7)
+    _, metrics = agent.critic_step(state, b, key)
+    obs, nxt, act = (jnp.asarray(x) for x in (b.obs, b.next_obs, b.action))
+    next_a, _ = agent.next_action(state, nxt, key)
+    g, gc = agent.a.gamma, agent.a.gamma_c
+    y_r = b.reward + g * (1 - reward_done) * np.asarray(
+        agent.q_all(state["q_targ"], nxt, next_a)
+    ).min(0)
+    y_c = b.cost + gc * (1 - cost_done) * np.asarray(agent.qc_all(state["qc_targ"], nxt, next_a))
+    q = np.asarray(agent.q_all(state["q"], obs, act))
+    qc = np.asarray(agent.qc_all(state["qc"], obs, act))
+    loss_q = np.square(q - y_r).mean(-1).sum()
+    loss_qc = np.square(qc - y_c).mean(-1).sum() / (qc.shape[0] if reduction == "mean" else 1)
+    assert float(metrics["loss/q"]) == pytest.approx(loss_q, rel=1e-4)
+    assert float(metrics["loss/qc"]) == pytest.approx(loss_qc, rel=1e-4)

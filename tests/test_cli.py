@@ -39,7 +39,15 @@ def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "algos"]) == 0
-    assert capsys.readouterr().out.split() == ["algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"]
+    assert capsys.readouterr().out.split() == [
+        "algd",
+        "lgd",
+        "sac_lag",
+        "sac_auglag",
+        "cal",
+        "sac",
+        "sac_auglag_quadratic",
+    ]
     assert main(["list", "envs"]) == 0
     envs = capsys.readouterr().out.splitlines()
     assert "SafetyPointButton1-v0" in envs and "ToyRing-v0" in envs

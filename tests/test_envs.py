@@ -192,3 +192,40 @@ def test_list_env_ids_covers_required_tasks() -> None:
     }
     assert required <= ids
     assert not any("Vision" in i for i in ids)
+
+
+def test_reference_episode_ends_follow_the_authors_samplers() -> None:
+    """Navigation: a met goal stops the reward critic only, nothing stops the cost critics;
+    paper velocity tasks: the time limit stops both; elsewhere: true terminations only. With
+    bootstrap=terminated every env stops both critics at terminations only."""
+    from algd.train import episode_end
+
+    nav = make_env("SafetyPointButton1-v0")
+    vel = make_env("PaperHopperVelocity-v0")
+    toy = make_env("ToyRing-v0")
+    goal = {"goal_met": True}
+    assert episode_end(nav, "reference", False, False, goal) == (True, False)
+    assert episode_end(nav, "reference", True, False, {}) == (True, False)
+    assert episode_end(nav, "reference", False, True, {}) == (False, False)
+    assert episode_end(vel, "reference", False, True, {}) == (True, True)
+    assert episode_end(vel, "reference", False, False, {}) == (False, False)
+    assert episode_end(toy, "reference", False, True, {}) == (False, False)
+    assert episode_end(toy, "reference", True, False, {}) == (True, True)
+    for env in (nav, vel, toy):
+        assert episode_end(env, "terminated", False, True, goal) == (False, False)
+        assert episode_end(env, "terminated", True, False, goal) == (True, True)
+        env.close()
+
+
+def test_safety_gymnasium_reports_a_met_goal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The navigation rule reads info['goal_met'], which Safety-Gymnasium sets when its task's
+    goal is achieved (and then draws a new goal): it reaches algd's step contract."""
+    env = make_env("SafetyPointGoal1-v0")
+    env.reset(0)
+    _, _, _, _, _, info = env.step(np.zeros(env.spec.act_dim))
+    assert "goal_met" not in info
+    task_cls = type(env._env.unwrapped.task)  # type: ignore[attr-defined]
+    monkeypatch.setattr(task_cls, "goal_achieved", property(lambda self: True))
+    _, _, _, terminated, _, info = env.step(np.zeros(env.spec.act_dim))
+    env.close()
+    assert info.get("goal_met") is True and not terminated

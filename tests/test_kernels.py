@@ -188,6 +188,7 @@ def test_algd_update_with_kernel_matches_xla(algo_kw: dict) -> None:
         (r.uniform(size=(u, b)) < 0.1).astype(np.float32),
         r.standard_normal((u, b, 9)).astype(np.float32),
         r.uniform(size=(u, b)).astype(np.float32),
+        r.uniform(size=(u, b)).astype(np.float32),
     )
     out = {}
     for choice in ("xla", "native"):

@@ -105,3 +105,35 @@ def test_fused_adam_is_bit_identical_to_optax() -> None:
     assert all(jax.tree_util.tree_leaves(same))
     assert int(s1[0].count) == 30
     assert not np.array_equal(p1["a"], params["a"])
+
+
+@pytest.mark.parametrize("scheme", ["xavier", "ensemble"])
+def test_reference_initialisation(scheme: str) -> None:
+    """Glorot uniform (limit sqrt(6 / (fan_in + fan_out))) and the cost ensemble's normal of std
+    1 / (2 sqrt(fan_in)) truncated at 2 std, for split first layers as for whole ones."""
+    net = CriticEnsemble(76, 2, (256, 256), 2, "relu", scheme)
+    p = net.init(jax.random.PRNGKey(0), np.zeros((1, 76)), np.zeros((1, 2)))["params"]
+    for name, fan_in, fan_out in (("m0_ws", 78, 256), ("m1_w1", 256, 256), ("m0_w2", 256, 1)):
+        w = np.asarray(p[name])
+        if scheme == "xavier":
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            std = bound / np.sqrt(3.0)
+        else:
+            bound = 2.0 / (2.0 * np.sqrt(fan_in))
+            std = 0.8796 / (2.0 * np.sqrt(fan_in))  # a standard normal cut at +-2 has std 0.88
+        assert np.abs(w).max() <= bound * (1 + 1e-6)
+        assert w.std() == pytest.approx(std, rel=0.15), name
+    assert not np.asarray(p["m0_b0"]).any()
+
+
+def test_score_net_heads_and_learned_step_table() -> None:
+    """Each DDPM head is initialised as its own layer; the step embedding is a learned (K, 16)
+    table drawn from N(0, 1), and steps index it."""
+    net = ScoreNet(5, 2, (128, 128, 128), 16, 2, init_scheme="xavier", time_table=5)
+    p = net.init(jax.random.PRNGKey(0), np.zeros((1, 5)), np.zeros((1, 2)), np.zeros(1, int))
+    head = np.asarray(p["params"]["head"]["kernel"])
+    assert head.shape == (128, 4) and np.abs(head).max() <= np.sqrt(6.0 / 130)
+    table = np.asarray(p["params"]["t_table"])
+    assert table.shape == (5, 16) and table.std() == pytest.approx(1.0, rel=0.2)
+    t_feat = net.apply(p, jnp.arange(5), method="time_features")
+    np.testing.assert_allclose(t_feat, table @ np.asarray(p["params"]["w_t"]), atol=1e-5)

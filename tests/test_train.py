@@ -11,6 +11,7 @@ import pytest
 
 from algd.agents import build_agent
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
+from algd.config import AgentConfig
 from algd.errors import CheckpointError, RunDirError
 from algd.train import load_run_config, resume, train
 from helpers import toy
@@ -139,3 +140,30 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
         np.savez(f, **arrays)
     with pytest.raises(CheckpointError, match="format 1 .*older algd"):
         resume(run, total_steps=600, console=False)
+
+
+@pytest.mark.parametrize("cap", [5.0, None])
+def test_update_cap_halves_the_first_epochs_updates(tmp_path: Path, cap) -> None:
+    """The reference caps an epoch's gradient steps at 5 x the environment steps since the
+    warm-up: at UTD 10 the first epoch (one 100-step ToyRing episode) updates on every second
+    step, later epochs on every step."""
+    cfg = toy(
+        "sac_lag",
+        tmp_path / "run",
+        total_steps=500,
+        warmup_steps=300,
+        learning_starts=300,
+        utd=10,
+        batch_size=32,
+        log_every=100,
+        eval_every=0,
+        eval_episodes=1,
+        checkpoint_every=0,
+        update_cap=cap,
+        agent=AgentConfig(critic_hidden=(16, 16), actor_hidden=(16, 16)),
+    )
+    train(cfg, console=False)
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("updates")
+    updates = [int(r.split(",")[col]) for r in rows[1:]]
+    assert updates == ([0, 0, 0, 500, 1500] if cap else [0, 0, 0, 1000, 2000])

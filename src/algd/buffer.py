@@ -1,10 +1,13 @@
 """Preallocated replay ring buffer with a cost column.
 
-It stores ``terminated`` (a true end of the MDP), never ``truncated``: a transition cut by the
-time limit still bootstraps from its next state (``1 - terminated`` in the targets).
+Each transition carries two end-of-episode flags: ``reward_done`` stops the reward critic's
+bootstrap, ``cost_done`` the cost critics' (``1 - done`` in the targets). What sets them is the
+run's ``bootstrap`` setting (``train.episode_end``): with ``terminated`` both are the env's
+``terminated`` (a true end of the MDP; a time-limit truncation still bootstraps); with
+``reference`` they follow the authors' samplers.
 
-Memory is fixed at construction: ``capacity * (2 * obs_dim + act_dim + 3) * 4`` bytes
-(float32 columns; e.g. 1e6 transitions of SafetyPointButton1 (76 + 76 + 2 + 3 floats) = 628 MB).
+Memory is fixed at construction: ``capacity * (2 * obs_dim + act_dim + 4) * 4`` bytes
+(float32 columns; e.g. 1e6 transitions of SafetyPointButton1 (76 + 76 + 2 + 4 floats) = 632 MB).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class Batch(NamedTuple):
     reward: Any  # (...,)
     cost: Any  # (...,)
     next_obs: Any  # (..., obs_dim)
-    terminated: Any  # (...,) 1.0 where the episode truly ended
+    reward_done: Any  # (...,) 1.0 where the reward critic's target does not bootstrap
+    cost_done: Any  # (...,) 1.0 where the cost critics' targets do not bootstrap
 
 
 COLUMNS = Batch._fields
@@ -39,13 +43,14 @@ class ReplayBuffer:
         self.reward = np.zeros((c,), np.float32)
         self.cost = np.zeros((c,), np.float32)
         self.next_obs = np.zeros((c, obs_dim), np.float32)
-        self.terminated = np.zeros((c,), np.float32)
+        self.reward_done = np.zeros((c,), np.float32)
+        self.cost_done = np.zeros((c,), np.float32)
         self.ptr = 0  # next slot to write
         self.size = 0
 
     @staticmethod
     def nbytes_for(capacity: int, obs_dim: int, act_dim: int) -> int:
-        return int(capacity) * (2 * obs_dim + act_dim + 3) * 4
+        return int(capacity) * (2 * obs_dim + act_dim + 4) * 4
 
     def add(
         self,
@@ -54,7 +59,8 @@ class ReplayBuffer:
         reward: float,
         cost: float,
         next_obs: np.ndarray,
-        terminated: bool,
+        reward_done: bool,
+        cost_done: bool,
     ) -> None:
         i = self.ptr
         self.obs[i] = obs
@@ -62,7 +68,8 @@ class ReplayBuffer:
         self.reward[i] = reward
         self.cost[i] = cost
         self.next_obs[i] = next_obs
-        self.terminated[i] = float(terminated)
+        self.reward_done[i] = float(reward_done)
+        self.cost_done[i] = float(cost_done)
         self.ptr = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 

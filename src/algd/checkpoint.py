@@ -24,8 +24,13 @@ from algd.buffer import ReplayBuffer
 from algd.errors import CheckpointError, WriteError
 
 # 2: every critic member's weights and every first layer's state / action rows are separate
-# parameters (format 1 stacked them); format-1 checkpoints are refused with that reason.
-FORMAT_VERSION = 2
+# parameters (format 1 stacked them). 3: the replay buffer stores two end-of-episode flags
+# (reward_done, cost_done) instead of terminated. Older formats are refused with the reason.
+FORMAT_VERSION = 3
+_OLD_FORMATS = {
+    1: "stacked critic weights",
+    2: "one end-of-episode flag in the replay buffer",
+}
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
@@ -129,10 +134,10 @@ def read_checkpoint(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})"
         ) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
-    if version == 1:
+    if version in _OLD_FORMATS:
         raise CheckpointError(
-            f"checkpoint {path} is in format 1 (stacked critic weights), written by an older "
-            f"algd; this version reads format {FORMAT_VERSION}: train the run again"
+            f"checkpoint {path} is in format {version} ({_OLD_FORMATS[version]}), written by an "
+            f"older algd; this version reads format {FORMAT_VERSION}: train the run again"
         )
     if version != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has an unknown format version")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,6 +98,24 @@ class AgentConfig:
     """Space of the score and its Monte-Carlo target: action (reference: squashed action, added
     to the pre-tanh latent unchanged) or latent (the space the sampler moves in, with the tanh
     change of variables)."""
+    init: Literal["reference", "lecun"] = "reference"
+    """Weight initialisation: reference (Glorot uniform for the reward critics, actors and score
+    network; normal of std 1 / (2 sqrt(fan_in)) truncated at 2 std for the cost critics; zero
+    biases) or lecun (Flax's default)."""
+    time_embedding: Literal["learned", "sinusoidal"] = "learned"
+    """Diffusion step embedding: learned (reference: a K x time_embed_dim table, N(0, 1) at
+    initialisation) or sinusoidal."""
+    alpha_loss: Literal["alpha", "log_alpha"] = "alpha"
+    """SAC temperature loss: alpha (reference: mean(alpha (-log pi - target entropy)) with Adam
+    on log alpha, so the step scales with alpha) or log_alpha (the SAC paper's
+    -log alpha (log pi + target entropy))."""
+    ddpm_start: Literal["standard", "schedule"] = "standard"
+    """DDPM chain start: standard (reference: N(0, I), although alpha_bar_K is about 0.95 at K = 5
+    with betas 1e-4..0.02) or schedule (N(0, (1 - alpha_bar_K) I), the noise level the last
+    reverse step expects)."""
+    cost_loss_reduction: Literal["mean", "sum"] = "mean"
+    """Cost critics' loss over the ensemble: mean (reference: one mean squared error over all
+    members and samples) or sum of the per-member mean squared errors."""
     score_chain_grad: bool = False
     """Let the score-matching loss back-propagate into the reverse chain through the chain
     state a_tau it is evaluated at, as the reference does; off (the current default, see
@@ -144,6 +163,11 @@ class TrainConfig:
     """Environment steps collected before learning starts."""
     warmup_actions: Literal["uniform", "policy"] | None = None
     """Warm-up actions: uniform in the box, or the untrained policy (None: algorithm default)."""
+    update_cap: float | None = 5.0
+    """Reference throttle of the updates: an environment step runs its UTD gradient steps only
+    while the current epoch's (one episode length's) gradient steps are at most update_cap x
+    the environment steps since the warm-up; at UTD 10 this halves the first epoch's updates
+    and never binds later. None: every step after the warm-up updates."""
     learning_starts: int = 1000
     """Do no gradient step before the buffer holds this many transitions."""
     utd: int = 10
@@ -165,6 +189,11 @@ class TrainConfig:
     """Write a metrics row every this many environment steps."""
     checkpoint_every: int = 10_000
     """Checkpoint every this many environment steps (0: only at the end)."""
+    bootstrap: Literal["reference", "terminated"] = "reference"
+    """Where the critics stop bootstrapping. reference: as the authors' samplers (navigation:
+    the reward critic stops at a met goal, the cost critics never stop; paper velocity tasks:
+    both stop at termination and at the time limit, a bug kept for reproduction). terminated:
+    both stop at true terminations only (recommended for new work)."""
     run_dir: str | None = None
     """Run directory (None: runs/<algo>_<env>_s<seed>_<time>)."""
     overwrite: bool = False
@@ -198,6 +227,23 @@ def _finite(cfg: Any, prefix: str, names: tuple[str, ...], low: float, high: flo
             continue
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         _check(ok and low <= v <= high, prefix + n, f"must be {what} (got {v!r})")
+
+
+def _check_choices(cfg: Any, prefix: str) -> None:
+    """Every Literal-typed field holds one of its choices."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        tp = hints[f.name]
+        choices = [
+            c
+            for arg in (typing.get_args(tp) if typing.get_origin(tp) is not Literal else (tp,))
+            if typing.get_origin(arg) is Literal
+            for c in typing.get_args(arg)
+        ]
+        allow_none = type(None) in typing.get_args(tp)
+        value = getattr(cfg, f.name)
+        if choices and not (value in choices or (allow_none and value is None)):
+            _check(False, prefix + f.name, f"must be one of {', '.join(choices)} (got {value!r})")
 
 
 def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
@@ -259,6 +305,7 @@ def validate(cfg: TrainConfig) -> None:
         f"({cfg.warmup_steps}) must be smaller than total_steps ({cfg.total_steps})",
     )
     _finite(cfg, "", ("cost_limit",), 0.0, 1e12, "a number >= 0")
+    _finite(cfg, "", ("update_cap",), 1e-9, 1e9, "a positive number")
     _check(
         cfg.warmup_actions in (None, "uniform", "policy"),
         "warmup_actions",
@@ -272,6 +319,8 @@ def validate(cfg: TrainConfig) -> None:
         )
         _check("\x00" not in cfg.run_dir, "run_dir", "contains a NUL byte")
     _validate_agent(cfg.agent)
+    _check_choices(cfg, "")
+    _check_choices(cfg.agent, "agent.")
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

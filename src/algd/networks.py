@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def silu(x: jax.Array) -> jax.Array:
@@ -62,16 +63,40 @@ def small_matmul_add(base: jax.Array, x: jax.Array, w: jax.Array) -> jax.Array:
     return _fma_rows(base, x, w)
 
 
-def lecun_part(fan_in: int) -> Callable[..., jax.Array]:
-    """LeCun-normal init (Flax's Dense default) for the rows of a first layer that reads a
-    concatenation of width ``fan_in``: a block of rows stored as its own parameter gets the
-    distribution it would have inside the whole matrix."""
+INIT_SCHEMES = ("lecun", "xavier", "ensemble")
+
+
+def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.Array]:
+    """Init of a (rows, out) weight that is the first ``rows`` rows of a (fan_in, out) layer
+    (a first layer reading a concatenation stores each part as its own parameter; each part
+    gets the distribution it would have inside the whole matrix). ``blocks`` > 1 splits the
+    output columns into that many layers initialised separately (two heads on one trunk).
+
+    lecun: LeCun normal (Flax's Dense default). xavier: Glorot uniform, limit
+    sqrt(6 / (fan_in + fan_out)) (the reference's reward critics, actors and score network).
+    ensemble: normal of std 1 / (2 sqrt(fan_in)) truncated at two standard deviations (the
+    reference's cost-critic ensemble)."""
+
+    def one(key: jax.Array, out: int, dtype: Any) -> jax.Array:
+        shape = (fan_in, out)
+        if scheme == "xavier":
+            return nn.initializers.xavier_uniform()(key, shape, dtype)
+        if scheme == "ensemble":
+            std = 1.0 / (2.0 * float(np.sqrt(fan_in)))
+            return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+        return nn.initializers.lecun_normal()(key, shape, dtype)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        full = nn.initializers.lecun_normal()(key, (fan_in, shape[-1]), dtype)
+        width = shape[-1] // blocks
+        keys = jax.random.split(key, blocks) if blocks > 1 else [key]
+        full = jnp.concatenate([one(k, width, dtype) for k in keys], axis=-1)
         return full[: shape[0]]
 
     return init
+
+
+def dense(width: int, scheme: str, fan_in: int, blocks: int = 1) -> nn.Dense:
+    return nn.Dense(width, kernel_init=weight_init(scheme, fan_in, blocks))
 
 
 class CriticEnsemble(nn.Module):
@@ -91,11 +116,12 @@ class CriticEnsemble(nn.Module):
     hidden: Sequence[int]
     num: int
     activation: str = "relu"
+    init_scheme: str = "lecun"  # one of INIT_SCHEMES
 
     def setup(self) -> None:
         dims = [*self.hidden, 1]
         fan_in = self.obs_dim + self.act_dim
-        first = lecun_part(fan_in)
+        first = weight_init(self.init_scheme, fan_in)
         zeros = nn.initializers.zeros
         self.first = [
             (
@@ -109,7 +135,9 @@ class CriticEnsemble(nn.Module):
             [
                 (
                     self.param(
-                        f"m{j}_w{i}", nn.initializers.lecun_normal(), (dims[i - 1], dims[i])
+                        f"m{j}_w{i}",
+                        weight_init(self.init_scheme, dims[i - 1]),
+                        (dims[i - 1], dims[i]),
                     ),
                     self.param(f"m{j}_b{i}", zeros, (dims[i],)),
                 )
@@ -146,15 +174,17 @@ class GaussianActor(nn.Module):
     hidden: Sequence[int]
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+    init_scheme: str = "lecun"  # one of INIT_SCHEMES
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = obs
         for width in self.hidden:
-            h = nn.relu(nn.Dense(width)(h))
-        mean = nn.Dense(self.act_dim)(h)
-        log_std = jnp.clip(nn.Dense(self.act_dim)(h), self.log_std_min, self.log_std_max)
-        return mean, log_std
+            h = nn.relu(dense(width, self.init_scheme, h.shape[-1])(h))
+        fan_in = h.shape[-1]
+        mean = dense(self.act_dim, self.init_scheme, fan_in)(h)
+        log_std = dense(self.act_dim, self.init_scheme, fan_in)(h)
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
 def time_embedding(t: jax.Array, dim: int) -> jax.Array:
@@ -178,15 +208,22 @@ class ScoreNet(nn.Module):
     hidden: Sequence[int]
     time_dim: int = 16
     out_heads: int = 1
+    init_scheme: str = "lecun"  # one of INIT_SCHEMES
+    time_table: int = 0  # K > 0: a learned (K, time_dim) embedding table; 0: sinusoidal
 
     def setup(self) -> None:
-        first = lecun_part(self.obs_dim + self.act_dim + self.time_dim)
+        first = weight_init(self.init_scheme, self.obs_dim + self.act_dim + self.time_dim)
         self.w_s = self.param("w_s", first, (self.obs_dim, self.hidden[0]))
         self.w_x = self.param("w_x", first, (self.act_dim, self.hidden[0]))
         self.w_t = self.param("w_t", first, (self.time_dim, self.hidden[0]))
         self.b_first = self.param("b_first", nn.initializers.zeros, (self.hidden[0],))
-        self.trunk = [nn.Dense(w) for w in self.hidden[1:]]
-        self.head = nn.Dense(self.out_heads * self.act_dim)
+        if self.time_table:  # initialised N(0, 1), as torch's nn.Embedding
+            table_init = nn.initializers.normal(1.0)
+            self.t_table = self.param("t_table", table_init, (self.time_table, self.time_dim))
+        widths = list(self.hidden)
+        self.trunk = [dense(w, self.init_scheme, fan) for fan, w in zip(widths, widths[1:])]
+        out = self.out_heads * self.act_dim
+        self.head = dense(out, self.init_scheme, widths[-1], blocks=self.out_heads)
 
     def __call__(self, obs: jax.Array, x: jax.Array, t: jax.Array) -> jax.Array:
         return self.from_features(self.state_features(obs), x, self.time_features(t))
@@ -197,7 +234,8 @@ class ScoreNet(nn.Module):
 
     def time_features(self, t: jax.Array) -> jax.Array:
         """Integer steps t (*T,) -> W_t embedding(t), (*T, hidden[0])."""
-        return time_embedding(t, self.time_dim) @ self.w_t
+        emb = self.t_table[t] if self.time_table else time_embedding(t, self.time_dim)
+        return emb @ self.w_t
 
     def from_features(self, s_feat: jax.Array, x: jax.Array, t_feat: jax.Array) -> jax.Array:
         """State features, latent/action x (*B, act_dim), time features -> (*B, heads * act)."""

@@ -1,7 +1,7 @@
 """The one off-policy training loop every algorithm runs through.
 
-Per environment step: act (warm-up actions first), store the transition (``terminated`` only, so
-time-limit truncation bootstraps), then run the UTD gradient steps as one compiled call. Every
+Per environment step: act (warm-up actions first), store the transition with its two
+end-of-episode flags (:func:`episode_end`), then run the UTD gradient steps as one compiled call. Every
 ``log_every`` steps a metrics row, every ``eval_every`` a deterministic evaluation, every
 ``checkpoint_every`` a checkpoint. All randomness derives from the run seed and the step or
 episode index, so a run resumed from a checkpoint continues exactly as if it had never stopped
@@ -36,7 +36,7 @@ from algd.checkpoint import (
     unflatten_state,
 )
 from algd.config import TrainConfig
-from algd.envs import EnvSpec, make_env
+from algd.envs import EnvSpec, SafeEnv, make_env
 from algd.errors import AlgdError, NumericalError, RunDirError, Stopped
 from algd.evaluate import episode_seed, evaluate
 from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
@@ -64,12 +64,24 @@ class Loop:
     env_step: int = 0
     episode: int = 0
     updates: int = 0
+    epoch_updates: int = 0  # gradient steps in the current epoch (for update_cap)
     eval_index: int = 0
     ep_return: float = 0.0
     ep_cost: float = 0.0
     ep_disc_cost: float = 0.0
     ep_len: int = 0
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
+
+
+def episode_end(
+    env: SafeEnv, bootstrap: str, terminated: bool, truncated: bool, info: dict[str, Any]
+) -> tuple[bool, bool]:
+    """(reward_done, cost_done) of a transition. ``terminated``: both are the env's terminated
+    flag, so a time-limit truncation bootstraps (recommended). ``reference``: the authors'
+    samplers (:meth:`SafeEnv.reference_episode_end`)."""
+    if bootstrap == "terminated":
+        return terminated, terminated
+    return env.reference_episode_end(terminated, truncated, info)
 
 
 class Trainer:
@@ -118,6 +130,7 @@ class Trainer:
             jax.ShapeDtypeStruct(rows, f32),
             jax.ShapeDtypeStruct((*rows, spec.obs_dim), f32),
             jax.ShapeDtypeStruct(rows, f32),
+            jax.ShapeDtypeStruct(rows, f32),
         )
         out = self.agent.update.eval_shape(self.state, batch, self.k_update, np.uint32(0))
         return sorted(out[1])
@@ -142,6 +155,7 @@ class Trainer:
             "env_step": lp.env_step,
             "episode": lp.episode,
             "updates": lp.updates,
+            "epoch_updates": lp.epoch_updates,
             "eval_index": lp.eval_index,
             "ep_return": lp.ep_return,
             "ep_cost": lp.ep_cost,
@@ -174,6 +188,7 @@ class Trainer:
         lm = meta["loop"]
         lp = self.loop
         lp.env_step, lp.episode, lp.updates = lm["env_step"], lm["episode"], lm["updates"]
+        lp.epoch_updates = lm["epoch_updates"]
         lp.eval_index = lm["eval_index"]
         lp.ep_return, lp.ep_cost = lm["ep_return"], lm["ep_cost"]
         lp.ep_disc_cost, lp.ep_len = lm["ep_disc_cost"], lm["ep_len"]
@@ -244,8 +259,9 @@ class Trainer:
         cfg, lp = self.cfg, self.loop
         t = lp.env_step
         action = self._action(t)
-        next_obs, reward, cost, terminated, truncated, _ = self.env.step(action)
-        self.buffer.add(self.obs, action, reward, cost, next_obs, terminated)
+        next_obs, reward, cost, terminated, truncated, info = self.env.step(action)
+        reward_done, cost_done = episode_end(self.env, cfg.bootstrap, terminated, truncated, info)
+        self.buffer.add(self.obs, action, reward, cost, next_obs, reward_done, cost_done)
         lp.ep_return += reward
         lp.ep_cost += cost
         lp.ep_disc_cost += cfg.agent.gamma_c**lp.ep_len * cost
@@ -266,7 +282,7 @@ class Trainer:
             lp.recent.append((lp.ep_return, lp.ep_cost))
             lp.episode += 1
             self._new_episode()
-        if lp.env_step > cfg.warmup_steps and self.buffer.size >= cfg.learning_starts:
+        if self._may_update(t):
             rng = np.random.default_rng([cfg.seed, SAMPLE_STREAM, t])
             batches = self.buffer.sample(rng, (cfg.utd, cfg.batch_size))
             self.state, metrics = self.agent.update(
@@ -276,9 +292,25 @@ class Trainer:
             self._check_finite(host, t)
             self.last_metrics = host
             lp.updates += cfg.utd
+            lp.epoch_updates += cfg.utd
             logs.throughput.add(1, cfg.utd)
         else:
             logs.throughput.add(1, 0)
+
+    def _may_update(self, t: int) -> bool:
+        """Whether environment step t (0-based) runs its UTD gradient steps: after the warm-up,
+        with enough transitions, and within ``update_cap``: the reference runs an epoch's
+        (episode length's) updates only while they number at most update_cap x the environment
+        steps since the warm-up, which halves the first epoch's updates at UTD 10."""
+        cfg, lp = self.cfg, self.loop
+        if t < cfg.warmup_steps or self.buffer.size < cfg.learning_starts:
+            return False
+        if cfg.update_cap is None:
+            return True
+        since = t - cfg.warmup_steps
+        if since % self.env.spec.max_episode_steps == 0:
+            lp.epoch_updates = 0
+        return lp.epoch_updates <= cfg.update_cap * since
 
     def _log_row(self, logs: _Logs) -> None:
         lp = self.loop
@@ -425,7 +457,7 @@ def memory_estimate(cfg: TrainConfig, spec: EnvSpec) -> dict[str, int]:
     agent = build_agent(cfg, spec)
     shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     state = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
-    buffer = cfg.buffer_size * (2 * spec.obs_dim + spec.act_dim + 3) * 4
+    buffer = ReplayBuffer.nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
     members = 2 + (cfg.agent.cost_ensemble or 1)
     activations = cfg.batch_size * max(cfg.agent.critic_hidden) * members * 4
     return {"state": state, "buffer": buffer, "activations": activations}

@@ -9,7 +9,7 @@ from algd.agents.algd import ALGD, LGD
 from algd.agents.base import OffPolicyAgent
 from algd.agents.cal import CAL
 from algd.agents.sac import SAC
-from algd.agents.sac_auglag import SACAugLag
+from algd.agents.sac_auglag import SACAugLagQuadratic
 from algd.agents.sac_lag import SACLag
 from algd.config import TrainConfig, resolve
 from algd.envs.base import EnvSpec
@@ -26,7 +26,8 @@ class AlgoInfo:
 
 REGISTRY: dict[str, AlgoInfo] = {}
 
-_SAC_KIN = {"cost_ensemble": 1, "cost_k": 0.0, "warmup_actions": "uniform"}
+# The authors' code warms every algorithm up with its own (untrained) policy.
+_SAC_KIN = {"cost_ensemble": 1, "cost_k": 0.0, "warmup_actions": "policy"}
 _DIFFUSION = {"cost_ensemble": 4, "cost_k": 1.0, "warmup_actions": "policy"}
 
 
@@ -42,17 +43,30 @@ register(
 register(AlgoInfo("lgd", LGD, "ALGD with the standard Lagrangian energy L (ablation)", _DIFFUSION))
 register(AlgoInfo("sac_lag", SACLag, "SAC with a cost critic and a Lagrange multiplier", _SAC_KIN))
 register(
-    AlgoInfo("sac_auglag", SACAugLag, "SAC with the augmented-Lagrangian actor penalty", _SAC_KIN)
+    AlgoInfo(
+        "sac_auglag",
+        CAL,
+        "SAC-AugLag as the paper ran it: CAL's rectified multiplier, one cost critic (k = 0)",
+        _SAC_KIN,
+    )
 )
 register(
     AlgoInfo(
         "cal",
         CAL,
         "Conservative Augmented Lagrangian: ensemble upper bound + rectified multiplier",
-        {**_SAC_KIN, "cost_ensemble": 4, "cost_k": 0.5, "cost_critic_lr": 1e-3},
+        {**_SAC_KIN, "cost_ensemble": 4, "cost_k": 1.0},
     )
 )
 register(AlgoInfo("sac", SAC, "unconstrained SAC (ignores the cost)", _SAC_KIN))
+register(
+    AlgoInfo(
+        "sac_auglag_quadratic",
+        SACAugLagQuadratic,
+        "SAC with the textbook augmented-Lagrangian actor penalty (ALGD's L_A term)",
+        _SAC_KIN,
+    )
+)
 
 
 def get_algo(name: str) -> AlgoInfo:

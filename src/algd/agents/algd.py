@@ -47,7 +47,13 @@ class ALGD(OffPolicyAgent):
         self.ve = a.diffusion == "ve"
         self.K = a.denoise_steps
         self.score_net = ScoreNet(
-            spec.obs_dim, spec.act_dim, a.score_hidden, a.time_embed_dim, 1 if self.ve else 2
+            spec.obs_dim,
+            spec.act_dim,
+            a.score_hidden,
+            a.time_embed_dim,
+            1 if self.ve else 2,
+            init_scheme="xavier" if a.init == "reference" else "lecun",
+            time_table=self.K if a.time_embedding == "learned" else 0,
         )
         if self.ve:
             self.sched = ve_schedule(a.denoise_steps, a.sigma_min, a.sigma_max)
@@ -57,7 +63,12 @@ class ALGD(OffPolicyAgent):
         self.squash = Squash(self.act_scale, self.act_bias)
         self.latent = a.score_space == "latent"
         self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
-        self.start_std = a.sigma_max if self.ve else 1.0
+        if self.ve:
+            self.start_std = a.sigma_max
+        elif a.ddpm_start == "standard":
+            self.start_std = 1.0
+        else:
+            self.start_std = float(jnp.sqrt(1.0 - self.sched.alpha_bar[-1]))
         # The fused critic pass of the actor update (algd/kernels.py), where allowed and usable.
         self.critic_kernel = self.uses_critic_kernel(cfg)
 

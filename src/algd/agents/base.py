@@ -3,8 +3,8 @@ networks, and the fused update (all UTD gradient steps of one environment step i
 ``lax.scan``). An algorithm subclasses :class:`OffPolicyAgent` and supplies only its actor:
 ``init_actor``, ``next_action`` (for the critic targets), ``actor_step`` and ``policy``.
 
-One gradient step (ALGD_METHOD section 5): critics -> actor -> multiplier -> targets (Polyak on
-every ``target_every``-th step). The training state is a dict pytree (checkpointed as is):
+One gradient step (ALGD_METHOD section 5): critics -> actor -> multiplier -> targets (Polyak
+after the steps whose index within the UTD block is a multiple of ``target_every``). The training state is a dict pytree (checkpointed as is):
 ``q, q_targ, q_opt, qc, qc_targ, qc_opt, actor, actor_opt, extra, mult, step``.
 """
 
@@ -61,11 +61,22 @@ class OffPolicyAgent:
             spec.cost_limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
         )
         self.cost_k = float(a.cost_k)
+        reference = a.init == "reference"
         self.q_net = CriticEnsemble(
-            self.obs_dim, self.act_dim, a.critic_hidden, 2, self.Q_ACTIVATION
+            self.obs_dim,
+            self.act_dim,
+            a.critic_hidden,
+            2,
+            self.Q_ACTIVATION,
+            "xavier" if reference else "lecun",
         )
         self.qc_net = CriticEnsemble(
-            self.obs_dim, self.act_dim, a.critic_hidden, a.cost_ensemble, self.QC_ACTIVATION
+            self.obs_dim,
+            self.act_dim,
+            a.critic_hidden,
+            a.cost_ensemble,
+            self.QC_ACTIVATION,
+            "ensemble" if reference else "lecun",
         )
         self.q_opt = Adam(a.critic_lr)
         self.qc_opt = Adam(a.cost_critic_lr)
@@ -205,24 +216,28 @@ class OffPolicyAgent:
     def critic_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
         a = self.a
         next_a, bonus = self.next_action(state, b.next_obs, key)
-        not_done = 1.0 - b.terminated
         q_next = self.critic_values(False, state["q_targ"], b.next_obs, next_a).min(0)
-        y_r = b.reward + a.gamma * not_done * (q_next + bonus)
+        y_r = b.reward + a.gamma * (1.0 - b.reward_done) * (q_next + bonus)
         qc_next = self.critic_values(True, state["qc_targ"], b.next_obs, next_a)
-        y_c = b.cost + a.gamma_c * not_done * qc_next
+        y_c = b.cost + a.gamma_c * (1.0 - b.cost_done) * qc_next
         y_r, y_c = jax.lax.stop_gradient(y_r), jax.lax.stop_gradient(y_c)
 
         def q_loss(p: Any) -> jax.Array:
             return jnp.square(self.q_all(p, b.obs, b.action) - y_r).mean(-1).sum()
 
+        # Per-member mean squared errors, summed (reward critics, as the reference) and, for
+        # the cost critics, averaged over the ensemble (the reference) or summed.
+        qc_scale = 1.0 / self.qc_net.num if a.cost_loss_reduction == "mean" else 1.0
+
         def qc_loss(p: Any) -> jax.Array:
-            return jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
+            return qc_scale * jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
 
         if self.critic_kernel:
             lq, gq = self._kernel_loss_grad(
                 False, state["q"], b, jnp.broadcast_to(y_r, (self.q_net.num, *y_r.shape))
             )
             lqc, gqc = self._kernel_loss_grad(True, state["qc"], b, y_c)
+            lqc, gqc = jax.tree_util.tree_map(lambda x: qc_scale * x, (lqc, gqc))
         else:
             lq, gq = jax.value_and_grad(q_loss)(state["q"])
             lqc, gqc = jax.value_and_grad(qc_loss)(state["qc"])
@@ -260,9 +275,11 @@ class OffPolicyAgent:
             mult = update_multiplier(self.a.multiplier, mult, violation, self.a)
         return {**state, "mult": mult}, {"qc_bar/replay": qc_bar.mean(), "violation": violation}
 
-    def target_step(self, state: State) -> State:
+    def target_step(self, state: State, index: jax.Array) -> State:
+        """Polyak averaging after the gradient steps of a UTD block whose index in the block is
+        a multiple of target_every (0, 2, 4, ... as the reference's update counter)."""
         tau = self.a.tau
-        do = (state["step"] % self.a.target_every) == 0
+        do = (index % self.a.target_every) == 0
         targets = (state["q_targ"], state["qc_targ"])
 
         def polyak(_: Any) -> Any:
@@ -274,13 +291,15 @@ class OffPolicyAgent:
         q_targ, qc_targ = jax.lax.cond(do, polyak, lambda _: targets, None)
         return {**state, "q_targ": q_targ, "qc_targ": qc_targ}
 
-    def grad_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+    def grad_step(
+        self, state: State, b: Batch, key: jax.Array, index: jax.Array
+    ) -> tuple[State, Metrics]:
         k_critic, k_actor = jax.random.split(key)
         state, m_critic = self.critic_step(state, b, k_critic)
         state, m_actor = self.actor_step(state, b, k_actor)
         state, m_mult = self.multiplier_step(state, b)
         state = {**state, "step": state["step"] + 1}
-        state = self.target_step(state)
+        state = self.target_step(state, index)
         return state, {**m_critic, **m_actor, **m_mult, "lambda": state["mult"]["lam"]}
 
     def _update(
@@ -291,7 +310,7 @@ class OffPolicyAgent:
         utd = batches.reward.shape[0]
         keys = jax.random.split(jax.random.fold_in(key, index), utd)
         state, metrics = jax.lax.scan(
-            lambda s, xs: self.grad_step(s, xs[0], xs[1]), state, (batches, keys)
+            lambda s, xs: self.grad_step(s, *xs), state, (batches, keys, jnp.arange(utd))
         )
         # Means over the UTD steps; a non-finite value in any step keeps the mean non-finite,
         # which is what the loop checks for (see train.check_finite).

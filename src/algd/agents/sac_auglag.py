@@ -14,8 +14,8 @@ from algd.buffer import Batch
 from algd.lagrangian import augmented_penalty
 
 
-class SACAugLag(SACFamily):
-    name = "sac_auglag"
+class SACAugLagQuadratic(SACFamily):
+    name = "sac_auglag_quadratic"
 
     def penalty(self, state: State, b: Batch, obs: jax.Array, action: jax.Array) -> jax.Array:
         lam = jax.lax.stop_gradient(self.lam(state))

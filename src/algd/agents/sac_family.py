@@ -23,7 +23,8 @@ class SACFamily(OffPolicyAgent):
     """Subclasses override :meth:`penalty`; plain SAC has none."""
 
     def __init__(self, cfg: Any, spec: Any) -> None:
-        self.actor_net = GaussianActor(spec.act_dim, cfg.agent.actor_hidden)
+        init = "xavier" if cfg.agent.init == "reference" else "lecun"
+        self.actor_net = GaussianActor(spec.act_dim, cfg.agent.actor_hidden, init_scheme=init)
         self.alpha_opt = Adam(cfg.agent.alpha_lr)
         self.target_entropy = -float(spec.act_dim)
         super().__init__(cfg, spec)
@@ -82,7 +83,9 @@ class SACFamily(OffPolicyAgent):
         extra = state["extra"]
         if self.a.learn_alpha:
             entropy_gap = jax.lax.stop_gradient(logp + self.target_entropy).mean()
-            g_alpha = -entropy_gap  # d/dlog_alpha of -log_alpha * (logp + target_entropy)
+            # d/dlog_alpha of the temperature loss: reference alpha * (-logp - target_entropy)
+            # gives -alpha * gap; the SAC paper's -log_alpha * (logp + target_entropy), -gap.
+            g_alpha = -entropy_gap * (alpha if self.a.alpha_loss == "alpha" else 1.0)
             log_alpha, alpha_opt = self.alpha_opt.step(
                 extra["log_alpha"], g_alpha, extra["alpha_opt"]
             )

@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from algd.agents import build_agent, resolve_config
@@ -66,7 +67,10 @@ def flops_per_update(trainer: Trainer) -> float:
         agent = build_agent(plain, trainer.env.spec)
     rng = np.random.default_rng(0)
     batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
-    compiled = jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update).compile()
+    index = jnp.int32(0)
+    compiled = (
+        jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update, index).compile()
+    )
     cost: Any = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")

@@ -63,6 +63,22 @@ class SafeEnv:
     def set_state(self, state: dict[str, Any]) -> None:
         raise EnvError(f"env {self.spec.id}: mid-episode state cannot be restored")
 
+    # How the authors' samplers end an episode for the critics (``bootstrap=reference``):
+    # "terminated" (envs they did not run), "goal" (their Safety-Gym sampler: the reward critic
+    # stops at a met goal or a true end, the cost critics never stop), "any_end" (their MuJoCo
+    # sampler: both stop at termination and at the time limit).
+    reference_end = "terminated"
+
+    def reference_episode_end(
+        self, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> tuple[bool, bool]:
+        """(reward_done, cost_done) as the authors' samplers set them for this env."""
+        if self.reference_end == "goal":
+            return terminated or bool(info.get("goal_met", False)), False
+        if self.reference_end == "any_end":
+            return terminated or truncated, terminated or truncated
+        return terminated, terminated
+
     # --- the contract -------------------------------------------------------------------------
     @property
     def elapsed_steps(self) -> int:

@@ -56,8 +56,10 @@ class GymCostEnv(SafeEnv):
         limit_kind: str,
         episode_length: int | None,
         obs_dim: int | None = None,
+        reference_end: str = "terminated",
     ) -> None:
         gym = quiet_gymnasium()
+        self.reference_end = reference_end
         kwargs: dict[str, Any] = {}
         if episode_length is not None:
             kwargs["max_episode_steps"] = episode_length
@@ -104,7 +106,14 @@ def make_velocity(env_id: str, episode_length: int | None, cost_limit: float | N
     task = VELOCITY_TASKS[env_id]
     limit = task.discounted_limit if cost_limit is None else cost_limit
     return GymCostEnv(
-        env_id, task.gym_id, velocity_cost, limit, "discounted", episode_length, task.obs_dim
+        env_id,
+        task.gym_id,
+        velocity_cost,
+        limit,
+        "discounted",
+        episode_length,
+        task.obs_dim,
+        reference_end="any_end",  # the authors' MuJoCo sampler: the time limit ends it too
     )
 
 

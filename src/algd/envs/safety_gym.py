@@ -50,6 +50,8 @@ class SafetyGymEnv(SafeEnv):
         )
         super().__init__(spec)
         self._act_dtype = self._env.action_space.dtype
+        if "Velocity" not in env_id:
+            self.reference_end = "goal"  # the authors' Safety-Gym sampler (navigation tasks)
 
     def _reset(self, seed: int) -> np.ndarray:
         obs, _ = self._env.reset(seed=seed)
