@@ -250,3 +250,52 @@ def test_critic_targets_stop_where_each_flag_says(reduction: str) -> None:
     loss_qc = np.square(qc - y_c).mean(-1).sum() / (qc.shape[0] if reduction == "mean" else 1)
     assert float(metrics["loss/q"]) == pytest.approx(loss_q, rel=1e-4)
     assert float(metrics["loss/qc"]) == pytest.approx(loss_qc, rel=1e-4)
+
+
+def test_targets_move_after_the_even_steps_of_a_block() -> None:
+    """Polyak averaging follows the gradient steps whose index in the UTD block is even, as the
+    reference's update counter: a one-step block moves the targets, a two-step block once."""
+    agent, state = make("sac_lag")
+    q_targ0 = jax.tree_util.tree_map(np.asarray, state["q_targ"])
+    q0 = jax.tree_util.tree_map(np.asarray, state["q"])
+    b1 = jax.tree_util.tree_map(lambda x: np.stack([x]), batch(16))
+    after, _ = agent.update(state, b1, jax.random.PRNGKey(0), np.uint32(0))
+    # One step: targets = (1 - tau) targets + tau * (critics after that step).
+    tau = agent.a.tau
+    leaf = "m0_w1"
+    expected = (1 - tau) * q_targ0[leaf] + tau * np.asarray(after["q"][leaf])
+    np.testing.assert_allclose(after["q_targ"][leaf], expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(after["q_targ"][leaf], q_targ0[leaf])
+    assert not np.allclose(q0[leaf], after["q"][leaf])
+
+
+@pytest.mark.parametrize("form", ["alpha", "log_alpha"])
+def test_temperature_step_form(form: str) -> None:
+    """The reference's temperature loss mean(alpha (-log pi - target)) gives log alpha the
+    gradient -alpha * mean(log pi + target); the SAC paper's form gives -mean(log pi + target)."""
+    agent, state = make("sac_lag", alpha_loss=form)
+    state["extra"]["log_alpha"] = jnp.log(jnp.float32(0.25))
+    seen = {}
+
+    class Capture:
+        def step(self, value, grad, opt_state):
+            seen["g"] = float(grad)
+            return value, opt_state
+
+    agent.alpha_opt = Capture()  # type: ignore[assignment]
+    b = batch()
+    key = jax.random.PRNGKey(5)
+    agent.actor_step(state, b, key)
+    _, logp = agent.sample(state["actor"], jnp.asarray(b.obs), key)
+    gap = float(np.mean(np.asarray(logp) + agent.target_entropy))
+    expected = -gap * (0.25 if form == "alpha" else 1.0)
+    assert seen["g"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_ddpm_chain_start() -> None:
+    """DDPM starts from N(0, I) (reference) or N(0, (1 - alpha_bar_K) I) (schedule)."""
+    standard, _ = make("algd", diffusion="ddpm")
+    schedule, _ = make("algd", diffusion="ddpm", ddpm_start="schedule")
+    assert standard.start_std == 1.0
+    alpha_bar_k = np.prod(1.0 - np.linspace(1e-4, 0.02, 5))
+    assert schedule.start_std == pytest.approx(np.sqrt(1.0 - alpha_bar_k), rel=1e-5)
