@@ -229,3 +229,26 @@ def test_safety_gymnasium_reports_a_met_goal(monkeypatch: pytest.MonkeyPatch) ->
     _, _, _, terminated, _, info = env.step(np.zeros(env.spec.act_dim))
     env.close()
     assert info.get("goal_met") is True and not terminated
+
+
+def test_fixed_navigation_layout() -> None:
+    """layout=fixed: every episode of a run starts from one layout drawn from the run's seed
+    (another seed, another layout); random: a new layout per reset. Only navigation tasks."""
+    from algd.config import TrainConfig
+    from algd.envs import env_for
+
+    def starts(cfg: TrainConfig) -> list[np.ndarray]:
+        env = env_for(cfg)
+        out = [env.reset(seed)[0] for seed in (1, 2)]
+        env.close()
+        return out
+
+    fixed = TrainConfig(env="SafetyPointGoal1-v0", layout="fixed", seed=0)
+    a, b = starts(fixed)
+    np.testing.assert_array_equal(a, b)
+    other, _ = starts(TrainConfig(env="SafetyPointGoal1-v0", layout="fixed", seed=1))
+    assert not np.array_equal(a, other)
+    c, d = starts(TrainConfig(env="SafetyPointGoal1-v0", layout="random"))
+    assert not np.array_equal(c, d)
+    with pytest.raises(EnvError, match="navigation tasks only"):
+        env_for(TrainConfig(env="ToyRing-v0", layout="fixed"))

@@ -9,7 +9,8 @@ from pathlib import Path
 from algd.agents import resolve_config
 from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
 from algd.cli import main
-from algd.config import to_json
+from algd.config import TrainConfig, to_json
+from algd.presets import preset
 from algd.train import train
 from helpers import quick
 
@@ -85,10 +86,19 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert len(paper) == 9 * 5 * 3
     pb1 = next(c for c, _ in paper if c.env == "SafetyPointButton1-v0")
     assert (pb1.episode_length, pb1.cost_limit, pb1.total_steps) == (400, 10.0, 105_000)
+    assert pb1.layout == "fixed" and pb1.bootstrap == "reference"
+    # `--preset reference` names the same settings for a single run of that env.
+    single = preset("reference", env="SafetyPointButton1-v0")
+    assert (single.episode_length, single.cost_limit, single.layout) == (400, 10.0, "fixed")
+    assert preset("reference", env="PaperHopperVelocity-v0") == replace(
+        TrainConfig(), env="PaperHopperVelocity-v0"
+    )
     hopper = next(c for c, _ in paper if c.env == "PaperHopperVelocity-v0")
     assert hopper.cost_limit is None and hopper.total_steps == 155_000
+    assert hopper.layout == "random"
     sg = expand(GRID_PRESETS["safety-gymnasium"], tmp_path)
     assert all(c.episode_length is None and c.cost_limit is None for c, _ in sg)
+    assert all(c.layout == "random" for c, _ in sg)
     smoke = expand(GRID_PRESETS["smoke"], tmp_path)
     assert {c.algo for c, _ in smoke} == {"algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"}
     cpu = expand(GRID_PRESETS["cpu"], tmp_path)

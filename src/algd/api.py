@@ -30,12 +30,12 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
         split_arrays,
         unflatten_state,
     )
-    from algd.envs import make_env
+    from algd.envs import env_for
     from algd.train import load_run_config
 
     path = Path(run_dir)
     cfg = load_run_config(path)
-    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    env = env_for(cfg)
     agent = build_agent(cfg, env.spec)
     env.close()
     ckpt = path / CHECKPOINT_NAME
@@ -51,7 +51,7 @@ def evaluate_run(
     run_dir: str | Path, episodes: int | None = None, seed: int | None = None
 ) -> dict[str, Any]:
     """Deterministic evaluation of a run's latest checkpoint (repeatable for a given seed)."""
-    from algd.envs import make_env
+    from algd.envs import env_for
     from algd.errors import AlgdError
     from algd.evaluate import evaluate
 
@@ -61,7 +61,7 @@ def evaluate_run(
     n = cfg.eval_episodes if episodes is None else episodes
     if n < 1:
         raise AlgdError("evaluation needs at least 1 episode")
-    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    env = env_for(cfg)
     result = evaluate(
         agent, state, env, n, cfg.seed if seed is None else seed, 0, cfg.agent.gamma_c
     )

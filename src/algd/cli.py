@@ -240,7 +240,8 @@ def _cmd_train(ns: argparse.Namespace, flag: StopFlag) -> int:
     else:
         from algd.presets import preset
 
-        cfg = config_from_args(ns, preset(preset_name) if preset_name else None)
+        given_env = {"env": ns.env} if getattr(ns, "env", None) else {}
+        cfg = config_from_args(ns, preset(preset_name, **given_env) if preset_name else None)
         summary = train(cfg, console=not quiet, stop=flag)
     _print_summary(summary)
     if summary["stopped_by_signal"] is not None:

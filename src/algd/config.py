@@ -189,6 +189,10 @@ class TrainConfig:
     """Write a metrics row every this many environment steps."""
     checkpoint_every: int = 10_000
     """Checkpoint every this many environment steps (0: only at the end)."""
+    layout: Literal["random", "fixed"] = "random"
+    """Safety-Gymnasium navigation layouts: random (a new layout at every reset) or fixed (every
+    training and evaluation episode of the run starts from one layout drawn from its seed,
+    closer to the fixed layouts of the paper's Safety-Gym fork; docs/environments.md)."""
     bootstrap: Literal["reference", "terminated"] = "reference"
     """Where the critics stop bootstrapping. reference: as the authors' samplers (navigation:
     the reward critic stops at a met goal, the cost critics never stop; paper velocity tasks:

@@ -43,11 +43,30 @@ PRESETS: dict[str, TrainConfig] = {
             init="lecun",
         ),
     ),
+    # The defaults are the authors' settings; what depends on the task family is added by
+    # reference_for_env (the env given with the preset decides).
     "reference": TrainConfig(),
 }
 
+# The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
+# per episode, one layout per run. Velocity tasks need nothing beyond the defaults: the
+# Paper*Velocity ids carry the paper's discounted limits.
+NAVIGATION_REFERENCE = {"episode_length": 400, "cost_limit": 10.0, "layout": "fixed"}
+
+
+def reference_for_env(env_id: str) -> dict[str, object]:
+    """Settings the authors' configurations add for the task family of ``env_id``."""
+    navigation = env_id.startswith("Safety") and "Velocity" not in env_id
+    return dict(NAVIGATION_REFERENCE) if navigation else {}
+
 
 def preset(name: str, **overrides: object) -> TrainConfig:
+    """A named config; ``overrides`` win. ``reference`` adds the task family's settings of the
+    env it is given (or of the default env)."""
     if name not in PRESETS:
         raise AlgdError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
-    return replace(PRESETS[name], **overrides)  # type: ignore[arg-type]
+    base = PRESETS[name]
+    if name == "reference":
+        env = str(overrides.get("env", base.env))
+        base = replace(base, **reference_for_env(env))  # type: ignore[arg-type]
+    return replace(base, **overrides)  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ from algd.checkpoint import (
     unflatten_state,
 )
 from algd.config import TrainConfig
-from algd.envs import EnvSpec, SafeEnv, make_env
+from algd.envs import EnvSpec, SafeEnv, env_for
 from algd.errors import AlgdError, NumericalError, RunDirError, Stopped
 from algd.evaluate import episode_seed, evaluate
 from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
@@ -97,8 +97,8 @@ class Trainer:
     ):
         self.cfg, self.run_dir = cfg, run_dir
         self.stop = stop if stop is not None else StopFlag()
-        self.env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
-        self.eval_env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+        self.env = env_for(cfg)
+        self.eval_env = env_for(cfg)
         spec = self.env.spec
         self.agent: OffPolicyAgent = build_agent(cfg, spec)
         root = jax.random.PRNGKey(cfg.seed)
@@ -427,7 +427,7 @@ class _Logs:
 def probe_env(cfg: TrainConfig) -> EnvSpec:
     """Make the env, reset it and take one step: unknown ids, missing cost signals and
     non-finite values surface as EnvError before a run directory exists."""
-    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    env = env_for(cfg)
     try:
         env.reset(episode_seed(cfg.seed, TRAIN_STREAM, 0))
         low, high = np.asarray(env.spec.act_low), np.asarray(env.spec.act_high)

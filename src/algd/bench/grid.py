@@ -66,8 +66,10 @@ class GridSpec:
 def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, Any]:
     budget = NAV_BUDGET.get(env) or VELOCITY_BUDGET[env]
     out: dict[str, Any] = {"total_steps": budget + WARMUP, "eval_every": 5000}
-    if env in NAV_BUDGET and limit is not None:
-        out.update(cost_limit=limit, episode_length=length)
+    if env in NAV_BUDGET and limit is not None:  # 400-step episodes, limit 10, fixed layouts
+        from algd.presets import reference_for_env
+
+        out.update(reference_for_env(env), cost_limit=limit, episode_length=length)
     return out
 
 

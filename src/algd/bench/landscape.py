@@ -71,7 +71,7 @@ def landscape(
     """Energies of ``run_dirs[0]``'s critics; sampled actions of every run. Writes
     landscape.png, landscape.svg and landscape.json into ``out_dir``."""
     from algd.api import load_agent
-    from algd.envs import make_env
+    from algd.envs import env_for
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -84,7 +84,7 @@ def landscape(
     cfg, agent, state, _ = runs[0]
     if agent.act_dim != 2:
         raise AlgdError(f"landscape needs a 2-D action space; {cfg.env} has {agent.act_dim}")
-    env = make_env(cfg.env, cfg.episode_length, cfg.cost_limit)
+    env = env_for(cfg)
     obs, _ = env.reset(seed)
     env.close()
     lam_used = float(agent.lam(state)) if lam is None else float(lam)

@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
+from algd.config import TrainConfig
 from algd.envs.base import EnvSpec, SafeEnv, StepResult
 from algd.envs.gym_cost import VELOCITY_TASKS, is_gym_id, make_info_cost, make_velocity
 from algd.envs.safety_gym import SafetyGymEnv, is_safety_gym_id, list_safety_gym_ids
 from algd.envs.toy import ToyRing
 from algd.errors import EnvError
 
-__all__ = ["EnvSpec", "SafeEnv", "StepResult", "env_kind", "list_env_ids", "make_env"]
+__all__ = [
+    "EnvSpec",
+    "SafeEnv",
+    "StepResult",
+    "env_for",
+    "env_kind",
+    "layout_seed",
+    "list_env_ids",
+    "make_env",
+]
+
+LAYOUT_STREAM = 11  # numpy stream of the fixed layout's seed
 
 BUILTIN: dict[str, Callable[[int | None, float | None], SafeEnv]] = {
     "ToyRing-v0": ToyRing,
@@ -46,17 +60,38 @@ def env_kind(env_id: str) -> str:
 
 
 def make_env(
-    env_id: str, episode_length: int | None = None, cost_limit: float | None = None
+    env_id: str,
+    episode_length: int | None = None,
+    cost_limit: float | None = None,
+    layout_seed: int | None = None,
 ) -> SafeEnv:
-    """Build an environment. Raises EnvError for unknown ids and envs without a cost signal."""
+    """Build an environment. Raises EnvError for unknown ids and envs without a cost signal.
+    ``layout_seed`` (Safety-Gymnasium navigation tasks only): every reset uses this seed, so
+    every episode has the same layout."""
     kind = env_kind(env_id)
+    if layout_seed is not None and (kind != "safety_gym" or "Velocity" in env_id):
+        raise EnvError(
+            f"a fixed layout applies to Safety-Gymnasium navigation tasks only; {env_id} is not one"
+        )
     if kind == "builtin":
         return BUILTIN[env_id](episode_length, cost_limit)
     if kind == "velocity":
         return make_velocity(env_id, episode_length, cost_limit)
     if kind == "safety_gym":
-        return SafetyGymEnv(env_id, episode_length, cost_limit)
+        return SafetyGymEnv(env_id, episode_length, cost_limit, layout_seed)
     return make_info_cost(env_id, episode_length, cost_limit)
+
+
+def env_for(cfg: TrainConfig) -> SafeEnv:
+    """The env a run's config describes (id, episode length, cost limit, layout)."""
+    return make_env(cfg.env, cfg.episode_length, cfg.cost_limit, layout_seed(cfg))
+
+
+def layout_seed(cfg: TrainConfig) -> int | None:
+    """With ``layout=fixed``: the one reset seed of every episode, drawn from the run's seed."""
+    if cfg.layout == "random":
+        return None
+    return int(np.random.default_rng([cfg.seed, LAYOUT_STREAM]).integers(2**31))
 
 
 def list_env_ids() -> list[str]:

@@ -31,7 +31,14 @@ def list_safety_gym_ids() -> list[str]:
 
 
 class SafetyGymEnv(SafeEnv):
-    def __init__(self, env_id: str, episode_length: int | None, cost_limit: float | None) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        episode_length: int | None,
+        cost_limit: float | None,
+        layout_seed: int | None = None,
+    ) -> None:
+        self._layout_seed = layout_seed
         sg = import_safety_gymnasium()
         kwargs: dict[str, Any] = {}
         if episode_length is not None:
@@ -54,7 +61,9 @@ class SafetyGymEnv(SafeEnv):
             self.reference_end = "goal"  # the authors' Safety-Gym sampler (navigation tasks)
 
     def _reset(self, seed: int) -> np.ndarray:
-        obs, _ = self._env.reset(seed=seed)
+        # A fixed layout: Safety-Gymnasium draws the layout (obstacles, goal, robot start) from
+        # the reset seed, so one seed for every reset gives every episode the same layout.
+        obs, _ = self._env.reset(seed=seed if self._layout_seed is None else self._layout_seed)
         return obs
 
     def _step(self, action: np.ndarray) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:
