@@ -26,8 +26,9 @@ def test_ddpm_schedule_formula() -> None:
     ab = np.cumprod([1 - b for b in betas])
     np.testing.assert_allclose(s.alpha_bar, ab, rtol=1e-6)
     ab_prev = np.concatenate([[1.0], ab[:-1]])
+    # The reference's posterior variance, with its 1e-8 guards.
     np.testing.assert_allclose(
-        s.step_var, np.array(betas) * (1 - ab_prev) / (1 - ab), rtol=1e-4, atol=1e-9
+        s.step_var, np.array(betas) * (1 - ab_prev) / (1 - ab + 1e-8) + 1e-8, rtol=1e-4, atol=1e-9
     )
     assert float(s.alpha_bar[-1]) == pytest.approx(0.9498, abs=1e-3)  # the "barely noised" fact
 
@@ -134,9 +135,11 @@ def test_chain_follows_the_schedule_formulas_at_known_weights(kind: str) -> None
         sigma = 0.01 * (1.0 / 0.01) ** (np.arange(k) / (k - 1))
         d2 = sigma**2 - np.concatenate([[0.0], sigma[:-1] ** 2])
     else:
-        beta = np.linspace(1e-4, 0.02, k)
-        alpha = 1 - beta
-        abar = np.cumprod(alpha)
+        # The reference's schedule buffers are float32 (1 - abar_0 is then 1.0002e-4, not 1e-4).
+        beta = np.linspace(1e-4, 0.02, k).astype(np.float32)
+        alpha = (1 - beta).astype(np.float32)
+        abar = np.cumprod(alpha, dtype=np.float32)
+        beta, alpha, abar = (v.astype(np.float64) for v in (beta, alpha, abar))
         abar_prev = np.concatenate([[1.0], abar[:-1]])
     for t in reversed(range(k)):
         a_t = np.tanh(x) * scale + bias
@@ -145,13 +148,13 @@ def test_chain_follows_the_schedule_formulas_at_known_weights(kind: str) -> None
             std = np.sqrt(d2[t])
         else:
             eps = _fields(x, t)[0]
-            x0_pred = (x - np.sqrt(1 - abar[t]) * eps) / np.sqrt(abar[t])
-            c1 = np.sqrt(abar_prev[t]) * beta[t] / (1 - abar[t])
-            c2 = np.sqrt(alpha[t]) * (1 - abar_prev[t]) / (1 - abar[t])
+            # The reference's arithmetic, its 1e-8 guards included.
+            x0_pred = (x - np.sqrt(1 - abar[t]) * eps) / np.sqrt(abar[t] + 1e-8)
+            c1 = np.sqrt(abar_prev[t]) * beta[t] / (1 - abar[t] + 1e-8)
+            c2 = np.sqrt(alpha[t]) * (1 - abar_prev[t]) / (1 - abar[t] + 1e-8)
             phi = _fields(a_t, t)[1]
-            mean = (
-                c1 * x0_pred + c2 * x + guidance * phi / np.linalg.norm(phi, axis=-1, keepdims=True)
-            )
-            std = np.sqrt(beta[t] * (1 - abar_prev[t]) / (1 - abar[t]))
+            norm = np.linalg.norm(phi, axis=-1, keepdims=True) + 1e-8
+            mean = c1 * x0_pred + c2 * x + guidance * phi / norm
+            std = np.sqrt(beta[t] * (1 - abar_prev[t]) / (1 - abar[t] + 1e-8) + 1e-8)
         x = mean + (std * z[t] if t > 0 else 0.0)
     np.testing.assert_allclose(np.asarray(chain.x0), x, rtol=2e-5, atol=2e-5)

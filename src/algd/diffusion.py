@@ -37,13 +37,14 @@ def ve_schedule(k: int, sigma_min: float, sigma_max: float) -> Schedule:
 
 
 def ddpm_schedule(k: int, beta_min: float, beta_max: float) -> Schedule:
-    """Linear betas; posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)."""
+    """Linear betas; posterior variance beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) and
+    noise level sqrt(1 - alpha_bar_t), with the reference's 1e-8 guards."""
     beta = np.linspace(beta_min, beta_max, k) if k > 1 else np.array([beta_min])
     alpha = 1.0 - beta
     alpha_bar = np.cumprod(alpha)
     alpha_bar_prev = np.concatenate([[1.0], alpha_bar[:-1]])
-    post_var = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-    sigma = np.sqrt(1.0 - alpha_bar)
+    post_var = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar + 1e-8) + 1e-8
+    sigma = np.sqrt(1.0 - alpha_bar + 1e-8)
     return Schedule(
         *(jnp.asarray(v, jnp.float32) for v in (sigma, post_var, alpha, alpha_bar, beta))
     )
@@ -85,8 +86,8 @@ def reverse_chain(
     step but the last, or nowhere when None.
 
     VE-SDE: x <- x + guidance * d2_t * phi(x_t, t) + sqrt(d2_t) z   (no noise at t = 0).
-    DDPM:   x <- mu_t(x, eps) + guidance * phi / ||phi|| + sqrt(var_t) z  (no noise at t = 0),
-            mu_t = (x - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t), with
+    DDPM:   x <- mu_t(x, eps) + guidance * phi / (||phi|| + 1e-8) + sqrt(var_t) z  (no noise at
+            t = 0), mu_t the posterior mean c1 x0_pred + c2 x in the reference's form, with
             eps = eps-head(x_t, t) on the latent and phi = guidance-head(phi's input, t).
 
     K is small and static, so the loop is unrolled at trace time: step constants become
@@ -107,9 +108,10 @@ def reverse_chain(
             # head reads phi's space. One network pass serves both when the spaces agree.
             eps = (out if latent_input else model(x, t))[..., :act_dim]
             phi = out[..., act_dim:]
-            coef = float(c["beta"][t] / np.sqrt(1.0 - c["alpha_bar"][t]))
-            x_new = (x - coef * eps) / float(np.sqrt(c["alpha"][t]))
-            norm = jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1, keepdims=True) + 1e-12)
+            keep, drop = _posterior_mean_coefficients(c, t)
+            x_new = keep * x - drop * eps
+            # |phi| + 1e-8 as the reference (the 1e-30 only keeps the gradient finite at 0).
+            norm = jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1, keepdims=True) + 1e-30) + 1e-8
             x_new = x_new + guidance * phi / norm
         if noise is not None and t > 0:
             x_new = x_new + float(np.sqrt(c["step_var"][t])) * noise[t]
@@ -117,6 +119,19 @@ def reverse_chain(
         outs.append(x_new)
         x = x_new
     return Chain(x0=x, inputs=jnp.stack(ins[::-1]), outputs=jnp.stack(outs[::-1]))
+
+
+def _posterior_mean_coefficients(c: dict[str, np.ndarray], t: int) -> tuple[float, float]:
+    """DDPM's posterior mean c1 x0_pred + c2 x_t with x0_pred = (x_t - sqrt(1 - abar) eps) /
+    sqrt(abar), written as keep * x_t - drop * eps, with the reference's 1e-8 guards (they move
+    the last step's c1 by 1e-4 relative: 1 - abar_0 = beta_0 = 1e-4)."""
+    abar = float(c["alpha_bar"][t])
+    abar_prev = 1.0 if t == 0 else float(c["alpha_bar"][t - 1])
+    beta, alpha = float(c["beta"][t]), float(c["alpha"][t])
+    c1 = np.sqrt(abar_prev) * beta / (1.0 - abar + 1e-8)
+    c2 = np.sqrt(alpha) * (1.0 - abar_prev) / (1.0 - abar + 1e-8)
+    root = np.sqrt(abar + 1e-8)
+    return float(c1 / root + c2), float(c1 * np.sqrt(1.0 - abar) / root)
 
 
 def mc_boltzmann_score(

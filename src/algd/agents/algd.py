@@ -216,19 +216,28 @@ class ALGD(OffPolicyAgent):
         return q_feat, qc_feat
 
     def actor_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
-        """One actor update. Same gradient as differentiating
+        """One actor update with the randomness drawn from ``key``: the chain's standard-normal
+        draws (B, K + 1, act), the step tau of each sample (B,), and the Monte-Carlo
+        perturbations (N, B, act)."""
+        k_chain, k_tau, k_mc = jax.random.split(key, 3)
+        batch = b.obs.shape[0]
+        draws = jax.random.normal(k_chain, (batch, *self.noise_shape()))
+        tau = jax.random.randint(k_tau, (batch,), 0, self.K)
+        mc_noise = jax.random.normal(k_mc, (self.a.mc_samples, batch, self.act_dim))
+        return self.actor_update(state, b, draws, tau, mc_noise)
+
+    def actor_update(
+        self, state: State, b: Batch, draws: jax.Array, tau: jax.Array, mc_noise: jax.Array
+    ) -> tuple[State, Metrics]:
+        """One actor update for given random draws. Same gradient as differentiating
         energy_weight * mean_B E(s, a0) + score_weight * MSE(phi(s, y_tau, tau), phi*), computed
         in an order that shares work: one critic forward and backward pass covers both the final
         actions a0 (the energy term) and the N Monte-Carlo points (the score target), and the
         a0 part of that gradient is pulled back through the chain with its VJP."""
         a = self.a
-        k_chain, k_tau, k_mc = jax.random.split(key, 3)
         feats = self.critic_features(state, b.obs)
         batch = b.obs.shape[0]
-        tau = jax.random.randint(k_tau, (batch,), 0, self.K)
         sigma_tau = self.sched.sigma[tau]
-
-        draws = jax.random.normal(k_chain, (batch, *self.noise_shape()))
 
         def run_chain(params: Any) -> tuple[jax.Array, jax.Array]:
             """-> (a0, the chain state at step tau): both carry the chain's gradient."""
@@ -243,9 +252,7 @@ class ALGD(OffPolicyAgent):
             return x if self.latent else self.squash(x)
 
         y_tau = jax.lax.stop_gradient(score_input(x_tau))
-        y_mc = y_tau[None] + sigma_tau[None, :, None] * jax.random.normal(
-            k_mc, (a.mc_samples, *y_tau.shape)
-        )
+        y_mc = y_tau[None] + sigma_tau[None, :, None] * mc_noise
         mc_actions = self.squash(y_mc) if self.latent else y_mc
         points = jnp.concatenate([jax.lax.stop_gradient(a0)[None], mc_actions], axis=0)
         energies, g_points = self.energy_and_grad(state, *feats, points)

@@ -1,0 +1,247 @@
+"""Parity fixtures from the authors' ALGD code: what their agents compute, for algd's tests.
+
+This script runs the authors' PyTorch agents (github.com/Wenxuan52/ALGD, commit 1f6820b, MIT
+licence) on a small problem and writes their inputs, weights, random draws and results to
+``tests/fixtures/reference_parity.npz``. ``tests/test_parity.py`` loads the same weights into
+algd, feeds it the same batch and the same draws, and compares. Neither PyTorch nor the
+authors' code is a dependency of algd or of its tests: only this script needs them.
+
+To regenerate the fixture (on any CPU; nothing here needs a GPU):
+
+    python3 -m venv /tmp/ptv && /tmp/ptv/bin/pip install torch==2.13.0 'numpy<2'
+    git clone https://github.com/Wenxuan52/ALGD /tmp/ALGD && git -C /tmp/ALGD checkout 1f6820b
+    /tmp/ptv/bin/python scripts/reference_parity.py --ref /tmp/ALGD
+
+What it records, for the VE-SDE and the DDPM agent each (prefix ``ve/`` or ``ddpm/``):
+
+- the networks' weights at initialisation (torch layout) and the batch;
+- the reverse chain's actions at the batch's states, stochastic and deterministic;
+- L_A and its action gradient at the batch's actions;
+- the Monte-Carlo score target phi* at given (a_tau, tau);
+- one whole ``update_parameters`` call (critics, actor, multiplier, targets): the critics'
+  regression targets and losses, the actor loss's parts, every parameter gradient, the
+  multiplier's gradient and value after the step, and every parameter after the step.
+
+Every random draw the agents make (``torch.randn``, ``randn_like``, ``randint``) is replaced by
+a draw from a seeded NumPy generator and recorded in order, so algd can replay them. The agents
+place themselves on "cuda"; the script maps that to the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+OBS, ACT, BATCH, HIDDEN, SCORE_HIDDEN, K, ENSEMBLE, MC = 5, 2, 16, 32, 32, 5, 4, 4
+LOW, HIGH = np.array([-1.0, -1.0]), np.array([2.0, 1.0])  # scale (1.5, 1), bias (0.5, 0)
+COST_LIMIT = 3.0
+
+
+class Recorder:
+    """Replaces torch's samplers by draws from a NumPy generator, recording each draw."""
+
+    def __init__(self, torch, seed: int) -> None:
+        self.torch, self.rng, self.draws = torch, np.random.default_rng(seed), []
+        self.real = (torch.randn, torch.randn_like, torch.randint)
+
+    def randn(self, *size, **kw):
+        shape = size[0] if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+        value = self.rng.standard_normal(tuple(int(s) for s in shape)).astype(np.float32)
+        self.draws.append(value)
+        return self.torch.from_numpy(value.copy())
+
+    def randn_like(self, x, **kw):
+        return self.randn(*x.shape)
+
+    def randint(self, low=0, high=None, size=None, **kw):
+        value = self.rng.integers(low, high, size=tuple(size)).astype(np.int64)
+        self.draws.append(value)
+        return self.torch.from_numpy(value.copy())
+
+    def __enter__(self):
+        t = self.torch
+        t.randn, t.randn_like, t.randint = self.randn, self.randn_like, self.randint
+        return self
+
+    def __exit__(self, *exc):
+        t = self.torch
+        t.randn, t.randn_like, t.randint = self.real
+
+    def take(self) -> list[np.ndarray]:
+        out, self.draws = self.draws, []
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", required=True, help="a local copy of the authors' ALGD code")
+    parser.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/reference_parity.npz"),
+    )
+    args = parser.parse_args()
+    import torch
+
+    sys.path.insert(0, str(Path(args.ref).resolve()))
+    real_device = torch.device
+
+    class CpuTorch:  # the authors' agent modules see this instead of torch
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def device(*a, **k):
+            return real_device("cpu")
+
+    from agents.algd import ALGD_DDPM, ALGD_VESDE
+
+    out: dict[str, np.ndarray] = {}
+    for name, module in (("ve", ALGD_VESDE), ("ddpm", ALGD_DDPM)):
+        module.torch = CpuTorch()
+        record(torch, module, name, out)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **out)
+    print(f"wrote {args.out}: {len(out)} arrays")
+
+
+def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
+    torch.manual_seed(0)
+    space = SimpleNamespace(shape=(ACT,), low=LOW.astype(np.float32), high=HIGH.astype(np.float32))
+    config = SimpleNamespace(
+        gamma=0.99,
+        safety_gamma=0.99,
+        tau=0.005,
+        critic_target_update_frequency=2,
+        rho=1.0,
+        diffusion_steps_K=K,
+        score_mc_samples=MC,
+        beta=1.0,
+        critic_hidden_size=HIDDEN,
+        qc_ens_size=ENSEMBLE,
+        score_model_hidden_dim=SCORE_HIDDEN,
+        lr=3e-4,
+        qc_lr=3e-4,
+        safetygym=False,
+        cost_lim=COST_LIMIT,
+        epoch_length=1000,
+    )
+    agent = module.ALGDAgent(OBS, space, config)
+    p = f"{name}/"
+
+    def save_weights(prefix: str) -> None:
+        for net_name, net in (
+            ("policy", agent.policy),
+            ("critic", agent.critic),
+            ("qc", agent.safety_critics),
+            ("critic_targ", agent.critic_target),
+            ("qc_targ", agent.safety_critic_targets),
+        ):
+            for k, v in net.state_dict().items():
+                if k in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev") or k.startswith(
+                    ("sqrt_", "ve_")
+                ):
+                    continue
+                out[f"{prefix}{net_name}/{k}"] = v.detach().numpy().copy()
+        out[f"{prefix}log_lam"] = agent.log_lam.detach().numpy().copy()
+
+    save_weights(p + "init/")
+    rng = np.random.default_rng(1)
+    state = rng.standard_normal((BATCH, OBS)).astype(np.float32)
+    action = rng.uniform(LOW, HIGH, (BATCH, ACT)).astype(np.float32)
+    reward = rng.standard_normal(BATCH).astype(np.float32)
+    cost = rng.uniform(0, 1, BATCH).astype(np.float32)
+    next_state = rng.standard_normal((BATCH, OBS)).astype(np.float32)
+    mask = (rng.uniform(size=BATCH) > 0.25).astype(np.float32)
+    for k, v in dict(
+        state=state, action=action, reward=reward, cost=cost, next_state=next_state, mask=mask
+    ).items():
+        out[p + "batch/" + k] = v
+    s = torch.from_numpy(state)
+    rec = Recorder(torch, seed=2)
+
+    def keep(key: str, draws: list[np.ndarray]) -> None:
+        out[p + key + "/n_draws"] = np.array(len(draws))
+        for i, d in enumerate(draws):
+            out[f"{p}{key}/draw{i}"] = d
+
+    with rec, torch.no_grad():
+        out[p + "chain/stochastic"] = agent.policy.sample(s).numpy()
+        keep("chain/stochastic", rec.take())
+        out[p + "chain/deterministic"] = agent.policy.sample_deterministic(s).numpy()
+        keep("chain/deterministic", rec.take())
+
+    a = torch.from_numpy(action).requires_grad_(True)
+    la, _, _ = agent.compute_LA(s, a)
+    (grad,) = torch.autograd.grad(la.sum(), a)
+    out[p + "energy/value"] = la.detach().numpy()[:, 0]
+    out[p + "energy/grad"] = grad.numpy()
+
+    a_tau = torch.from_numpy(rng.uniform(LOW, HIGH, (BATCH, ACT)).astype(np.float32))
+    tau = torch.from_numpy(rng.integers(0, K, BATCH).astype(np.int64))
+    with rec:
+        phi_star = agent.compute_score_target_mc(s, a_tau, tau)
+    out[p + "score_target/a_tau"] = a_tau.numpy()
+    out[p + "score_target/tau"] = tau.numpy()
+    out[p + "score_target/value"] = phi_star.numpy()
+    keep("score_target", rec.take())
+
+    # One whole update: record what each optimiser is handed and the regression losses.
+    seen: dict[str, list] = {"mse": []}
+    real_mse = module.F.mse_loss
+
+    def mse(x, y):
+        loss = real_mse(x, y)
+        seen["mse"].append((y.detach().numpy().copy(), float(loss)))
+        return loss
+
+    module.F.mse_loss = mse
+    for opt_name in ("critic_optimizer", "safety_critic_optimizer", "actor_optimizer"):
+        opt = getattr(agent, opt_name)
+        real_step = opt.step
+
+        def step(*a, _opt=opt, _real=real_step, _name=opt_name, **k):
+            params = [q for g in _opt.param_groups for q in g["params"]]
+            seen[_name] = [  # None: a parameter the loss does not reach (VE's unused eps head)
+                np.zeros(tuple(q.shape), np.float32) if q.grad is None else q.grad.numpy().copy()
+                for q in params
+            ]
+            return _real(*a, **k)
+
+        opt.step = step
+    lam_opt = agent.log_lam_optimizer
+    real_lam_step = lam_opt.step
+
+    def lam_step(*a, **k):
+        seen["log_lam_grad"] = agent.log_lam.grad.detach().numpy().copy()
+        return real_lam_step(*a, **k)
+
+    lam_opt.step = lam_step
+    rewards = np.stack([reward, cost], axis=1)
+    with rec:
+        agent.update_parameters((state, action, rewards, next_state, mask), 0)
+    module.F.mse_loss = real_mse
+    keep("update", rec.take())
+    (y_r, l_q1), (_, l_q2), (y_c, l_qc), (phi_star_u, l_score) = seen["mse"]
+    out[p + "update/y_r"] = y_r[:, 0]
+    out[p + "update/loss_q"] = np.array(l_q1 + l_q2)
+    out[p + "update/y_c"] = y_c[..., 0]
+    out[p + "update/loss_qc"] = np.array(l_qc)
+    out[p + "update/phi_star"] = phi_star_u
+    out[p + "update/loss_score"] = np.array(l_score)
+    for opt_name, net_name, net in (
+        ("critic_optimizer", "critic", agent.critic),
+        ("safety_critic_optimizer", "qc", agent.safety_critics),
+        ("actor_optimizer", "policy", agent.policy),
+    ):
+        for (k, _), g in zip(net.named_parameters(), seen[opt_name]):
+            out[f"{p}update/grad/{net_name}/{k}"] = g
+    out[p + "update/log_lam_grad"] = seen["log_lam_grad"]
+    save_weights(p + "after/")
+
+
+if __name__ == "__main__":
+    main()
