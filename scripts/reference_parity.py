@@ -141,9 +141,12 @@ def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
             ("qc_targ", agent.safety_critic_targets),
         ):
             for k, v in net.state_dict().items():
-                if k in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev") or k.startswith(
-                    ("sqrt_", "ve_")
-                ):
+                if k in (
+                    "betas",
+                    "alphas",
+                    "alphas_cumprod",
+                    "alphas_cumprod_prev",
+                ) or k.startswith(("sqrt_", "ve_")):
                     continue
                 out[f"{prefix}{net_name}/{k}"] = v.detach().numpy().copy()
         out[f"{prefix}log_lam"] = agent.log_lam.detach().numpy().copy()
