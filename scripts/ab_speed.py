@@ -47,8 +47,8 @@ batch = Batch(
     r.standard_normal((u, b)).astype(np.float32),
     (r.uniform(size=(u, b)) < 0.1).astype(np.float32),
     r.standard_normal((u, b, 76), np.float32),
-    np.zeros((u, b), np.float32),
-    np.zeros((u, b), np.float32),
+    # the end-of-episode flags: one column in older versions, two in newer ones
+    *[np.zeros((u, b), np.float32)] * (len(Batch._fields) - 5),
 )
 key = jax.random.PRNGKey(1)
 state, m = agent.update(state, batch, key, np.uint32(0))  # compiles; donates state

@@ -299,3 +299,14 @@ def test_ddpm_chain_start() -> None:
     assert standard.start_std == 1.0
     alpha_bar_k = np.prod(1.0 - np.linspace(1e-4, 0.02, 5))
     assert schedule.start_std == pytest.approx(np.sqrt(1.0 - alpha_bar_k), rel=1e-5)
+
+
+def test_baselines_are_configured_as_the_authors_ran_them() -> None:
+    """Every algorithm warms up with its untrained policy; CAL: 4 critics, k = 1, cost-critic
+    learning rate 3e-4; the paper's SAC-AugLag: one critic, k = 0, c = 10."""
+    for algo in ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac", "sac_auglag_quadratic"):
+        assert resolve_config(TrainConfig(algo=algo)).warmup_actions == "policy", algo
+    cal = resolve_config(TrainConfig(algo="cal")).agent
+    assert (cal.cost_ensemble, cal.cost_k, cal.cost_critic_lr, cal.cal_c) == (4, 1.0, 3e-4, 10.0)
+    auglag = resolve_config(TrainConfig(algo="sac_auglag")).agent
+    assert (auglag.cost_ensemble, auglag.cost_k, auglag.cal_c) == (1, 0.0, 10.0)

@@ -39,8 +39,7 @@ def draws_of(variant: str, key: str) -> list[np.ndarray]:
 
 
 def make(variant: str, **agent: Any):
-    """algd's agent at the reference defaults (with the reference's a_tau gradient), holding
-    the authors' initial weights."""
+    """algd's agent at the reference defaults, holding the authors' initial weights."""
     cfg = resolve_config(
         TrainConfig(
             algo="algd",
@@ -49,7 +48,6 @@ def make(variant: str, **agent: Any):
                 diffusion=variant,  # type: ignore[arg-type]
                 critic_hidden=(32, 32),
                 score_hidden=(32, 32, 32),
-                score_chain_grad=True,
                 **agent,
             ),
         )

@@ -116,10 +116,10 @@ class AgentConfig:
     cost_loss_reduction: Literal["mean", "sum"] = "mean"
     """Cost critics' loss over the ensemble: mean (reference: one mean squared error over all
     members and samples) or sum of the per-member mean squared errors."""
-    score_chain_grad: bool = False
+    score_chain_grad: bool = True
     """Let the score-matching loss back-propagate into the reverse chain through the chain
-    state a_tau it is evaluated at, as the reference does; off (the current default, see
-    docs/method.md): a_tau is a constant and the score loss trains phi at given points only."""
+    state a_tau it is evaluated at (reference: a_tau is not detached); off: a_tau is a constant
+    and the score loss trains phi at given points only."""
     score_time: Literal["output", "input"] = "output"
     """Which chain state trains phi(s, ., tau): output (reference: the output of reverse step tau,
     off by one from sampling) or input (the input of step tau, as sampling evaluates it)."""
