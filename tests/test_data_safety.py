@@ -24,6 +24,8 @@ from helpers import ROOT, quick, toy
 from test_reliability import CRASH, LOGS, _spawn, snapshot, straight  # noqa: F401  (fixture)
 
 TINY = ["--preset", "toy", "--algo", "sac_lag", "--quiet"]
+# The tests that compare with the `straight` run share one worker, so it is trained once.
+STRAIGHT = pytest.mark.xdist_group("data_safety_straight")
 
 
 def one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -156,6 +158,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
+@STRAIGHT
 @pytest.mark.parametrize("how", ["sigkill", "sigterm"])
 def test_stop_before_the_first_checkpoint(straight, tmp_path: Path, how: str) -> None:  # noqa: F811
     run = tmp_path / "run"
@@ -203,6 +206,7 @@ def test_signal_before_the_run_directory_exists_writes_nothing(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+@STRAIGHT
 def test_kill_between_the_last_checkpoint_and_the_summary(straight, tmp_path: Path) -> None:  # noqa: F811
     run = tmp_path / "run"
     prelude = (
