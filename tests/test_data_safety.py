@@ -21,7 +21,14 @@ from algd.errors import WriteError
 from algd.rundir import RunDir
 from algd.train import train
 from helpers import ROOT, quick, toy
-from test_reliability import CRASH, LOGS, _spawn, snapshot, straight  # noqa: F401  (fixture)
+from test_reliability import (  # noqa: F401  (straight: a fixture)
+    CRASH,
+    LOGS,
+    _spawn,
+    dying_at_rename,
+    snapshot,
+    straight,
+)
 
 TINY = ["--preset", "toy", "--algo", "sac_lag", "--quiet"]
 # The tests that compare with the `straight` run share one worker, so it is trained once.
@@ -209,16 +216,7 @@ def test_signal_before_the_run_directory_exists_writes_nothing(tmp_path: Path) -
 @STRAIGHT
 def test_kill_between_the_last_checkpoint_and_the_summary(straight, tmp_path: Path) -> None:  # noqa: F811
     run = tmp_path / "run"
-    prelude = (
-        "import os, signal\n"
-        "_replace = os.replace\n"
-        "def _dying(src, dst, *a, **k):\n"
-        "    if str(dst).endswith('summary.json'):\n"
-        "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return _replace(src, dst, *a, **k)\n"
-        "os.replace = _dying\n"
-    )
-    proc = _spawn(["train", *CRASH, "--run-dir", str(run)], prelude)
+    proc = _spawn(["train", *CRASH, "--run-dir", str(run)], dying_at_rename("summary.json", 1))
     proc.wait(timeout=300)
     assert proc.returncode == -signal.SIGKILL and not (run / "summary.json").exists()
     # The resume finishes the run without writing any row again; a second one is refused.

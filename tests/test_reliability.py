@@ -261,6 +261,22 @@ def _spawn(args: list[str], prelude: str = "") -> subprocess.Popen:
     )
 
 
+def dying_at_rename(name: str, nth: int) -> str:
+    """Code that makes the process SIGKILL itself at its nth rename onto a file called name,
+    after the staging file is written and before it replaces the old one."""
+    return (
+        "import os, signal\n"
+        "_replace, _calls = os.replace, []\n"
+        "def _dying(src, dst, *a, **k):\n"
+        f"    if str(dst).endswith({name!r}):\n"
+        "        _calls.append(1)\n"
+        f"        if len(_calls) == {nth}:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return _replace(src, dst, *a, **k)\n"
+        "os.replace = _dying\n"
+    )
+
+
 def _wait_for_rows(path: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -291,18 +307,7 @@ def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> No
 def test_sigkill_while_writing_checkpoint(straight, tmp_path: Path) -> None:
     """Killed between writing the staging file and renaming it over the 2nd checkpoint."""
     run = tmp_path / "run"
-    prelude = (
-        "import os, signal\n"
-        "_replace, _calls = os.replace, []\n"
-        "def _dying(src, dst, *a, **k):\n"
-        "    if str(dst).endswith('checkpoint.npz'):\n"
-        "        _calls.append(1)\n"
-        "        if len(_calls) == 2:\n"
-        "            os.kill(os.getpid(), signal.SIGKILL)\n"
-        "    return _replace(src, dst, *a, **k)\n"
-        "os.replace = _dying\n"
-    )
-    proc = _spawn(["train", *CRASH, "--run-dir", str(run)], prelude)
+    proc = _spawn(["train", *CRASH, "--run-dir", str(run)], dying_at_rename("checkpoint.npz", 2))
     proc.wait(timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert list(run.glob(".checkpoint.npz.tmp-*"))  # the half-finished write is left over
