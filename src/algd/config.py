@@ -93,7 +93,7 @@ class AgentConfig:
     score_hidden: tuple[int, ...] = (128, 128, 128)
     """Hidden widths of the score network."""
     time_embed_dim: int = 16
-    """Width of the sinusoidal time embedding fed to the score network."""
+    """Width of the diffusion-step embedding fed to the score network."""
     score_space: Literal["action", "latent"] = "action"
     """Space of the score and its Monte-Carlo target: action (reference: squashed action, added
     to the pre-tanh latent unchanged) or latent (the space the sampler moves in, with the tanh
