@@ -44,7 +44,7 @@ def final(summary: dict) -> tuple[float, float]:
 
 
 # Seed 1 repeats the check on a second seed; it runs with `pytest -m slow` (the default test
-# command stays near 10 minutes on 2 cores).
+# command takes about 13 minutes on 2 cores).
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_safe_baselines_respect_the_limit_and_sac_does_not(tmp_path: Path, seed: int) -> None:
     results = {
