@@ -56,7 +56,7 @@ def evaluate_run(
     from algd.evaluate import evaluate
 
     if seed is not None and not 0 <= seed < 2**31:
-        raise AlgdError(f"evaluation seed must be in [0, 2^31) (got {seed})")
+        raise AlgdError(f"eval: --seed must be in [0, 2^31) (got {seed})")
     cfg, agent, state, meta = load_agent(run_dir)
     n = cfg.eval_episodes if episodes is None else episodes
     if n < 1:

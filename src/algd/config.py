@@ -274,13 +274,7 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
         ok = isinstance(widths, tuple) and len(widths) > 0
         ok = ok and all(isinstance(w, int) and 1 <= w <= 65536 for w in widths)
         _check(ok, p + n, f"must be one or more layer widths in [1, 65536] (got {widths!r})")
-    _check(a.multiplier in ("dual", "multipliers", "pid"), p + "multiplier", "unknown choice")
-    _check(a.diffusion in ("ve", "ddpm"), p + "diffusion", "must be 've' or 'ddpm'")
-    _check(
-        a.critic_kernel in ("auto", "native", "xla"),
-        p + "critic_kernel",
-        "must be auto, native or xla",
-    )
+    _check_choices(a, p)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -310,11 +304,6 @@ def validate(cfg: TrainConfig) -> None:
     )
     _finite(cfg, "", ("cost_limit",), 0.0, 1e12, "a number >= 0")
     _finite(cfg, "", ("update_cap",), 1e-9, 1e9, "a positive number")
-    _check(
-        cfg.warmup_actions in (None, "uniform", "policy"),
-        "warmup_actions",
-        "must be uniform or policy",
-    )
     if cfg.run_dir is not None:
         _check(
             isinstance(cfg.run_dir, str) and cfg.run_dir.strip() != "",
@@ -322,9 +311,8 @@ def validate(cfg: TrainConfig) -> None:
             "must be a non-empty path",
         )
         _check("\x00" not in cfg.run_dir, "run_dir", "contains a NUL byte")
-    _validate_agent(cfg.agent)
     _check_choices(cfg, "")
-    _check_choices(cfg.agent, "agent.")
+    _validate_agent(cfg.agent)
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

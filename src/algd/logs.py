@@ -138,11 +138,9 @@ class TensorBoard:
             raise _write_error(self.directory, exc) from None
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # event files are a convenience copy of the CSV logs
             self._writer.flush()
             self._writer.close()
-        except OSError:
-            pass  # event files are a convenience copy of the CSV logs
 
 
 class Throughput:

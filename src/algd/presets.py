@@ -56,8 +56,9 @@ NAVIGATION_REFERENCE = {"episode_length": 400, "cost_limit": 10.0, "layout": "fi
 
 def reference_for_env(env_id: str) -> dict[str, object]:
     """Settings the authors' configurations add for the task family of ``env_id``."""
-    navigation = env_id.startswith("Safety") and "Velocity" not in env_id
-    return dict(NAVIGATION_REFERENCE) if navigation else {}
+    from algd.envs.safety_gym import is_navigation_id
+
+    return dict(NAVIGATION_REFERENCE) if is_navigation_id(env_id) else {}
 
 
 def preset(name: str, **overrides: object) -> TrainConfig:

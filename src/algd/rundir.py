@@ -15,7 +15,6 @@ Promises (docs/reliability.md lists the tests of each):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import json
@@ -184,7 +183,7 @@ def _classify(path: Path) -> str:
         raise _fail(path, exc, "read") from None
     if not names:
         return "empty"
-    if foreign_entries(path):
+    if not all(_is_run_entry(n) for n in names):
         return "foreign"
     return "run" if CONFIG_NAME in names else "remnant"
 
@@ -237,11 +236,14 @@ def _remove_empty(folders: list[Path]) -> None:
             break
 
 
-def check_claimable(cfg: TrainConfig) -> None:
-    """The checks :func:`create` makes first, without creating anything (to fail early)."""
+def check_claimable(cfg: TrainConfig) -> Path:
+    """The checks :func:`create` makes first, without creating anything (to fail early);
+    returns the path. ``cfg.run_dir`` None means :func:`default_run_dir`, a new name each
+    second: callers that check and then create fill it in first."""
     path = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     check_new_path(path)
     _check_replaceable(path, _classify(path), cfg.overwrite, probe_lock=True)
+    return path
 
 
 def create(cfg: TrainConfig) -> RunDir:
@@ -250,9 +252,7 @@ def create(cfg: TrainConfig) -> RunDir:
     Accepts a path that does not exist, an empty directory, a run directory that stopped before
     its first checkpoint, or (with ``cfg.overwrite``) any run directory. Everything else is
     refused before anything is written."""
-    path = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    check_new_path(path)
-    _check_replaceable(path, _classify(path), cfg.overwrite, probe_lock=True)
+    path = check_claimable(cfg)
     parents = _make_parents(path.parent)
     made = False
     try:
@@ -265,9 +265,7 @@ def create(cfg: TrainConfig) -> RunDir:
             raise _fail(path, exc, "create") from None
         run = RunDir.lock(path)
     except BaseException:
-        if made:
-            _try_rmdir(path)
-        _remove_empty(parents)
+        _remove_empty([*parents, path] if made else parents)
         raise
     try:
         # Under the lock: another process may have changed the directory since the check above.
@@ -285,11 +283,6 @@ def create(cfg: TrainConfig) -> RunDir:
             _remove_empty(parents)
         raise
     return run
-
-
-def _try_rmdir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.rmdir()
 
 
 def open_existing(path: Path) -> RunDir:

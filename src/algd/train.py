@@ -47,6 +47,7 @@ from algd.rundir import (
     SUMMARY_NAME,
     check_claimable,
     create,
+    default_run_dir,
     load_run_config,
     open_existing,
     write_config,
@@ -483,6 +484,8 @@ def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) 
     runtime, memory); SIGINT/SIGTERM from the start on end the run with a checkpoint."""
     with stop_signals(stop) as flag:
         cfg = resolve_config(cfg)
+        if cfg.run_dir is None:  # one timestamped name for the checks and the creation
+            cfg = replace(cfg, run_dir=str(default_run_dir(cfg)))
         check_claimable(cfg)
         spec = probe_env(cfg)
         get_algo(cfg.algo).cls.check_runtime(cfg)

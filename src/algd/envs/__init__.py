@@ -16,7 +16,12 @@ import numpy as np
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec, SafeEnv, StepResult
 from algd.envs.gym_cost import VELOCITY_TASKS, is_gym_id, make_info_cost, make_velocity
-from algd.envs.safety_gym import SafetyGymEnv, is_safety_gym_id, list_safety_gym_ids
+from algd.envs.safety_gym import (
+    SafetyGymEnv,
+    is_navigation_id,
+    is_safety_gym_id,
+    list_safety_gym_ids,
+)
 from algd.envs.toy import ToyRing
 from algd.errors import EnvError
 
@@ -69,7 +74,7 @@ def make_env(
     ``layout_seed`` (Safety-Gymnasium navigation tasks only): every reset uses this seed, so
     every episode has the same layout."""
     kind = env_kind(env_id)
-    if layout_seed is not None and (kind != "safety_gym" or "Velocity" in env_id):
+    if layout_seed is not None and not (kind == "safety_gym" and is_navigation_id(env_id)):
         raise EnvError(
             f"a fixed layout applies to Safety-Gymnasium navigation tasks only; {env_id} is not one"
         )

@@ -20,6 +20,11 @@ def is_safety_gym_id(env_id: str) -> bool:
     return env_id.startswith("Safety") and _PLAIN_ID.match(env_id) is not None
 
 
+def is_navigation_id(env_id: str) -> bool:
+    """A Safety-Gymnasium navigation task (not one of its velocity tasks)."""
+    return is_safety_gym_id(env_id) and "Velocity" not in env_id
+
+
 def list_safety_gym_ids() -> list[str]:
     import_safety_gymnasium()
     gym = quiet_gymnasium()
@@ -57,7 +62,7 @@ class SafetyGymEnv(SafeEnv):
         )
         super().__init__(spec)
         self._act_dtype = self._env.action_space.dtype
-        if "Velocity" not in env_id:
+        if is_navigation_id(env_id):
             self.reference_end = "goal"  # the authors' Safety-Gym sampler (navigation tasks)
 
     def _reset(self, seed: int) -> np.ndarray:
