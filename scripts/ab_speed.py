@@ -4,7 +4,8 @@
                                [--old-python PY] [--new-python PY]
 
 OLD_SRC and NEW_SRC are ``src`` folders, for example of a ``git worktree`` of an older commit
-and of the working tree. Each side is one long-lived process that builds the agent at
+and of the working tree (a tree from before the typed training state, commit 5df7693 or
+older, runs its plain-XLA critic path). Each side is one long-lived process that builds the agent at
 reference settings on SafetyPointButton1-v0's shapes (obs 76, action 2, batch 256, UTD 10)
 with a fixed synthetic batch and compiles the fused update. Then the two processes take turns
 (the other one waits, idle): a burst of ``--seconds`` of updates each, for ``--rounds`` rounds,
@@ -26,16 +27,31 @@ import subprocess
 import sys
 
 CHILD = r"""
+import dataclasses
 import sys
 import time
+try:  # the command line's XLA options, set before JAX starts (older trees set them on import)
+    from algd._xla import tune_cpu_flags
+    tune_cpu_flags()
+except ImportError:
+    import algd
 import numpy as np
 import jax
-from algd.agents import build_agent, resolve_config
 from algd.buffer import Batch
-from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
-
-cfg = resolve_config(TrainConfig(algo=ALGO, env="SafetyPointButton1-v0", utd=10, batch_size=256))
+try:
+    from algd.agents import build_agent, default_config
+    cfg = default_config(ALGO, env="SafetyPointButton1-v0", utd=10, batch_size=256)
+    def update(state, i):
+        return agent.update(state, batch, jax.random.fold_in(key, i))
+except ImportError:  # trees before the typed state
+    from algd.agents import build_agent, resolve_config
+    from algd.config import TrainConfig
+    cfg = resolve_config(TrainConfig(algo=ALGO, env="SafetyPointButton1-v0", utd=10, batch_size=256))
+    def update(state, i):
+        return agent.update(state, batch, key, np.uint32(i))
+if hasattr(cfg.agent, "critic_kernel"):  # trees with the compiled kernel: their XLA path
+    cfg = dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, critic_kernel="xla"))
 spec = EnvSpec("shapes", 76, 2, (-1.0, -1.0), (1.0, 1.0), 1000, 25.0, "episode")
 agent = build_agent(cfg, spec)
 state = agent.init(jax.random.PRNGKey(0))
@@ -51,14 +67,14 @@ batch = Batch(
     *[np.zeros((u, b), np.float32)] * (len(Batch._fields) - 5),
 )
 key = jax.random.PRNGKey(1)
-state, m = agent.update(state, batch, key, np.uint32(0))  # compiles; donates state
+state, m = update(state, 0)  # compiles; donates state
 jax.block_until_ready(m)
 step = 1
 print("ready", flush=True)
 for line in sys.stdin:  # one burst of float(line) seconds per line
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < float(line):
-        state, m = agent.update(state, batch, key, np.uint32(step))
+        state, m = update(state, step)
         jax.block_until_ready(m)
         n, step = n + 1, step + 1
     print(n * u / (time.perf_counter() - t0), flush=True)

@@ -16,16 +16,8 @@ pick_python() {
   return 1
 }
 
-build_kernel() {
-  # The compiled critic kernel (algd/kernels.py): a no-op once built for this source. Where it
-  # cannot be built (no compiler, no AVX-512), algd runs the same computation through XLA.
-  .venv/bin/python -m algd.kernels build ||
-    echo "algd: continuing without the compiled critic kernel (the XLA path computes the same values)" >&2
-}
-
 stamp=".venv/.algd-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x .venv/bin/algd ]; then
-  build_kernel
   exit 0
 fi
 py="$(pick_python)"
@@ -37,5 +29,4 @@ py="$(pick_python)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 rm -f .venv/.algd-lock-*
 touch "$stamp"
-build_kernel
 echo "algd environment ready in .venv/"

@@ -8,7 +8,7 @@ os.environ.setdefault(
     "ALGD_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "xla")
 )
 
-import algd  # noqa: E402,F401  (sets XLA flags before jax is imported)
-from algd._xla import enable_compilation_cache  # noqa: E402
+from algd._xla import enable_compilation_cache, tune_cpu_flags  # noqa: E402
 
+tune_cpu_flags()  # as the CLI does, before jax is imported
 enable_compilation_cache()

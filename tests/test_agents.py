@@ -5,33 +5,27 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from algd.agents import build_agent, resolve_config
+from algd.agents import build_agent, default_config
 from algd.agents.cal import rectified_multiplier
 from algd.buffer import Batch
-from algd.config import AgentConfig, TrainConfig
 from algd.envs.base import EnvSpec
 from algd.lagrangian import augmented_penalty
+from algd.presets import make_config
 
 SPEC = EnvSpec("Test-v0", 3, 2, (-1.0, -1.0), (1.0, 1.0), 100, 5.0, "episode")
 
 
 def make(algo: str, **agent: object):
-    cfg = resolve_config(
-        TrainConfig(
-            algo=algo,
-            env="ToyRing-v0",
-            agent=AgentConfig(
-                critic_hidden=(16, 16), actor_hidden=(16, 16), score_hidden=(16, 16, 16), **agent
-            ),
-        )  # type: ignore[arg-type]
-    )
+    widths = {"critic_hidden": (16, 16), "actor_hidden": (16, 16), "score_hidden": (16, 16, 16)}
+    fields = {f"agent.{k}": v for k, v in {**widths, **agent}.items()}
+    cfg = make_config({"algo": algo, **fields})
     agent_obj = build_agent(cfg, SPEC)
     state = agent_obj.init(jax.random.PRNGKey(0))
-    state["mult"]["lam"] = jnp.float32(0.8)
-    state["mult"]["log_lam"] = jnp.log(jnp.float32(0.8))
-    return agent_obj, state
+    mult = state.mult.replace(lam=jnp.float32(0.8), log_lam=jnp.log(jnp.float32(0.8)))
+    return agent_obj, state.replace(mult=mult)
 
 
 def batch(n: int = 8) -> Batch:
@@ -68,9 +62,9 @@ def test_sac_family_penalties(algo: str) -> None:
     agent, state = make(algo)
     b = batch()
     obs, act = jnp.asarray(b.obs), jnp.asarray(b.action) * 0.5
-    pen = np.asarray(agent.penalty(state, b, obs, act))
-    qc = np.asarray(agent.qc_all(state["qc"], obs, act))  # (E, B)
-    qc_bar = qc[0] if qc.shape[0] == 1 else qc.mean(0) + agent.cost_k * qc.std(0, ddof=1)
+    pen = np.asarray(agent.penalty(state, b, act))
+    qc = np.asarray(agent.qc_all(state.qc, obs, act))  # (E, B)
+    qc_bar = qc[0] if qc.shape[0] == 1 else qc.mean(0) + agent.a.cost_k * qc.std(0, ddof=1)
     lam, h, rho = 0.8, agent.h, agent.a.rho
     if algo == "sac":
         expected = np.zeros_like(pen)
@@ -79,11 +73,11 @@ def test_sac_family_penalties(algo: str) -> None:
     elif algo == "sac_auglag_quadratic":
         expected = (np.maximum(0, lam + rho * (qc_bar - h)) ** 2 - lam**2) / (2 * rho)
     else:
-        replay = np.asarray(agent.qc_all(state["qc"], obs, jnp.asarray(b.action)))
+        replay = np.asarray(agent.qc_all(state.qc, obs, jnp.asarray(b.action)))
         replay_bar = replay[0] if algo == "sac_auglag" else replay.mean(0) + replay.std(0, ddof=1)
         rect = min(10.0 * np.mean(h - replay_bar), lam)
         expected = (lam - rect) * qc_bar
-        assert (agent.cost_k, qc.shape[0]) == ((0.0, 1) if algo == "sac_auglag" else (1.0, 4))
+        assert (agent.a.cost_k, qc.shape[0]) == ((0.0, 1) if algo == "sac_auglag" else (1.0, 4))
     np.testing.assert_allclose(pen, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -93,10 +87,10 @@ def test_sac_actor_loss_composition(algo: str) -> None:
     b = batch()
     key = jax.random.PRNGKey(5)
     _, metrics = agent.actor_step(state, b, key)
-    action, logp = agent.sample(state["actor"], jnp.asarray(b.obs), key)
-    q = np.asarray(agent.q_all(state["q"], jnp.asarray(b.obs), action)).min(0)
-    pen = np.asarray(agent.penalty(state, b, jnp.asarray(b.obs), action))
-    alpha = float(np.exp(state["extra"]["log_alpha"]))
+    action, logp = agent.sample(state.actor, jnp.asarray(b.obs), key)
+    q = np.asarray(agent.q_all(state.q, jnp.asarray(b.obs), action)).min(0)
+    pen = np.asarray(agent.penalty(state, b, action))
+    alpha = float(np.exp(state.temperature.log_alpha))
     expected = np.mean(alpha * np.asarray(logp) - q + pen)
     assert float(metrics["loss/actor"]) == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
@@ -104,8 +98,8 @@ def test_sac_actor_loss_composition(algo: str) -> None:
 def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
     agent, state = make("sac")
     obs = jnp.zeros((1, 3))
-    a, logp = agent.sample(state["actor"], obs, jax.random.PRNGKey(0))
-    mean, log_std = agent.actor_net.apply({"params": state["actor"]}, obs)
+    a, logp = agent.sample(state.actor, obs, jax.random.PRNGKey(0))
+    mean, log_std = agent.actor_net.apply({"params": state.actor}, obs)
     u = jnp.arctanh(a)
     std = jnp.exp(log_std)
     gauss = -0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi)
@@ -121,9 +115,9 @@ def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
     key = jax.random.PRNGKey(3)
     _, metrics = agent.actor_step(state, b, key)
     k_chain = jax.random.split(key, 3)[0]
-    a0 = agent.policy(state["actor"], jnp.asarray(b.obs), k_chain, deterministic=False)
-    q = np.asarray(agent.q_all(state["q"], jnp.asarray(b.obs), a0)).min(0)
-    qc = np.asarray(agent.qc_all(state["qc"], jnp.asarray(b.obs), a0))
+    a0 = agent.policy(state.actor, jnp.asarray(b.obs), k_chain, deterministic=False)
+    q = np.asarray(agent.q_all(state.q, jnp.asarray(b.obs), a0)).min(0)
+    qc = np.asarray(agent.qc_all(state.qc, jnp.asarray(b.obs), a0))
     qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
     lam, h = 0.8, agent.h
     if energy == "augmented":
@@ -141,29 +135,28 @@ def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
 def test_diffusion_update_runs_and_is_finite(agent_kw: dict) -> None:
     agent, state = make("algd", **agent_kw)
     b = jax.tree_util.tree_map(lambda x: np.stack([x, x]), batch(16))
-    state, metrics = agent.update(state, b, jax.random.PRNGKey(0), np.uint32(0))
+    state, metrics = agent.update(state, b, jax.random.PRNGKey(0))
     assert all(np.isfinite(float(v)) for v in metrics.values())
-    assert int(state["step"]) == 2
+    assert int(state.step) == 2
 
 
 def test_multiplier_uses_replayed_actions() -> None:
     agent, state = make("algd")
     b = batch()
     _, m = agent.multiplier_step(state, b)
-    qc = np.asarray(agent.qc_all(state["qc"], jnp.asarray(b.obs), jnp.asarray(b.action)))
+    qc = np.asarray(agent.qc_all(state.qc, jnp.asarray(b.obs), jnp.asarray(b.action)))
     expected = np.mean(qc.mean(0) + qc.std(0, ddof=1) - agent.h)
     assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
-class _CaptureGrad:
-    """An optimiser that records the gradient it is given and leaves the parameters alone."""
+def capture_grad(tx: optax.GradientTransformation, seen: dict) -> optax.GradientTransformation:
+    """``tx`` that records the gradient it is given in ``seen["grad"]``."""
 
-    def __init__(self) -> None:
-        self.grad = None
+    def update(grad, opt_state, params=None):
+        seen["grad"] = grad
+        return tx.update(grad, opt_state, params)
 
-    def step(self, params, grad, opt_state):
-        self.grad = grad
-        return params, opt_state
+    return optax.GradientTransformation(tx.init, update)
 
 
 @pytest.mark.parametrize("chain_grad", [True, False])
@@ -177,8 +170,8 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
     b = batch()
     obs = jnp.asarray(b.obs)
     key = jax.random.PRNGKey(5)
-    capture = _CaptureGrad()
-    agent.actor_opt = capture  # type: ignore[assignment]
+    seen: dict = {}
+    agent.actor_tx = capture_grad(agent.actor_tx, seen)
     agent.actor_step(state, b, key)
 
     a = agent.a
@@ -193,8 +186,8 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
         flat = actions.reshape(-1, n, 2)
         out = []
         for act in flat:
-            q = agent.q_all(state["q"], obs, act).min(0)
-            qc = agent.qc_all(state["qc"], obs, act)
+            q = agent.q_all(state.q, obs, act).min(0)
+            qc = agent.qc_all(state.qc, obs, act)
             qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
             out.append(-q + augmented_penalty(qc_bar, lam, h, a.rho))
         return jnp.stack(out).reshape(actions.shape[:-1])
@@ -218,9 +211,9 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
         score = jnp.mean(jnp.square(phi - target))
         return a.energy_weight * jnp.mean(energy(a0)) + a.score_weight * score
 
-    expected = jax.grad(loss)(state["actor"])
+    expected = jax.grad(loss)(state.actor)
     for got, want in zip(
-        jax.tree_util.tree_leaves(capture.grad), jax.tree_util.tree_leaves(expected)
+        jax.tree_util.tree_leaves(seen["grad"]), jax.tree_util.tree_leaves(expected)
     ):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
 
@@ -240,12 +233,12 @@ def test_critic_targets_stop_where_each_flag_says(reduction: str) -> None:
     obs, nxt, act = (jnp.asarray(x) for x in (b.obs, b.next_obs, b.action))
     next_a, _ = agent.next_action(state, nxt, key)
     g, gc = agent.a.gamma, agent.a.gamma_c
-    y_r = b.reward + g * (1 - reward_done) * np.asarray(
-        agent.q_all(state["q_targ"], nxt, next_a)
-    ).min(0)
-    y_c = b.cost + gc * (1 - cost_done) * np.asarray(agent.qc_all(state["qc_targ"], nxt, next_a))
-    q = np.asarray(agent.q_all(state["q"], obs, act))
-    qc = np.asarray(agent.qc_all(state["qc"], obs, act))
+    y_r = b.reward + g * (1 - reward_done) * np.asarray(agent.q_all(state.q_targ, nxt, next_a)).min(
+        0
+    )
+    y_c = b.cost + gc * (1 - cost_done) * np.asarray(agent.qc_all(state.qc_targ, nxt, next_a))
+    q = np.asarray(agent.q_all(state.q, obs, act))
+    qc = np.asarray(agent.qc_all(state.qc, obs, act))
     loss_q = np.square(q - y_r).mean(-1).sum()
     loss_qc = np.square(qc - y_c).mean(-1).sum() / (qc.shape[0] if reduction == "mean" else 1)
     assert float(metrics["loss/q"]) == pytest.approx(loss_q, rel=1e-4)
@@ -256,17 +249,20 @@ def test_targets_move_after_the_even_steps_of_a_block() -> None:
     """Polyak averaging follows the gradient steps whose index in the UTD block is even, as the
     reference's update counter: a one-step block moves the targets, a two-step block once."""
     agent, state = make("sac_lag")
-    q_targ0 = jax.tree_util.tree_map(np.asarray, state["q_targ"])
-    q0 = jax.tree_util.tree_map(np.asarray, state["q"])
+    q_targ0 = jax.tree_util.tree_map(np.asarray, state.q_targ)
+    q0 = jax.tree_util.tree_map(np.asarray, state.q)
     b1 = jax.tree_util.tree_map(lambda x: np.stack([x]), batch(16))
-    after, _ = agent.update(state, b1, jax.random.PRNGKey(0), np.uint32(0))
+    after, _ = agent.update(state, b1, jax.random.PRNGKey(0))
     # One step: targets = (1 - tau) targets + tau * (critics after that step).
     tau = agent.a.tau
-    leaf = "m0_w1"
-    expected = (1 - tau) * q_targ0[leaf] + tau * np.asarray(after["q"][leaf])
-    np.testing.assert_allclose(after["q_targ"][leaf], expected, rtol=1e-5, atol=1e-7)
-    assert not np.allclose(after["q_targ"][leaf], q_targ0[leaf])
-    assert not np.allclose(q0[leaf], after["q"][leaf])
+
+    def leaf(tree):
+        return np.asarray(tree["members_0"]["layers_0"]["kernel"])
+
+    expected = (1 - tau) * leaf(q_targ0) + tau * leaf(after.q)
+    np.testing.assert_allclose(leaf(after.q_targ), expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(leaf(after.q_targ), leaf(q_targ0))
+    assert not np.allclose(leaf(q0), leaf(after.q))
 
 
 @pytest.mark.parametrize("form", ["alpha", "log_alpha"])
@@ -274,19 +270,20 @@ def test_temperature_step_form(form: str) -> None:
     """The reference's temperature loss mean(alpha (-log pi - target)) gives log alpha the
     gradient -alpha * mean(log pi + target); the SAC paper's form gives -mean(log pi + target)."""
     agent, state = make("sac_lag", alpha_loss=form)
-    state["extra"]["log_alpha"] = jnp.log(jnp.float32(0.25))
+    assert state.temperature is not None
+    log_alpha = jnp.log(jnp.float32(0.25))
+    state = state.replace(temperature=state.temperature.replace(log_alpha=log_alpha))
     seen = {}
 
-    class Capture:
-        def step(self, value, grad, opt_state):
-            seen["g"] = float(grad)
-            return value, opt_state
+    def record(grad, opt_state, params=None):
+        seen["g"] = float(grad)
+        return jnp.zeros_like(grad), opt_state
 
-    agent.alpha_opt = Capture()  # type: ignore[assignment]
+    agent.alpha_tx = optax.GradientTransformation(agent.alpha_tx.init, record)
     b = batch()
     key = jax.random.PRNGKey(5)
     agent.actor_step(state, b, key)
-    _, logp = agent.sample(state["actor"], jnp.asarray(b.obs), key)
+    _, logp = agent.sample(state.actor, jnp.asarray(b.obs), key)
     gap = float(np.mean(np.asarray(logp) + agent.target_entropy))
     expected = -gap * (0.25 if form == "alpha" else 1.0)
     assert seen["g"] == pytest.approx(expected, rel=1e-5)
@@ -305,8 +302,8 @@ def test_baselines_are_configured_as_the_authors_ran_them() -> None:
     """Every algorithm warms up with its untrained policy; CAL: 4 critics, k = 1, cost-critic
     learning rate 3e-4; the paper's SAC-AugLag: one critic, k = 0, c = 10."""
     for algo in ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac", "sac_auglag_quadratic"):
-        assert resolve_config(TrainConfig(algo=algo)).warmup_actions == "policy", algo
-    cal = resolve_config(TrainConfig(algo="cal")).agent
+        assert default_config(algo).warmup_actions == "policy", algo
+    cal = default_config("cal").agent
     assert (cal.cost_ensemble, cal.cost_k, cal.cost_critic_lr, cal.cal_c) == (4, 1.0, 3e-4, 10.0)
-    auglag = resolve_config(TrainConfig(algo="sac_auglag")).agent
+    auglag = default_config("sac_auglag").agent
     assert (auglag.cost_ensemble, auglag.cost_k, auglag.cal_c) == (1, 0.0, 10.0)

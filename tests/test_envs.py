@@ -97,7 +97,7 @@ def test_paper_velocity_protocol(
     assert env.spec.obs_dim == obs_dim
     assert env.spec.cost_limit == limit and env.spec.cost_limit_kind == "discounted"
     env.reset(seed=0)
-    sim = env._env.unwrapped  # type: ignore[attr-defined]
+    sim = env.unwrapped  # type: ignore[attr-defined]
     rng = np.random.default_rng(1)
     for _ in range(5):
         before = _position(sim, where)
@@ -224,7 +224,7 @@ def test_safety_gymnasium_reports_a_met_goal(monkeypatch: pytest.MonkeyPatch) ->
     env.reset(0)
     _, _, _, _, _, info = env.step(np.zeros(env.spec.act_dim))
     assert "goal_met" not in info
-    task_cls = type(env._env.unwrapped.task)  # type: ignore[attr-defined]
+    task_cls = type(env.unwrapped.task)  # type: ignore[attr-defined]
     monkeypatch.setattr(task_cls, "goal_achieved", property(lambda self: True))
     _, _, _, terminated, _, info = env.step(np.zeros(env.spec.act_dim))
     env.close()

@@ -6,10 +6,10 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from algd.agents import resolve_config
+from algd.agents import default_config
 from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
 from algd.cli import main
-from algd.config import TrainConfig, to_json
+from algd.config import to_json
 from algd.presets import preset
 from algd.train import train
 from helpers import quick
@@ -27,9 +27,7 @@ def conflicting(out: Path, spec: GridSpec, seed: int) -> Path:
     """Make the run dir of one grid point hold a different config, so that point fails fast."""
     cfg, run_dir = next((c, d) for c, d in expand(spec, out) if c.seed == seed)
     run_dir.mkdir(parents=True)
-    (run_dir / "config.json").write_text(
-        to_json(resolve_config(replace(cfg, total_steps=cfg.total_steps + 1)))
-    )
+    (run_dir / "config.json").write_text(to_json(replace(cfg, total_steps=cfg.total_steps + 1)))
     return run_dir
 
 
@@ -56,7 +54,7 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     train(cfg0, console=False)  # finished
     # Interrupted: the same run stopped at its step-400 checkpoint.
     train(replace(cfg1, total_steps=400), console=False)
-    (dir1 / "config.json").write_text(to_json(resolve_config(cfg1)) + "\n")
+    (dir1 / "config.json").write_text(to_json(cfg1) + "\n")
     (dir1 / "summary.json").unlink()
     finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
     bad = conflicting(out, replace(SPEC, seeds=(2,)), 2)
@@ -90,8 +88,8 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     # `--preset reference` names the same settings for a single run of that env.
     single = preset("reference", env="SafetyPointButton1-v0")
     assert (single.episode_length, single.cost_limit, single.layout) == (400, 10.0, "fixed")
-    assert preset("reference", env="PaperHopperVelocity-v0") == replace(
-        TrainConfig(), env="PaperHopperVelocity-v0"
+    assert preset("reference", env="PaperHopperVelocity-v0") == default_config(
+        env="PaperHopperVelocity-v0"
     )
     hopper = next(c for c, _ in paper if c.env == "PaperHopperVelocity-v0")
     assert hopper.cost_limit is None and hopper.total_steps == 155_000

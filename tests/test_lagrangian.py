@@ -109,27 +109,27 @@ def test_dual_update_raises_lambda_under_violation_and_lowers_it_otherwise() -> 
     up = update_multiplier("dual", s, jnp.float32(2.0), cfg)
     down = update_multiplier("dual", s, jnp.float32(-2.0), cfg)
     # First Adam step moves log lambda by lr (bias-corrected m / sqrt(v) = sign).
-    assert float(up["log_lam"]) == pytest.approx(np.log(0.6931) + 0.1, rel=1e-5)
-    assert float(down["lam"]) == pytest.approx(0.6931 * np.exp(-0.1), rel=1e-5)
+    assert float(up.log_lam) == pytest.approx(np.log(0.6931) + 0.1, rel=1e-5)
+    assert float(down.lam) == pytest.approx(0.6931 * np.exp(-0.1), rel=1e-5)
 
 
 def test_method_of_multipliers_update() -> None:
     cfg = AgentConfig(rho=0.5, mom_step=0.5, mom_every=2)
     s = init_multiplier("multipliers", 1.0, cfg.pid_ki)
     s1 = update_multiplier("multipliers", s, jnp.float32(3.0), cfg)
-    assert float(s1["lam"]) == 1.0  # every second call only
+    assert float(s1.lam) == 1.0  # every second call only
     s2 = update_multiplier("multipliers", s1, jnp.float32(3.0), cfg)
-    assert float(s2["lam"]) == pytest.approx(2.5)
+    assert float(s2.lam) == pytest.approx(2.5)
     s3 = update_multiplier(
         "multipliers", update_multiplier("multipliers", s2, -10.0, cfg), -10.0, cfg
     )
-    assert float(s3["lam"]) == 0.0  # max(0, 2.5 - 5)
+    assert float(s3.lam) == 0.0  # max(0, 2.5 - 5)
 
 
 def test_pid_update() -> None:
     cfg = AgentConfig(pid_kp=1.0, pid_ki=0.5, pid_kd=0.0, pid_ema=0.0)
     s = init_multiplier("pid", 0.5, cfg.pid_ki)
-    assert float(s["pid_i"]) == pytest.approx(1.0)
+    assert float(s.pid_i) == pytest.approx(1.0)
     s1 = update_multiplier("pid", s, jnp.float32(2.0), cfg)
     # lam = Kp e + Ki I = 2 + 0.5 * (1 + 2)
-    assert float(s1["lam"]) == pytest.approx(3.5)
+    assert float(s1.lam) == pytest.approx(3.5)

@@ -35,7 +35,7 @@ def sampled_actions(run_dir: Path, n: int = 2000) -> np.ndarray:
     cfg, agent, state, _ = load_agent(run_dir)
     obs, _ = make_env(cfg.env).reset(0)
     batch = jnp.tile(obs, (n, 1))
-    return np.asarray(agent.policy(state["actor"], batch, jax.random.PRNGKey(1), False))
+    return np.asarray(agent.policy(state.actor, batch, jax.random.PRNGKey(1), False))
 
 
 def final(summary: dict) -> tuple[float, float]:

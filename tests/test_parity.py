@@ -2,7 +2,7 @@
 
 The fixture holds the authors' VE-SDE and DDPM agents' weights, a batch, every random draw they
 made and what they computed. Here algd gets the same weights, batch and draws. Tolerance: float32
-arithmetic in a different order (PyTorch vs XLA, the compiled critic kernel where it is built)
+arithmetic in a different order (PyTorch vs XLA)
 agrees to about 1e-6 relative; a few quantities pass through tanh, softmax and several layers,
 so values are compared at rtol 1e-4 / atol 1e-5, gradients at rtol 1e-3 / atol 1e-6 (a gradient
 entry near zero is a difference of large terms).
@@ -10,16 +10,17 @@ entry near zero is a difference of large terms).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-from algd.agents import build_agent, resolve_config
+from algd.agents import build_agent, default_config
 from algd.buffer import Batch
-from algd.config import AgentConfig, TrainConfig
+from algd.config import AgentConfig
 from algd.envs.base import EnvSpec
 from helpers import ROOT
 
@@ -40,32 +41,29 @@ def draws_of(variant: str, key: str) -> list[np.ndarray]:
 
 def make(variant: str, **agent: Any):
     """algd's agent at the reference defaults, holding the authors' initial weights."""
-    cfg = resolve_config(
-        TrainConfig(
-            algo="algd",
-            env="ToyRing-v0",
-            agent=AgentConfig(
-                diffusion=variant,  # type: ignore[arg-type]
-                critic_hidden=(32, 32),
-                score_hidden=(32, 32, 32),
-                **agent,
-            ),
-        )
+    cfg = default_config(
+        "algd",
+        agent=AgentConfig(
+            diffusion=variant,  # type: ignore[arg-type]
+            critic_hidden=(32, 32),
+            score_hidden=(32, 32, 32),
+            **agent,
+        ),
     )
     ag = build_agent(cfg, SPEC)
     state = ag.init(jax.random.PRNGKey(0))
     q, qc, actor = (to_algd(variant, "init", net) for net in ("critic", "qc", "policy"))
-    state.update(
+    state = state.replace(
         q=q,
         q_targ=to_algd(variant, "init", "critic_targ"),
-        q_opt=ag.q_opt.init(q),
+        q_opt=ag.q_tx.init(q),
         qc=qc,
         qc_targ=to_algd(variant, "init", "qc_targ"),
-        qc_opt=ag.qc_opt.init(qc),
+        qc_opt=ag.qc_tx.init(qc),
         actor=actor,
-        actor_opt=ag.actor_opt.init(actor),
+        actor_opt=ag.actor_tx.init(actor),
     )
-    assert float(state["mult"]["log_lam"]) == pytest.approx(float(fx(variant, "init/log_lam")))
+    assert float(state.mult.log_lam) == pytest.approx(float(fx(variant, "init/log_lam")))
     return ag, state
 
 
@@ -76,19 +74,32 @@ def to_algd(variant: str, stage: str, net: str) -> dict[str, Any]:
         return jnp.asarray(fx(variant, f"{stage}/{net}/{key}"))
 
     out: dict[str, Any] = {}
+
+    def member(first: jax.Array, b0: jax.Array, layers: list[tuple[jax.Array, jax.Array]]):
+        """One critic's parameters from its (in, out) weights and biases."""
+        (w1, b1), (w2, b2) = layers
+        return {
+            "w_state": first[:OBS],
+            "w_action": first[OBS:],
+            "b_in": b0,
+            "layers_0": {"kernel": w1, "bias": b1},
+            "out": {"kernel": w2, "bias": b2},
+        }
+
     if net.startswith("critic"):
         for j, (l1, l2, l3) in enumerate((("1", "2", "3"), ("4", "5", "6"))):
-            first = w(f"linear{l1}.weight").T
-            out |= {f"m{j}_ws": first[:OBS], f"m{j}_wa": first[OBS:]}
-            out[f"m{j}_b0"] = w(f"linear{l1}.bias")
-            out[f"m{j}_w1"], out[f"m{j}_b1"] = w(f"linear{l2}.weight").T, w(f"linear{l2}.bias")
-            out[f"m{j}_w2"], out[f"m{j}_b2"] = w(f"linear{l3}.weight").T, w(f"linear{l3}.bias")
+            out[f"members_{j}"] = member(
+                w(f"linear{l1}.weight").T,
+                w(f"linear{l1}.bias"),
+                [(w(f"linear{i}.weight").T, w(f"linear{i}.bias")) for i in (l2, l3)],
+            )
     elif net.startswith("qc"):
         for j in range(E):
-            first = w("nn1.weight")[j]
-            out |= {f"m{j}_ws": first[:OBS], f"m{j}_wa": first[OBS:], f"m{j}_b0": w("nn1.bias")[j]}
-            out[f"m{j}_w1"], out[f"m{j}_b1"] = w("nn2.weight")[j], w("nn2.bias")[j]
-            out[f"m{j}_w2"], out[f"m{j}_b2"] = w("nn3.weight")[j], w("nn3.bias")[j]
+            out[f"members_{j}"] = member(
+                w("nn1.weight")[j],
+                w("nn1.bias")[j],
+                [(w(f"nn{i}.weight")[j], w(f"nn{i}.bias")[j]) for i in (2, 3)],
+            )
     else:
         first = w("mlp.0.weight").T
         heads = ["score_head"] if variant == "ve" else ["eps_head", "score_head"]
@@ -133,17 +144,17 @@ def test_reverse_chains(variant: str) -> None:
     obs = jnp.asarray(fx(variant, "batch/state"))
     n = obs.shape[0]
     d = draws_of(variant, "chain/stochastic")
-    chain, _, _ = ag.chain(state["actor"], obs, chain_draws(d[0], d[1:], n), deterministic=False)
+    chain, _, _ = ag.chain(state.actor, obs, chain_draws(d[0], d[1:], n), deterministic=False)
     np.testing.assert_allclose(ag.squash(chain.x0), fx(variant, "chain/stochastic"), **VALUES)
     d = draws_of(variant, "chain/deterministic")  # DDPM's evaluation still injects noise
     draws = chain_draws(None, d, n) if d else None
     assert bool(d) == (variant == "ddpm")
-    chain, _, _ = ag.chain(state["actor"], obs, draws, deterministic=True)
+    chain, _, _ = ag.chain(state.actor, obs, draws, deterministic=True)
     np.testing.assert_allclose(ag.squash(chain.x0), fx(variant, "chain/deterministic"), **VALUES)
 
 
 @pytest.mark.parametrize("variant", ["ve", "ddpm"])
-def test_augmented_lagrangian_and_score_target(variant: str) -> None:
+def test_augmented_lagrangian_andscore_target(variant: str) -> None:
     ag, state = make(variant)
     obs = jnp.asarray(fx(variant, "batch/state"))
     feats = ag.critic_features(state, obs)
@@ -157,22 +168,30 @@ def test_augmented_lagrangian_and_score_target(variant: str) -> None:
     sigma = np.asarray(ag.sched.sigma)[tau]
     y_mc = jnp.asarray(a_tau[None] + sigma[None, :, None] * noise.transpose(1, 0, 2))
     energies, grads = ag.energy_and_grad(state, *feats, y_mc)
-    target = ag._score_target(y_mc, energies, grads)
+    target = ag.score_target(y_mc, energies, grads)
     np.testing.assert_allclose(target, fx(variant, "score_target/value"), **GRADS)
 
 
-class Capture:
-    """An optimiser wrapper that records the gradient it is handed."""
+class Capture(NamedTuple):
+    """An optimiser (optax.GradientTransformation) that records the gradient it is handed."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.grad = inner, None
+    init: Any
+    update: Any
+    grads: list[Any]
 
-    def init(self, params: Any) -> Any:
-        return self.inner.init(params)
+    @classmethod
+    def of(cls, inner: optax.GradientTransformation) -> Capture:
+        grads: list[Any] = []
 
-    def step(self, params: Any, grad: Any, opt_state: Any) -> Any:
-        self.grad = grad
-        return self.inner.step(params, grad, opt_state)
+        def update(g: Any, opt_state: Any, params: Any = None) -> Any:
+            grads.append(g)
+            return inner.update(g, opt_state, params)
+
+        return cls(inner.init, update, grads)
+
+    @property
+    def grad(self) -> Any:
+        return self.grads[-1]
 
 
 @pytest.mark.parametrize("variant", ["ve", "ddpm"])
@@ -186,14 +205,14 @@ def test_one_whole_update(variant: str) -> None:
     # then the actor's chain start, tau, its K-1 step noises, the Monte-Carlo perturbations.
     next_draws = chain_draws(d[0], d[1:K], n)
     start, tau, steps, mc = d[K], d[K + 1], d[K + 2 : 2 * K + 1], d[2 * K + 1]
-    actor0 = state["actor"]
+    actor0 = state.actor
 
     def next_action(st: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         chain, _, _ = ag.chain(actor0, obs, next_draws, deterministic=False)
         return ag.squash(chain.x0), jnp.zeros(obs.shape[:-1])
 
     ag.next_action = next_action  # type: ignore[method-assign]
-    ag.q_opt, ag.qc_opt, ag.actor_opt = Capture(ag.q_opt), Capture(ag.qc_opt), Capture(ag.actor_opt)
+    ag.q_tx, ag.qc_tx, ag.actor_tx = (Capture.of(tx) for tx in (ag.q_tx, ag.qc_tx, ag.actor_tx))
 
     state, m_critic = ag.critic_step(state, b, jax.random.PRNGKey(0))
     assert float(m_critic["loss/q"]) == pytest.approx(float(fx(variant, "update/loss_q")), rel=1e-4)
@@ -207,19 +226,17 @@ def test_one_whole_update(variant: str) -> None:
         float(fx(variant, "update/loss_score")), rel=1e-3
     )
     state, _ = ag.multiplier_step(state, b)
-    state = ag.target_step({**state, "step": state["step"] + 1}, jnp.int32(0))
+    state = ag.target_step(state.replace(step=state.step + 1), jnp.int32(0))
 
-    for net, opt in (("critic", ag.q_opt), ("qc", ag.qc_opt), ("policy", ag.actor_opt)):
+    for net, opt in (("critic", ag.q_tx), ("qc", ag.qc_tx), ("policy", ag.actor_tx)):
         got = jax.tree_util.tree_leaves(opt.grad)
         want = jax.tree_util.tree_leaves(to_algd(variant, "update/grad", net))
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, **GRADS)
-    assert float(state["mult"]["log_lam"]) == pytest.approx(
-        float(fx(variant, "after/log_lam")), abs=1e-7
-    )
+    assert float(state.mult.log_lam) == pytest.approx(float(fx(variant, "after/log_lam")), abs=1e-7)
     for net, key in (("critic", "q"), ("qc", "qc"), ("policy", "actor")):
         for g, w in zip(
-            jax.tree_util.tree_leaves(state[key]),
+            jax.tree_util.tree_leaves(getattr(state, key)),
             jax.tree_util.tree_leaves(to_algd(variant, "after", net)),
         ):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-6)
@@ -227,7 +244,7 @@ def test_one_whole_update(variant: str) -> None:
     for net, key in (("critic_targ", "q_targ"), ("qc_targ", "qc_targ")):
         before = jax.tree_util.tree_leaves(to_algd(variant, "init", net))
         after = jax.tree_util.tree_leaves(to_algd(variant, "after", net))
-        for g, b0, w in zip(jax.tree_util.tree_leaves(state[key]), before, after):
+        for g, b0, w in zip(jax.tree_util.tree_leaves(getattr(state, key)), before, after):
             want = np.asarray(w) - np.asarray(b0)
             assert np.abs(want).max() > 1e-7
             np.testing.assert_allclose(np.asarray(g) - np.asarray(b0), want, rtol=0.05, atol=5e-8)

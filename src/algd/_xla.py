@@ -1,15 +1,15 @@
-"""The one place that sets XLA options and the compilation cache.
+"""XLA options the command line sets, and the compilation cache.
 
-XLA reads XLA_FLAGS once, when jax is first imported, so this module is imported by
-``algd/__init__.py`` before anything imports jax. Set ALGD_XLA_TUNING=0 to leave XLA_FLAGS alone.
+``import algd`` changes no process-wide setting. The ``algd`` command (cli.main), before it
+imports JAX, adds the options below to ``XLA_FLAGS`` unless ALGD_XLA_TUNING=0 or the user's
+``XLA_FLAGS`` already names them; a library user opts in with :func:`tune_cpu_flags` before
+importing JAX. docs/performance.md has the measurements.
 
-The one option set here: ``--xla_cpu_multi_thread_eigen=false``. The ALGD update is many
-medium-sized matrix products that do not depend on each other (six critics, forward and
-backward); running each single-threaded and letting XLA's scheduler run independent ones on
-different cores beat splitting every product across both cores. Measured on the 2-core CPU
-this project targets, interleaved runs of the reference-setting update (4 rounds each):
-median 30.1 updates/s with this option, 27.9 with XLA's defaults, 26.7 with the concurrency-
-optimised scheduler switched off instead (docs/performance.md).
+``--xla_cpu_multi_thread_eigen=false``: the ALGD update is many medium-sized matrix products
+that do not depend on each other (six critics, forward and backward); running each one
+single-threaded and letting XLA's scheduler run independent ones on different cores beats
+splitting every product across the cores on the 2-core CPUs measured. It is a CPU option: GPU
+backends ignore it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ from pathlib import Path
 
 TUNED_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
 
-if os.environ.get("ALGD_XLA_TUNING", "1") != "0":
-    _flags = os.environ.get("XLA_FLAGS", "")
-    for _flag in TUNED_FLAGS:
-        if _flag.split("=")[0] not in _flags:
-            _flags = f"{_flags} {_flag}".strip()
-    os.environ["XLA_FLAGS"] = _flags
+
+def tune_cpu_flags() -> None:
+    """Add TUNED_FLAGS to XLA_FLAGS (no effect once JAX has been imported)."""
+    if os.environ.get("ALGD_XLA_TUNING", "1") == "0":
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    for flag in TUNED_FLAGS:
+        if flag.split("=")[0] not in flags:
+            flags = f"{flags} {flag}".strip()
+    os.environ["XLA_FLAGS"] = flags
 
 
 def enable_compilation_cache() -> None:

@@ -1,8 +1,8 @@
 """Python API: the same operations as the CLI.
 
->>> from algd.api import TrainConfig, AgentConfig, train, resume, evaluate_run
->>> summary = train(TrainConfig(algo="algd", env="ToyRing-v0", total_steps=4000,
-...                             agent=AgentConfig(rho=2.0)))
+>>> from algd.api import make_config, train, resume, evaluate_run
+>>> cfg = make_config({"algo": "algd", "env": "ToyRing-v0", "agent.rho": 2.0}, preset="toy")
+>>> summary = train(cfg)
 >>> evaluate_run(summary["run_dir"], episodes=10)["cost_mean"]
 """
 
@@ -12,10 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from algd.config import AgentConfig, TrainConfig
-from algd.presets import preset
+from algd.presets import make_config, preset
 from algd.train import resume, train
 
-__all__ = ["AgentConfig", "TrainConfig", "evaluate_run", "load_agent", "preset", "resume", "train"]
+__all__ = [
+    "AgentConfig",
+    "TrainConfig",
+    "evaluate_run",
+    "load_agent",
+    "make_config",
+    "preset",
+    "resume",
+    "train",
+]
 
 
 def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
@@ -23,13 +32,7 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     import jax
 
     from algd.agents import build_agent
-    from algd.checkpoint import (
-        CHECKPOINT_NAME,
-        check_meta,
-        read_checkpoint,
-        split_arrays,
-        unflatten_state,
-    )
+    from algd.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from algd.envs import env_for
     from algd.train import load_run_config
 
@@ -38,12 +41,9 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     env = env_for(cfg)
     agent = build_agent(cfg, env.spec)
     env.close()
-    ckpt = path / CHECKPOINT_NAME
-    meta, arrays = read_checkpoint(ckpt)
-    check_meta(meta, {"algo": cfg.algo, "env": cfg.env}, ckpt)
-    state = unflatten_state(
-        agent.init(jax.random.PRNGKey(0)), split_arrays(arrays, "agent"), str(ckpt)
-    )
+    template = agent.init(jax.random.PRNGKey(0))
+    ckpt = load_checkpoint(path / CHECKPOINT_NAME, template, {"algo": cfg.algo, "env": cfg.env})
+    state, meta = ckpt.state, ckpt.meta
     return cfg, agent, state, meta
 
 

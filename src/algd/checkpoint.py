@@ -14,6 +14,7 @@ import json
 import os
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,11 +26,14 @@ from algd.errors import CheckpointError, WriteError
 
 # 2: every critic member's weights and every first layer's state / action rows are separate
 # parameters (format 1 stacked them). 3: the replay buffer stores two end-of-episode flags
-# (reward_done, cost_done) instead of terminated. Older formats are refused with the reason.
-FORMAT_VERSION = 3
+# (reward_done, cost_done) instead of terminated. 4: the training state is a typed pytree
+# (TrainState), critic members are structured parameters (members_j/...). Older formats are
+# refused with the reason.
+FORMAT_VERSION = 4
 _OLD_FORMATS = {
     1: "stacked critic weights",
     2: "one end-of-episode flag in the replay buffer",
+    3: "critic parameters under flat per-member names and a dict training state",
 }
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -155,3 +159,22 @@ def check_meta(meta: dict[str, Any], expected: dict[str, Any], path: Path) -> No
                 f"checkpoint {path} does not match this run: {key} is {meta.get(key)!r}, "
                 f"expected {value!r}"
             )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A run's checkpoint, read: its header, the agent state, and the buffer and loop arrays."""
+
+    meta: dict[str, Any]
+    state: Any
+    buffer: dict[str, np.ndarray]
+    loop: dict[str, np.ndarray]
+
+
+def load_checkpoint(path: Path, template: Any, expected: dict[str, Any]) -> Checkpoint:
+    """The one checkpoint reader (training, evaluation, the API): the header must match
+    ``expected`` and the agent state ``template``'s structure, shapes and dtypes."""
+    meta, arrays = read_checkpoint(path)
+    check_meta(meta, expected, path)
+    state = unflatten_state(template, split_arrays(arrays, "agent"), str(path))
+    return Checkpoint(meta, state, split_arrays(arrays, "buffer"), split_arrays(arrays, "loop"))

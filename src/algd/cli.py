@@ -1,248 +1,306 @@
 """``algd`` command line: the only place that reads argv.
 
-Flags of ``algd train`` are generated from :class:`algd.config.TrainConfig` (and ``--agent.*``
-from :class:`algd.config.AgentConfig`); their help text is the field docstrings. User mistakes end
-with exit code 2 and one line on stderr.
+Every subcommand is a typed dataclass below; tyro generates its flags and ``--help`` from the
+fields and their docstrings (``algd train``'s from :class:`algd.config.TrainConfig`, with
+``--agent.*`` from :class:`algd.config.AgentConfig`). User mistakes end with exit code 2 and
+one line on stderr, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
-import inspect
+import contextlib
+import io
 import json
 import sys
-import textwrap
-import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Annotated, Any, Literal, TypeVar
 
-from algd.config import AgentConfig, TrainConfig
+import tyro
+
+from algd.config import TrainConfig
 from algd.errors import AlgdError, Stopped
 from algd.stop import StopFlag, stop_signals
 
 EXIT_USER_ERROR = 2
+T = TypeVar("T")
 
 
 class UsageError(AlgdError):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+# --- the subcommands' arguments -------------------------------------------------------------
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Docstrings written under dataclass fields (``x: int = 1`` then ``\"\"\"doc\"\"\"``)."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for prev, node in zip(body, body[1:]):
-        if (
-            isinstance(prev, ast.AnnAssign)
-            and isinstance(prev.target, ast.Name)
-            and isinstance(node, ast.Expr)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
-        ):
-            docs[prev.target.id] = " ".join(node.value.value.split())
-    return docs
+@dataclass(frozen=True)
+class Train:
+    """Train an agent, or --resume a stopped run.
+
+    Defaults come from the algorithm (--algo), then --preset, then --config FILE; flags given
+    override them."""
+
+    run: Annotated[TrainConfig, tyro.conf.arg(name="")]
+    resume: str | None = None
+    """Continue the run in this directory from its last checkpoint (only --total-steps may
+    change)."""
+    preset: Literal["toy", "reference"] | None = None
+    """Start from a named config: toy (the built-in task, seconds per run) or reference (the
+    authors' settings for the env's task family)."""
+    config: str | None = None
+    """A run's config.json, or a JSON or YAML file of fields (nested, or dotted keys such as
+    agent.rho), applied after --preset; its run_dir and overwrite are not taken."""
+    quiet: bool = False
+    """No progress display."""
 
 
-def _converter(tp: Any) -> tuple[Any, dict[str, Any]]:
-    """argparse ``type`` and extra kwargs for a field type."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if (
-        origin in (typing.Union, getattr(__import__("types"), "UnionType", None))
-        and type(None) in args
-    ):
-        inner = next(a for a in args if a is not type(None))
-        conv, extra = _converter(inner)
-        if "choices" in extra:
-            extra["choices"] = [*extra["choices"], None]
+@dataclass(frozen=True)
+class Eval:
+    """Evaluate a run's latest checkpoint deterministically (prints JSON)."""
 
-        def optional(text: str) -> Any:
-            return None if text.lower() == "none" else conv(text)
-
-        optional.__name__ = getattr(conv, "__name__", "value")
-        return optional, {**extra, "metavar": extra.get("metavar", "VALUE|none")}
-    if origin is Literal:
-        return str, {"choices": list(args)}
-    if origin is tuple:
-        return args[0], {"nargs": "+"}
-    return tp, {}
+    run_dir: tyro.conf.Positional[str]
+    episodes: int | None = None
+    """Episodes (default: the run's eval_episodes)."""
+    seed: int | None = None
+    """Evaluation seed (default: the run's)."""
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            continue
-        tp = hints[f.name]
-        default = getattr(defaults, f.name)
-        names = [f"--{prefix}{f.name.replace('_', '-')}"]
-        if "_" in f.name:
-            names.append(f"--{prefix}{f.name}")
-        help_text = f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%")
-        dest = f"{prefix}{f.name}"
-        if tp is bool:
-            parser.add_argument(
-                *names,
-                dest=dest,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-            continue
-        conv, extra = _converter(tp)
-        parser.add_argument(
-            *names, dest=dest, type=conv, default=argparse.SUPPRESS, help=help_text, **extra
+@dataclass(frozen=True)
+class List:
+    """Registered algorithms and environment ids, one per line."""
+
+    what: tyro.conf.Positional[Literal["all", "algos", "envs"]] = "all"
+
+
+@dataclass(frozen=True)
+class BenchSpeed:
+    """Measure updates/s, env steps/s, action latency and FLOPs (prints JSON)."""
+
+    algo: str = "algd"
+    env: str = "SafetyPointButton1-v0"
+    utd: int = 10
+    batch_size: int = 256
+    seconds: float = 20.0
+    """Seconds of each timed phase (updates, full loop)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchMemory:
+    """Resident memory over a training run (prints JSON)."""
+
+    algo: str = "sac_lag"
+    env: str = "ToyRing-v0"
+    steps: int = 50_000
+    interval: float = 1.0
+    """Seconds between samples."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """Heatmaps of L and L_A over a 2-D action square, with curvature diagnostics."""
+
+    run_dirs: tyro.conf.Positional[tuple[str, ...]]
+    """Runs whose sampled actions are drawn; the first one's critics and multiplier define the
+    energies."""
+    out: str | None = None
+    """Output folder (default: FIRST_RUN/landscape)."""
+    grid: int = 81
+    """Grid points per axis."""
+    samples: int = 1000
+    """Sampled actions per run."""
+    seed: int = 0
+    """Reset seed of the state shown."""
+    lam: float | None = None
+    """Multiplier to use (default: the first run's)."""
+    overwrite: bool = False
+    """Replace existing output files."""
+
+
+@dataclass(frozen=True)
+class Bench:
+    """Run a grid of algorithms x envs x seeds (local processes or Ray)."""
+
+    out: str
+    """Results folder (one run directory per point)."""
+    preset: str | None = None
+    """Grid preset: smoke, cpu, paper, safety-gymnasium."""
+    spec: str | None = None
+    """JSON grid spec (fields of algd.bench.grid.GridSpec)."""
+    base: str | None = None
+    """Training preset every point starts from (e.g. toy)."""
+    algos: str | None = None
+    """Comma-separated algorithms."""
+    envs: str | None = None
+    """Comma-separated env ids."""
+    seeds: str | None = None
+    """Comma-separated seeds."""
+    set: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
+    """KEY=VALUE config override for every point, in the flags' dotted keys (agent.rho=2.0);
+    repeatable."""
+    backend: Literal["local", "ray"] = "local"
+    workers: int | None = None
+    """Parallel runs (default: cores)."""
+    ray_address: str | None = None
+    """An existing Ray cluster (default: start one)."""
+    dry_run: bool = False
+    """List the grid's run directories and stop."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Tables and plots over a folder of finished runs."""
+
+    results_dir: tyro.conf.Positional[str]
+    out: str | None = None
+    """Output folder (default: RESULTS_DIR/report)."""
+    overwrite: bool = False
+    """Replace existing output files."""
+
+
+COMMANDS: dict[str, type] = {
+    "train": Train,
+    "eval": Eval,
+    "list": List,
+    "bench-speed": BenchSpeed,
+    "bench-memory": BenchMemory,
+    "landscape": Landscape,
+    "bench": Bench,
+    "report": Report,
+}
+
+
+# --- parsing --------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    """tyro's boxed error message as one line: the lines between its first two rules."""
+    lines = [line.strip(" │╭╮╰╯─") for line in text.splitlines()]
+    rules = [i for i, line in enumerate(lines) if line.startswith("---") or not line]
+    body = []
+    for line in lines[rules[0] + 1 :] if rules else lines:
+        if line.startswith("---") or not line:
+            break
+        body.append(line)
+    return " ".join(body) or "invalid arguments"
+
+
+def parse(cls: type[T], command: str, args: list[str], default: T | None = None) -> T:
+    """tyro's parse of ``args`` into ``cls``; a mistake raises UsageError (one line), --help
+    prints and exits 0."""
+    captured = io.StringIO()
+    kwargs: dict[str, Any] = {} if default is None else {"default": default}
+    try:
+        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+            return tyro.cli(cls, args=args, prog=f"algd {command}", **kwargs)
+    except SystemExit as exc:
+        if exc.code == 0:
+            sys.stdout.write(captured.getvalue())
+            raise
+        raise UsageError(f"algd {command}: {_one_line(captured.getvalue())}") from None
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        "usage: algd COMMAND [OPTIONS]  (algd COMMAND --help for its options)",
+        "",
+        "Safe RL with diffusion policies guided by the augmented Lagrangian (ALGD).",
+        "",
+    ]
+    for name, cls in COMMANDS.items():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"  {name.ljust(width)}  {summary}")
+    return "\n".join(lines)
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A JSON or YAML file of config fields -> dotted keys (nested objects flattened)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text()
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except OSError as exc:
+        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise UsageError(f"--config {path}: not valid JSON or YAML ({reason})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: must hold a mapping of config fields")
+
+    def flat(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    fields = flat(data, "")
+    # Where a run goes and whether it may replace one are said on the command line.
+    return {k: v for k, v in fields.items() if k not in ("run_dir", "overwrite")}
+
+
+def _pre_parse(args: list[str]) -> argparse.Namespace:
+    """The flags that choose where the defaults come from (or which run to resume)."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flag in ("--algo", "--env", "--preset", "--config", "--resume"):
+        pre.add_argument(flag)
+    pre.add_argument("--total-steps", "--total_steps", dest="total_steps")
+    pre.add_argument("--quiet", action="store_true")
+    try:
+        known, _ = pre.parse_known_args(args)
+    except SystemExit:
+        raise UsageError("algd train: a flag is missing its value") from None
+    return known
+
+
+def parse_train(args: list[str]) -> Train:
+    """Two passes: the flags that choose the defaults (algorithm, env, preset, config file),
+    then every flag, over those defaults (so --help shows the defaults that apply)."""
+    from algd.presets import make_config
+
+    known = _pre_parse(args)
+    overrides = load_config_file(known.config) if known.config else {}
+    overrides.update({k: v for k, v in (("algo", known.algo), ("env", known.env)) if v})
+    base = make_config(overrides, preset=known.preset)
+    return parse(Train, "train", args, Train(run=base))
+
+
+def _resume_args(args: list[str], known: argparse.Namespace) -> int | None:
+    """--resume takes --total-steps and --quiet only: the rest of the config is the run's."""
+    allowed = ("--resume", "--quiet", "--total-steps", "--total_steps")
+    given = [a.split("=")[0] for a in args if a.startswith("--")]
+    extra = [a for a in given if a not in allowed]
+    if extra:
+        raise UsageError(
+            f"algd train: --resume continues the saved config; {extra[0]} cannot change "
+            "(only --total-steps can)"
         )
+    if known.total_steps is None:
+        return None
+    try:
+        return int(known.total_steps)
+    except ValueError:
+        raise UsageError(
+            f"algd train: --total-steps takes an integer (got '{known.total_steps}')"
+        ) from None
 
 
-def config_from_args(ns: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """Apply the flags given on the command line to ``base`` (defaults when None)."""
-    given = vars(ns)
-    top = {k: v for k, v in given.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-    agent_fields = {f.name for f in dataclasses.fields(AgentConfig)}
-    agent = {k[6:]: v for k, v in given.items() if k.startswith("agent.") and k[6:] in agent_fields}
-    for key, value in list(top.items()) + list(agent.items()):
-        if isinstance(value, list):
-            (agent if key in agent else top)[key] = tuple(value)
-    base = base or TrainConfig()
-    return dataclasses.replace(base, agent=dataclasses.replace(base.agent, **agent), **top)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="algd",
-        description="Safe RL with diffusion policies guided by the augmented Lagrangian (ALGD).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    p_train = sub.add_parser("train", help="train an agent (or --resume a stopped run)")
-    p_train.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        default=None,
-        help="continue the run in RUN_DIR from its last checkpoint (only --total-steps may change)",
-    )
-    p_train.add_argument("--quiet", action="store_true", help="no progress display")
-    p_train.add_argument(
-        "--preset",
-        default=None,
-        help="start from a named config (toy, reference); flags given override it",
-    )
-    add_config_args(p_train, TrainConfig)
-    add_config_args(p_train, AgentConfig, prefix="agent.")
-
-    p_eval = sub.add_parser("eval", help="evaluate a run's latest checkpoint deterministically")
-    p_eval.add_argument("run_dir", metavar="RUN_DIR")
-    p_eval.add_argument("--episodes", type=int, default=None, help="episodes (default: the run's)")
-    p_eval.add_argument(
-        "--seed", type=int, default=None, help="evaluation seed (default: the run's)"
-    )
-
-    p_list = sub.add_parser("list", help="registered algorithms and environment ids, one per line")
-    p_list.add_argument("what", nargs="?", choices=["all", "algos", "envs"], default="all")
-
-    p_speed = sub.add_parser("bench-speed", help="measure updates/s, env steps/s, latency, FLOPs")
-    p_speed.add_argument("--algo", default="algd")
-    p_speed.add_argument("--env", default="SafetyPointButton1-v0")
-    p_speed.add_argument("--utd", type=int, default=10)
-    p_speed.add_argument("--batch-size", type=int, default=256)
-    p_speed.add_argument(
-        "--seconds",
-        type=float,
-        default=20.0,
-        help="seconds of each timed phase (updates, full loop)",
-    )
-    p_speed.add_argument("--seed", type=int, default=0)
-    p_land = sub.add_parser(
-        "landscape", help="heatmaps of L and L_A over a 2-D action square, curvature diagnostics"
-    )
-    p_land.add_argument(
-        "run_dirs",
-        metavar="RUN_DIR",
-        nargs="+",
-        help="runs whose sampled actions are drawn; the first one's critics "
-        "and multiplier define the energies",
-    )
-    p_land.add_argument("--out", default=None, help="output folder (default: FIRST_RUN/landscape)")
-    p_land.add_argument("--grid", type=int, default=81, help="grid points per axis")
-    p_land.add_argument("--samples", type=int, default=1000, help="sampled actions per run")
-    p_land.add_argument("--seed", type=int, default=0, help="reset seed of the state shown")
-    p_land.add_argument(
-        "--lam", type=float, default=None, help="multiplier to use (default: the first run's)"
-    )
-    p_land.add_argument("--overwrite", action="store_true", help="replace existing output files")
-
-    p_bench = sub.add_parser("bench", help="run a grid of algorithms x envs x seeds (local or Ray)")
-    p_bench.add_argument("--out", required=True, help="results folder (one run dir per point)")
-    p_bench.add_argument(
-        "--preset", default=None, help="grid preset: smoke, cpu, paper, safety-gymnasium"
-    )
-    p_bench.add_argument("--spec", default=None, help="JSON grid spec (fields of GridSpec)")
-    p_bench.add_argument(
-        "--base", default=None, help="training preset every point starts from (e.g. toy)"
-    )
-    p_bench.add_argument("--algos", default=None, help="comma-separated algorithms")
-    p_bench.add_argument("--envs", default=None, help="comma-separated env ids")
-    p_bench.add_argument("--seeds", default=None, help="comma-separated seeds")
-    p_bench.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config override for every point (e.g. agent.rho=2.0); repeatable",
-    )
-    p_bench.add_argument("--backend", choices=["local", "ray"], default="local")
-    p_bench.add_argument("--workers", type=int, default=None, help="parallel runs (default: cores)")
-    p_bench.add_argument(
-        "--ray-address", default=None, help="existing Ray cluster (default: start one)"
-    )
-    p_bench.add_argument("--dry-run", action="store_true", help="list the grid's run dirs and stop")
-
-    p_rep = sub.add_parser("report", help="tables and plots over a folder of finished runs")
-    p_rep.add_argument("results_dir", metavar="RESULTS_DIR")
-    p_rep.add_argument("--out", default=None, help="output folder (default: RESULTS_DIR/report)")
-    p_rep.add_argument("--overwrite", action="store_true", help="replace existing output files")
-
-    p_mem = sub.add_parser("bench-memory", help="resident memory over a training run (JSON)")
-    p_mem.add_argument("--algo", default="sac_lag")
-    p_mem.add_argument("--env", default="ToyRing-v0")
-    p_mem.add_argument("--steps", type=int, default=50_000)
-    p_mem.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
-    p_mem.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def _cmd_train(ns: argparse.Namespace, flag: StopFlag) -> int:
+def _cmd_train(args: list[str], flag: StopFlag) -> int:
     from algd.train import resume, train
 
-    quiet = ns.__dict__.pop("quiet")
-    resume_dir = ns.__dict__.pop("resume")
-    preset_name = ns.__dict__.pop("preset")
-    ns.__dict__.pop("command")
-    if resume_dir is not None:
-        extra = sorted(k for k in vars(ns) if k != "total_steps")
-        if extra or preset_name:
-            extra = extra or ["preset"]
-            raise UsageError(
-                f"algd train: --resume continues the saved config; --{extra[0].replace('_', '-')} "
-                "cannot change (only --total-steps can)"
-            )
-        summary = resume(resume_dir, getattr(ns, "total_steps", None), console=not quiet, stop=flag)
+    known = _pre_parse(args)
+    if known.resume is not None and "--help" not in args and "-h" not in args:
+        total = _resume_args(args, known)
+        summary = resume(known.resume, total, console=not known.quiet, stop=flag)
     else:
-        from algd.presets import preset
-
-        given_env = {"env": ns.env} if getattr(ns, "env", None) else {}
-        cfg = config_from_args(ns, preset(preset_name, **given_env) if preset_name else None)
-        summary = train(cfg, console=not quiet, stop=flag)
+        ns = parse_train(args)
+        summary = train(ns.run, console=not ns.quiet, stop=flag)
     _print_summary(summary)
     if summary["stopped_by_signal"] is not None:
         return 128 + int(summary["stopped_by_signal"])
@@ -270,7 +328,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
 
 
-def _cmd_eval(ns: argparse.Namespace) -> int:
+def _cmd_eval(ns: Eval) -> int:
     from algd.api import evaluate_run
 
     if ns.episodes is not None and ns.episodes < 1:
@@ -279,7 +337,7 @@ def _cmd_eval(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_list(ns: argparse.Namespace) -> int:
+def _cmd_list(ns: List) -> int:
     from algd.agents import REGISTRY
 
     if ns.what in ("all", "algos"):
@@ -297,7 +355,7 @@ def _cmd_list(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_speed(ns: argparse.Namespace) -> int:
+def _cmd_speed(ns: BenchSpeed) -> int:
     from algd.bench.speed import bench_speed
 
     result = bench_speed(ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed)
@@ -305,7 +363,7 @@ def _cmd_speed(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_memory(ns: argparse.Namespace) -> int:
+def _cmd_memory(ns: BenchMemory) -> int:
     from algd.bench.memory import bench_memory
 
     if ns.steps < 1000 or ns.interval <= 0:
@@ -314,11 +372,13 @@ def _cmd_memory(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_landscape(ns: argparse.Namespace) -> int:
+def _cmd_landscape(ns: Landscape) -> int:
     from algd.bench.landscape import landscape
 
+    if not ns.run_dirs:
+        raise UsageError("algd landscape: give at least one RUN_DIR")
     out = ns.out if ns.out is not None else str(Path(ns.run_dirs[0]) / "landscape")
-    result = landscape(ns.run_dirs, out, ns.grid, ns.samples, ns.seed, ns.lam, ns.overwrite)
+    result = landscape(list(ns.run_dirs), out, ns.grid, ns.samples, ns.seed, ns.lam, ns.overwrite)
     print(json.dumps(result))
     print(
         f"figure: {out}/landscape.png (and .svg); diagnostics: {out}/landscape.json",
@@ -327,10 +387,10 @@ def _cmd_landscape(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(ns: argparse.Namespace) -> int:
+def _cmd_bench(ns: Bench) -> int:
     from algd.bench.grid import expand, print_progress, run_grid, spec_from_args
 
-    spec = spec_from_args(ns.preset, ns.spec, ns.algos, ns.envs, ns.seeds, ns.set, ns.base)
+    spec = spec_from_args(ns.preset, ns.spec, ns.algos, ns.envs, ns.seeds, list(ns.set), ns.base)
     if ns.workers is not None and ns.workers < 1:
         raise UsageError("algd bench: --workers must be >= 1")
     if ns.dry_run:
@@ -359,7 +419,7 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_report(ns: argparse.Namespace) -> int:
+def _cmd_report(ns: Report) -> int:
     from algd.bench.report import report
 
     result = report(ns.results_dir, ns.out, ns.overwrite)
@@ -369,30 +429,43 @@ def _cmd_report(ns: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+HANDLERS: dict[str, Any] = {
     "eval": _cmd_eval,
     "list": _cmd_list,
     "bench-speed": _cmd_speed,
     "bench-memory": _cmd_memory,
     "landscape": _cmd_landscape,
-    "report": _cmd_report,
     "bench": _cmd_bench,
+    "report": _cmd_report,
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str]) -> int:
     from algd._xla import enable_compilation_cache
 
-    try:
-        ns = build_parser().parse_args(argv)
-        if ns.command == "train":
-            # Before JAX is imported: a signal from here on stops the run cleanly.
-            with stop_signals() as flag:
-                enable_compilation_cache()
-                return _cmd_train(ns, flag)
-        if ns.command != "list":
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else EXIT_USER_ERROR
+    command, args = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command '{command}' (choose from: {', '.join(COMMANDS)})")
+    if command == "train":
+        # Before JAX is imported: a signal from here on stops the run cleanly.
+        with stop_signals() as flag:
             enable_compilation_cache()
-        return COMMANDS[ns.command](ns)
+            return _cmd_train(args, flag)
+    ns: Any = parse(COMMANDS[command], command, args)
+    if command != "list":
+        enable_compilation_cache()
+    return int(HANDLERS[command](ns))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from algd._xla import tune_cpu_flags
+
+    tune_cpu_flags()  # before anything imports JAX
+    try:
+        return _run(sys.argv[1:] if argv is None else list(argv))
     except AlgdError as exc:
         print(f"algd: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

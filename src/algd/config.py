@@ -1,9 +1,10 @@
 """Typed run configuration: the single source of defaults, validated on construction.
 
-Field docstrings are the CLI's ``--help``. Fields whose default depends on the algorithm are
-``None`` here and filled in by :func:`resolve` from the algorithm's registered defaults (for
-example the cost-critic ensemble: 4 members for ALGD and CAL, 1 for SAC-Lag); the saved
-``config.json`` of a run always holds the resolved values.
+Field docstrings are the CLI's ``--help``. The defaults here are ALGD's (the authors'
+settings); each algorithm's own defaults are an :class:`AgentConfig` registered with it
+(``algd.agents.REGISTRY``), and :func:`algd.presets.make_config` builds a run's config from
+them, a named preset and overrides given as dotted keys (``agent.rho``), the same keys as the
+command line's flags. A run's ``config.json`` holds every value.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ class AgentConfig:
     """Cost discount (also used to turn an episode cost limit into the per-state budget h)."""
     critic_lr: float = 3e-4
     """Adam learning rate of the reward critics (and of the cost critics unless cost_critic_lr)."""
-    cost_critic_lr: float | None = None
-    """Adam learning rate of the cost critics (None: critic_lr; CAL's code uses 1e-3)."""
+    cost_critic_lr: float = 3e-4
+    """Adam learning rate of the cost critics."""
     actor_lr: float = 3e-4
     """Adam learning rate of the policy (Gaussian actor or diffusion score network)."""
     critic_hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of every critic MLP."""
-    cost_ensemble: int | None = None
-    """Cost-critic ensemble size E (None: algorithm default; 4 for ALGD/LGD/CAL, 1 otherwise)."""
-    cost_k: float | None = None
-    """Pessimism k in Qc_bar = mean + k * std over the ensemble (None: 1.0 ALGD, 0.5 CAL)."""
+    cost_ensemble: int = 4
+    """Cost-critic ensemble size E (4 for ALGD, LGD and CAL; 1 for the other SAC variants)."""
+    cost_k: float = 1.0
+    """Pessimism k in Qc_bar = mean + k * std over the ensemble (1.0; 0 with one member)."""
     tau: float = 0.005
     """Polyak averaging rate of the target networks."""
     target_every: int = 2
@@ -53,8 +54,8 @@ class AgentConfig:
     """Initial Lagrange multiplier lambda."""
     lambda_lr: float = 3e-4
     """Adam learning rate on log lambda (multiplier=dual)."""
-    mom_step: float | None = None
-    """Step size of the method-of-multipliers update (None: rho)."""
+    mom_step: float = 1.0
+    """Step size of the method-of-multipliers update (classically rho, whose default is 1)."""
     mom_every: int = 1
     """Apply the method-of-multipliers update every this many gradient steps."""
     pid_kp: float = 0.05
@@ -123,11 +124,6 @@ class AgentConfig:
     score_time: Literal["output", "input"] = "output"
     """Which chain state trains phi(s, ., tau): output (reference: the output of reverse step tau,
     off by one from sampling) or input (the input of step tau, as sampling evaluates it)."""
-    critic_kernel: Literal["auto", "native", "xla"] = "auto"
-    """How ALGD/LGD's actor update evaluates the critics and their action gradients at the chain
-    and Monte-Carlo points: native (the compiled CPU kernel, algd/kernels.py; an error where it
-    is not built or cannot run), xla (plain JAX), or auto (native where usable, else xla). Both
-    compute the same values up to float rounding."""
     eval_noise_free: bool = False
     """Deterministic evaluation without injected noise in DDPM's intermediate steps (the reference
     injects it; VE-SDE evaluation is noise-free either way)."""
@@ -161,8 +157,9 @@ class TrainConfig:
     """Environment steps in total, warm-up included."""
     warmup_steps: int = 5000
     """Environment steps collected before learning starts."""
-    warmup_actions: Literal["uniform", "policy"] | None = None
-    """Warm-up actions: uniform in the box, or the untrained policy (None: algorithm default)."""
+    warmup_actions: Literal["uniform", "policy"] = "policy"
+    """Warm-up actions: the untrained policy (the reference, for every algorithm) or uniform in
+    the box."""
     update_cap: float | None = 5.0
     """Reference throttle of the updates: an environment step runs its UTD gradient steps only
     while the current epoch's (one episode length's) gradient steps are at most update_cap x
@@ -352,21 +349,21 @@ def to_json(cfg: TrainConfig) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
 
-def resolve(cfg: TrainConfig, algo_defaults: dict[str, Any]) -> TrainConfig:
-    """Fill the algorithm-dependent ``None`` fields from ``algo_defaults`` and validate."""
-    agent_over = {
-        k: v
-        for k, v in algo_defaults.items()
-        if hasattr(cfg.agent, k) and getattr(cfg.agent, k) is None
-    }
-    top_over = {
-        k: v for k, v in algo_defaults.items() if hasattr(cfg, k) and getattr(cfg, k) is None
-    }
-    agent = dataclasses.replace(cfg.agent, **agent_over)
-    if agent.mom_step is None:
-        agent = dataclasses.replace(agent, mom_step=agent.rho)
-    if agent.cost_critic_lr is None:
-        agent = dataclasses.replace(agent, cost_critic_lr=agent.critic_lr)
-    out = dataclasses.replace(cfg, agent=agent, **top_over)
-    validate(out)
-    return out
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """``cfg`` with fields replaced by dotted keys (``total_steps``, ``agent.rho``), the keys of
+    the command line's flags; lists become tuples. Raises ConfigError for an unknown key or a
+    bad value."""
+    data = to_dict(cfg)
+    for dotted, value in overrides.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)  # a whole sub-config (agent=AgentConfig(...))
+        *parents, name = str(dotted).replace("-", "_").split(".")
+        node = data
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(dotted, "unknown field")
+            node = node[part]
+        if name not in node or isinstance(node[name], dict) != isinstance(value, dict):
+            raise ConfigError(dotted, "unknown field" if name not in node else "is a group")
+        node[name] = {**node[name], **value} if isinstance(value, dict) else value
+    return from_dict(data)

@@ -3,11 +3,9 @@ paper's velocity limits are stated in)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from algd.agents.base import OffPolicyAgent
+from algd.agents.base import OffPolicyAgent, TrainState
 from algd.envs.base import SafeEnv
 from algd.noise import NoiseStream
 
@@ -22,7 +20,7 @@ EVAL_STREAM = 4
 
 def evaluate(
     agent: OffPolicyAgent,
-    state: dict[str, Any],
+    state: TrainState,
     env: SafeEnv,
     episodes: int,
     seed: int,

@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from algd.config import MultiplierKind
 
@@ -57,28 +58,37 @@ def ensemble_upper_bound(qc: jax.Array, k: float) -> jax.Array:
 
 
 # --- multiplier updates -------------------------------------------------------------------------
-# State is a dict of scalars so that it checkpoints like any other pytree:
-#   log_lam (dual), lam (all), adam_m / adam_v / count (dual Adam), pid_i / pid_prev (pid).
 
 
-def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> dict[str, jax.Array]:
+class Multiplier(struct.PyTreeNode):
+    """The Lagrange multiplier and what its update method carries between steps (scalars)."""
+
+    lam: jax.Array
+    log_lam: jax.Array  # dual: the variable Adam moves
+    adam_m: jax.Array  # dual: Adam's moments
+    adam_v: jax.Array
+    count: jax.Array  # updates so far (Adam's bias correction, mom_every)
+    pid_i: jax.Array  # pid: the integral term
+    pid_prev: jax.Array  # pid: the smoothed violation of the previous step
+
+
+def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> Multiplier:
     f = jnp.float32
-    state = {
-        "lam": f(lam0),
-        "log_lam": f(jnp.log(jnp.maximum(lam0, 1e-8))),
-        "adam_m": f(0.0),
-        "adam_v": f(0.0),
-        "count": jnp.int32(0),
+    return Multiplier(
+        lam=f(lam0),
+        log_lam=f(jnp.log(jnp.maximum(lam0, 1e-8))),
+        adam_m=f(0.0),
+        adam_v=f(0.0),
+        count=jnp.int32(0),
         # Start the PID integral where it reproduces lam0, so all three methods start equal.
-        "pid_i": f(lam0 / pid_ki if (kind == "pid" and pid_ki > 0) else 0.0),
-        "pid_prev": f(0.0),
-    }
-    return state
+        pid_i=f(lam0 / pid_ki if (kind == "pid" and pid_ki > 0) else 0.0),
+        pid_prev=f(0.0),
+    )
 
 
 def update_multiplier(
-    kind: MultiplierKind, state: dict[str, jax.Array], violation: jax.Array, cfg: Any
-) -> dict[str, jax.Array]:
+    kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: Any
+) -> Multiplier:
     """One multiplier step from violation = mean(Qc_bar(s, a_replay) - h).
 
     - dual: Adam step on log lam minimising lam * mean(h - Qc_bar) (the reference).
@@ -86,30 +96,24 @@ def update_multiplier(
     - pid: lam = max(0, Kp e + Ki I + Kd max(0, e_ema - e_ema_prev)), I = max(0, I + e).
     """
     violation = jnp.asarray(jax.lax.stop_gradient(violation), jnp.float32)
-    s = dict(state)
-    count = state["count"] + 1
-    s["count"] = count
+    count = state.count + 1
+    state = state.replace(count=count)
     if kind == "dual":
-        grad = -jnp.exp(state["log_lam"]) * violation  # d/dlog_lam of lam * (h - Qc_bar)
+        grad = -jnp.exp(state.log_lam) * violation  # d/dlog_lam of lam * (h - Qc_bar)
         b1, b2, eps = 0.9, 0.999, 1e-8
-        m = b1 * state["adam_m"] + (1 - b1) * grad
-        v = b2 * state["adam_v"] + (1 - b2) * grad**2
+        m = b1 * state.adam_m + (1 - b1) * grad
+        v = b2 * state.adam_v + (1 - b2) * grad**2
         m_hat = m / (1 - b1 ** count.astype(jnp.float32))
         v_hat = v / (1 - b2 ** count.astype(jnp.float32))
-        s["log_lam"] = state["log_lam"] - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
-        s["adam_m"], s["adam_v"] = m, v
-        s["lam"] = jnp.exp(s["log_lam"])
-    elif kind == "multipliers":
-        stepped = jnp.maximum(0.0, state["lam"] + cfg.mom_step * violation)
-        s["lam"] = jnp.where(count % cfg.mom_every == 0, stepped, state["lam"])
-    elif kind == "pid":
-        ema = cfg.pid_ema * state["pid_prev"] + (1 - cfg.pid_ema) * violation
-        integral = jnp.maximum(0.0, state["pid_i"] + violation)
-        deriv = jnp.maximum(0.0, ema - state["pid_prev"])
-        s["pid_i"], s["pid_prev"] = integral, ema
-        s["lam"] = jnp.maximum(
-            0.0, cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv
-        )
-    else:  # pragma: no cover - the config validates the choice
-        raise ValueError(kind)
-    return s
+        log_lam = state.log_lam - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
+        return state.replace(log_lam=log_lam, adam_m=m, adam_v=v, lam=jnp.exp(log_lam))
+    if kind == "multipliers":
+        stepped = jnp.maximum(0.0, state.lam + cfg.mom_step * violation)
+        return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
+    if kind == "pid":
+        ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
+        integral = jnp.maximum(0.0, state.pid_i + violation)
+        deriv = jnp.maximum(0.0, ema - state.pid_prev)
+        lam = jnp.maximum(0.0, cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv)
+        return state.replace(pid_i=integral, pid_prev=ema, lam=lam)
+    raise ValueError(kind)  # pragma: no cover - the config validates the choice

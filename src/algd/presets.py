@@ -15,37 +15,38 @@ with the reference init and at 117.5 and 1.0 with this one (SAC-AugLag 113.7 vs 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Mapping
+from typing import Any
 
-from algd.config import AgentConfig, TrainConfig
+from algd.agents import default_config
+from algd.config import TrainConfig, apply_overrides
 from algd.errors import AlgdError
 
-PRESETS: dict[str, TrainConfig] = {
-    "toy": TrainConfig(
-        env="ToyRing-v0",
-        total_steps=4000,
-        warmup_steps=500,
-        learning_starts=500,
-        utd=2,
-        batch_size=128,
-        eval_every=1000,
-        eval_episodes=5,
-        log_every=500,
-        checkpoint_every=1000,
-        agent=AgentConfig(
-            gamma=0.9,
-            gamma_c=0.9,
-            critic_hidden=(64, 64),
-            actor_hidden=(64, 64),
-            score_hidden=(64, 64, 64),
-            alpha_init=0.1,
-            lambda_lr=0.01,
-            init="lecun",
-        ),
-    ),
+# Named overrides of an algorithm's defaults, in the command line's dotted keys.
+PRESETS: dict[str, dict[str, Any]] = {
+    "toy": {
+        "env": "ToyRing-v0",
+        "total_steps": 4000,
+        "warmup_steps": 500,
+        "learning_starts": 500,
+        "utd": 2,
+        "batch_size": 128,
+        "eval_every": 1000,
+        "eval_episodes": 5,
+        "log_every": 500,
+        "checkpoint_every": 1000,
+        "agent.gamma": 0.9,
+        "agent.gamma_c": 0.9,
+        "agent.critic_hidden": (64, 64),
+        "agent.actor_hidden": (64, 64),
+        "agent.score_hidden": (64, 64, 64),
+        "agent.alpha_init": 0.1,
+        "agent.lambda_lr": 0.01,
+        "agent.init": "lecun",
+    },
     # The defaults are the authors' settings; what depends on the task family is added by
     # reference_for_env (the env given with the preset decides).
-    "reference": TrainConfig(),
+    "reference": {},
 }
 
 # The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
@@ -54,20 +55,30 @@ PRESETS: dict[str, TrainConfig] = {
 NAVIGATION_REFERENCE = {"episode_length": 400, "cost_limit": 10.0, "layout": "fixed"}
 
 
-def reference_for_env(env_id: str) -> dict[str, object]:
+def reference_for_env(env_id: str) -> dict[str, Any]:
     """Settings the authors' configurations add for the task family of ``env_id``."""
     from algd.envs.safety_gym import is_navigation_id
 
     return dict(NAVIGATION_REFERENCE) if is_navigation_id(env_id) else {}
 
 
-def preset(name: str, **overrides: object) -> TrainConfig:
-    """A named config; ``overrides`` win. ``reference`` adds the task family's settings of the
-    env it is given (or of the default env)."""
-    if name not in PRESETS:
-        raise AlgdError(f"unknown preset '{name}' (choose from: {', '.join(PRESETS)})")
-    base = PRESETS[name]
-    if name == "reference":
-        env = str(overrides.get("env", base.env))
-        base = replace(base, **reference_for_env(env))  # type: ignore[arg-type]
-    return replace(base, **overrides)  # type: ignore[arg-type]
+def make_config(
+    overrides: Mapping[str, Any] | None = None, preset: str | None = None
+) -> TrainConfig:
+    """A run's config: the algorithm's defaults (``overrides["algo"]``, else algd), then the
+    named preset, then ``overrides`` (dotted keys: ``total_steps``, ``agent.rho``). The
+    ``reference`` preset adds the task family's settings of the env it ends up with."""
+    overrides = dict(overrides or {})
+    cfg = default_config(str(overrides.get("algo", "algd")))
+    if preset is not None:
+        if preset not in PRESETS:
+            raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+        cfg = apply_overrides(cfg, PRESETS[preset])
+        if preset == "reference":
+            cfg = apply_overrides(cfg, reference_for_env(str(overrides.get("env", cfg.env))))
+    return apply_overrides(cfg, overrides)
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """``make_config(overrides, preset=name)`` with top-level fields as keywords."""
+    return make_config(overrides, preset=name)

@@ -23,17 +23,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from algd.agents import build_agent, get_algo, resolve_config
+from algd.agents import build_agent
 from algd.agents.base import OffPolicyAgent
 from algd.buffer import Batch, ReplayBuffer
 from algd.checkpoint import (
     CHECKPOINT_NAME,
     atomic_write_bytes,
-    check_meta,
+    load_checkpoint,
     read_checkpoint,
     save_checkpoint,
-    split_arrays,
-    unflatten_state,
 )
 from algd.config import TrainConfig
 from algd.envs import EnvSpec, SafeEnv, env_for
@@ -133,7 +131,7 @@ class Trainer:
             jax.ShapeDtypeStruct(rows, f32),
             jax.ShapeDtypeStruct(rows, f32),
         )
-        out = self.agent.update.eval_shape(self.state, batch, self.k_update, np.uint32(0))
+        out = self.agent.update.eval_shape(self.state, batch, self.k_update)
         return sorted(out[1])
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -175,13 +173,10 @@ class Trainer:
         )
 
     def _restore(self) -> None:
-        meta, arrays = read_checkpoint(self.checkpoint_path)
-        check_meta(meta, self._meta(), self.checkpoint_path)
-        self.state = unflatten_state(
-            self.state, split_arrays(arrays, "agent"), str(self.checkpoint_path)
-        )
+        ckpt = load_checkpoint(self.checkpoint_path, self.state, self._meta())
+        self.state, meta = ckpt.state, ckpt.meta
         try:
-            self.buffer.load_state_dict(split_arrays(arrays, "buffer"))
+            self.buffer.load_state_dict(ckpt.buffer)
         except (KeyError, ValueError) as exc:
             raise AlgdError(
                 f"checkpoint {self.checkpoint_path}: bad replay buffer ({exc})"
@@ -193,9 +188,9 @@ class Trainer:
         lp.eval_index = lm["eval_index"]
         lp.ep_return, lp.ep_cost = lm["ep_return"], lm["ep_cost"]
         lp.ep_disc_cost, lp.ep_len = lm["ep_disc_cost"], lm["ep_len"]
-        lp.recent.extend((float(r), float(c)) for r, c in split_arrays(arrays, "loop")["recent"])
+        lp.recent.extend((float(r), float(c)) for r, c in ckpt.loop["recent"])
         self.last_metrics = lm["last_metrics"]
-        self.obs = split_arrays(arrays, "loop")["obs"]
+        self.obs = ckpt.loop["obs"]
         if lm["env_state"] is not None:
             self.env.reset(episode_seed(self.cfg.seed, TRAIN_STREAM, lp.episode))
             self.env.set_state(lm["env_state"])
@@ -256,7 +251,7 @@ class Trainer:
             f"{kept}"
         )
 
-    def _step(self, logs: _Logs) -> None:
+    def step(self, logs: RunLogs) -> None:
         cfg, lp = self.cfg, self.loop
         t = lp.env_step
         action = self._action(t)
@@ -286,9 +281,8 @@ class Trainer:
         if self._may_update(t):
             rng = np.random.default_rng([cfg.seed, SAMPLE_STREAM, t])
             batches = self.buffer.sample(rng, (cfg.utd, cfg.batch_size))
-            self.state, metrics = self.agent.update(
-                self.state, batches, self.k_update, np.uint32(t)
-            )
+            key = jax.random.fold_in(self.k_update, t)
+            self.state, metrics = self.agent.update(self.state, batches, key)
             host = {k: float(v) for k, v in jax.device_get(metrics).items()}
             self._check_finite(host, t)
             self.last_metrics = host
@@ -313,7 +307,7 @@ class Trainer:
             lp.epoch_updates = 0
         return lp.epoch_updates <= cfg.update_cap * since
 
-    def _log_row(self, logs: _Logs) -> None:
+    def _log_row(self, logs: RunLogs) -> None:
         lp = self.loop
         rets = [r for r, _ in lp.recent]
         costs = [c for _, c in lp.recent]
@@ -323,7 +317,7 @@ class Trainer:
             "updates": lp.updates,
             "train/return": float(np.mean(rets)) if rets else float("nan"),
             "train/cost": float(np.mean(costs)) if costs else float("nan"),
-            "lambda": float(self.agent.lam(self.state)),
+            "lambda": float(self.state.mult.lam),
         }
         row.update({k: v for k, v in sorted(self.last_metrics.items()) if k != "lambda"})
         logs.metrics.write(row)
@@ -341,7 +335,7 @@ class Trainer:
         )
         logs.console.update(lp.env_step, row["train/return"], row["train/cost"], row["lambda"], sps)
 
-    def _evaluate(self, logs: _Logs) -> dict[str, float]:
+    def _evaluate(self, logs: RunLogs) -> dict[str, float]:
         cfg, lp = self.cfg, self.loop
         result = evaluate(
             self.agent,
@@ -363,7 +357,7 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         cfg, lp = self.cfg, self.loop
-        logs = _Logs(self.run_dir, cfg.total_steps, lp.env_step, self.console_enabled)
+        logs = RunLogs(self.run_dir, cfg.total_steps, lp.env_step, self.console_enabled)
         # Resumed after its final checkpoint (killed before summary.json): the final evaluation
         # is already in eval.csv and is not repeated.
         last_eval = self._logged_eval(lp.env_step) if lp.env_step >= cfg.total_steps else None
@@ -371,7 +365,7 @@ class Trainer:
         try:
             with stop_signals(self.stop):
                 while lp.env_step < cfg.total_steps and self.stop.signum is None:
-                    self._step(logs)
+                    self.step(logs)
                     step = lp.env_step
                     if step % cfg.log_every == 0:
                         self._log_row(logs)
@@ -398,7 +392,6 @@ class Trainer:
             "wall_s": time.time() - logs.t0,
             "final_eval": last_eval,
             "stopped_by_signal": None if finished else self.stop.signum,
-            "critic_kernel": self.agent.critic_path(),
         }
         if finished:
             atomic_write_bytes(
@@ -409,7 +402,9 @@ class Trainer:
         return summary
 
 
-class _Logs:
+class RunLogs:
+    """The sinks of one run: four CSV files, TensorBoard and the console."""
+
     def __init__(self, run_dir: Path, total: int, start: int, console: bool) -> None:
         self.episodes = CsvLog(run_dir / "episodes.csv")
         self.eval = CsvLog(run_dir / "eval.csv")
@@ -459,7 +454,7 @@ def memory_estimate(cfg: TrainConfig, spec: EnvSpec) -> dict[str, int]:
     shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     state = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
     buffer = ReplayBuffer.nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
-    members = 2 + (cfg.agent.cost_ensemble or 1)
+    members = 2 + cfg.agent.cost_ensemble
     activations = cfg.batch_size * max(cfg.agent.critic_hidden) * members * 4
     return {"state": state, "buffer": buffer, "activations": activations}
 
@@ -483,12 +478,10 @@ def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) 
     Everything that can be checked is checked before the run directory exists (config, env,
     runtime, memory); SIGINT/SIGTERM from the start on end the run with a checkpoint."""
     with stop_signals(stop) as flag:
-        cfg = resolve_config(cfg)
         if cfg.run_dir is None:  # one timestamped name for the checks and the creation
             cfg = replace(cfg, run_dir=str(default_run_dir(cfg)))
         check_claimable(cfg)
         spec = probe_env(cfg)
-        get_algo(cfg.algo).cls.check_runtime(cfg)
         check_memory(cfg, spec)
         if flag.signum is not None:
             raise Stopped(flag.signum)

@@ -1,17 +1,22 @@
-"""Algorithm registry: every algorithm runs through the same loop, listed by ``algd list``."""
+"""Algorithm registry: every algorithm runs through the same loop, listed by ``algd list``.
+
+Each entry holds the algorithm's constructor and its defaults, a typed :class:`AgentConfig`
+(the only place where algorithms' defaults differ).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 
-from algd.agents.algd import ALGD, LGD
-from algd.agents.base import OffPolicyAgent
+from algd.agents.algd import ALGD
+from algd.agents.base import OffPolicyAgent, TrainState
 from algd.agents.cal import CAL
 from algd.agents.sac import SAC
 from algd.agents.sac_auglag import SACAugLagQuadratic
 from algd.agents.sac_lag import SACLag
-from algd.config import TrainConfig, resolve
+from algd.config import AgentConfig, TrainConfig
 from algd.envs.base import EnvSpec
 from algd.errors import AlgdError
 
@@ -19,16 +24,16 @@ from algd.errors import AlgdError
 @dataclass(frozen=True)
 class AlgoInfo:
     name: str
-    cls: type[OffPolicyAgent]
+    make: Callable[[TrainConfig, EnvSpec], OffPolicyAgent]
     summary: str
-    defaults: dict[str, Any]  # fills the config's algorithm-dependent None fields
+    defaults: AgentConfig
 
 
 REGISTRY: dict[str, AlgoInfo] = {}
 
-# The authors' code warms every algorithm up with its own (untrained) policy.
-_SAC_KIN = {"cost_ensemble": 1, "cost_k": 0.0, "warmup_actions": "policy"}
-_DIFFUSION = {"cost_ensemble": 4, "cost_k": 1.0, "warmup_actions": "policy"}
+# The AgentConfig defaults are ALGD's (and LGD's and CAL's: a 4-member cost ensemble, k = 1);
+# the authors ran the other SAC variants with one cost critic.
+_ONE_COST_CRITIC = AgentConfig(cost_ensemble=1, cost_k=0.0)
 
 
 def register(info: AlgoInfo) -> None:
@@ -38,16 +43,27 @@ def register(info: AlgoInfo) -> None:
 
 
 register(
-    AlgoInfo("algd", ALGD, "diffusion policy guided by the augmented Lagrangian L_A", _DIFFUSION)
+    AlgoInfo("algd", ALGD, "diffusion policy guided by the augmented Lagrangian L_A", AgentConfig())
 )
-register(AlgoInfo("lgd", LGD, "ALGD with the standard Lagrangian energy L (ablation)", _DIFFUSION))
-register(AlgoInfo("sac_lag", SACLag, "SAC with a cost critic and a Lagrange multiplier", _SAC_KIN))
+register(
+    AlgoInfo(
+        "lgd",
+        partial(ALGD, energy="lagrangian"),
+        "ALGD with the standard Lagrangian energy L (ablation)",
+        AgentConfig(),
+    )
+)
+register(
+    AlgoInfo(
+        "sac_lag", SACLag, "SAC with a cost critic and a Lagrange multiplier", _ONE_COST_CRITIC
+    )
+)
 register(
     AlgoInfo(
         "sac_auglag",
         CAL,
         "SAC-AugLag as the paper ran it: CAL's rectified multiplier, one cost critic (k = 0)",
-        _SAC_KIN,
+        _ONE_COST_CRITIC,
     )
 )
 register(
@@ -55,16 +71,16 @@ register(
         "cal",
         CAL,
         "Conservative Augmented Lagrangian: ensemble upper bound + rectified multiplier",
-        {**_SAC_KIN, "cost_ensemble": 4, "cost_k": 1.0},
+        AgentConfig(),
     )
 )
-register(AlgoInfo("sac", SAC, "unconstrained SAC (ignores the cost)", _SAC_KIN))
+register(AlgoInfo("sac", SAC, "unconstrained SAC (ignores the cost)", _ONE_COST_CRITIC))
 register(
     AlgoInfo(
         "sac_auglag_quadratic",
         SACAugLagQuadratic,
         "SAC with the textbook augmented-Lagrangian actor penalty (ALGD's L_A term)",
-        _SAC_KIN,
+        _ONE_COST_CRITIC,
     )
 )
 
@@ -75,14 +91,23 @@ def get_algo(name: str) -> AlgoInfo:
     return REGISTRY[name]
 
 
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill algorithm-dependent defaults (raises AlgdError for an unknown algorithm)."""
-    return resolve(cfg, get_algo(cfg.algo).defaults)
+def default_config(algo: str = "algd", **fields: object) -> TrainConfig:
+    """The algorithm's defaults: a TrainConfig with its registered AgentConfig; ``fields``
+    replace top-level fields (raises AlgdError for an unknown algorithm)."""
+    cfg = TrainConfig(algo=algo, agent=get_algo(algo).defaults)
+    return replace(cfg, **fields) if fields else cfg  # type: ignore[arg-type]
 
 
 def build_agent(cfg: TrainConfig, spec: EnvSpec) -> OffPolicyAgent:
-    """Agent for a resolved config."""
-    return get_algo(cfg.algo).cls(cfg, spec)
+    return get_algo(cfg.algo).make(cfg, spec)
 
 
-__all__ = ["REGISTRY", "AlgoInfo", "OffPolicyAgent", "build_agent", "get_algo", "resolve_config"]
+__all__ = [
+    "REGISTRY",
+    "AlgoInfo",
+    "OffPolicyAgent",
+    "TrainState",
+    "build_agent",
+    "default_config",
+    "get_algo",
+]

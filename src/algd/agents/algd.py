@@ -10,14 +10,15 @@ phi* = sum_i w_i grad log p(y_i), w = softmax_i(log p(y_i)), log p = -E / beta
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from algd import kernels
-from algd.agents.base import Metrics, OffPolicyAgent, State, global_norm
+from algd.agents.base import Metrics, OffPolicyAgent, Params, TrainState, adam_step
 from algd.buffer import Batch
+from algd.config import TrainConfig
 from algd.diffusion import (
     Chain,
     Squash,
@@ -26,9 +27,11 @@ from algd.diffusion import (
     self_normalised_score,
     ve_schedule,
 )
-from algd.kernels import critic_min_value_grad, critic_value_grad
+from algd.envs.base import EnvSpec
 from algd.lagrangian import augmented_energy, ensemble_upper_bound, lagrangian_energy
 from algd.networks import ScoreNet, apply_net
+
+Energy = Literal["augmented", "lagrangian"]
 
 
 def _lead(feats: tuple[jax.Array, ...], ndim: int) -> tuple[jax.Array, ...]:
@@ -38,12 +41,12 @@ def _lead(feats: tuple[jax.Array, ...], ndim: int) -> tuple[jax.Array, ...]:
 
 
 class ALGD(OffPolicyAgent):
-    name = "algd"
-    energy_kind = "augmented"
-    offers_critic_kernel = True
+    """``energy`` = augmented: ALGD (E = L_A); lagrangian: LGD (E = L)."""
 
-    def __init__(self, cfg: Any, spec: Any) -> None:
-        a = cfg.agent
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec, energy: Energy = "augmented") -> None:
+        super().__init__(cfg, spec)
+        a = self.a
+        self.energy_kind = energy
         self.ve = a.diffusion == "ve"
         self.K = a.denoise_steps
         self.score_net = ScoreNet(
@@ -59,7 +62,6 @@ class ALGD(OffPolicyAgent):
             self.sched = ve_schedule(a.denoise_steps, a.sigma_min, a.sigma_max)
         else:
             self.sched = ddpm_schedule(a.denoise_steps, a.ddpm_beta_min, a.ddpm_beta_max)
-        super().__init__(cfg, spec)
         self.squash = Squash(self.act_scale, self.act_bias)
         self.latent = a.score_space == "latent"
         self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
@@ -69,42 +71,29 @@ class ALGD(OffPolicyAgent):
             self.start_std = 1.0
         else:
             self.start_std = float(jnp.sqrt(1.0 - self.sched.alpha_bar[-1]))
-        # The fused critic pass of the actor update (algd/kernels.py), where allowed and usable.
-        self.critic_kernel = self.uses_critic_kernel(cfg)
-
-    @classmethod
-    def uses_critic_kernel(cls, cfg: Any) -> bool:
-        """Whether the critic passes use the compiled kernel (raises KernelError where
-        agent.critic_kernel=native cannot run)."""
-        activations = (cls.Q_ACTIVATION, cls.QC_ACTIVATION)
-        return kernels.resolve(cfg.agent.critic_kernel, cfg.agent.critic_hidden, activations)
-
-    @classmethod
-    def check_runtime(cls, cfg: Any) -> None:
-        cls.uses_critic_kernel(cfg)
 
     # --- the diffusion policy -----------------------------------------------------------------
-    def init_actor(self, key: jax.Array) -> tuple[Any, Any, dict[str, Any]]:
+    def init_actor(self, key: jax.Array) -> tuple[Params, optax.OptState, None]:
         obs = jnp.zeros((1, self.obs_dim))
         x = jnp.zeros((1, self.act_dim))
         params = self.score_net.init(key, obs, x, jnp.zeros((1,), jnp.int32))["params"]
-        return params, self.actor_opt.init(params), {}
+        return params, self.actor_tx.init(params), None
 
-    def _features(self, params: Any, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """State part of the first layer (*B, h0), once per state, and the time part of every
+    def _features(self, params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """TrainState part of the first layer (*B, h0), once per state, and the time part of every
         step (K, h0), reused by all K steps and all samples."""
         s_feat = apply_net(self.score_net, params, obs, method="state_features")
         t_feat = apply_net(self.score_net, params, jnp.arange(self.K), method="time_features")
         return s_feat, t_feat
 
-    def _phi(self, params: Any, s_feat: jax.Array, x: jax.Array, t_feat: jax.Array) -> jax.Array:
+    def _phi(self, params: Params, s_feat: jax.Array, x: jax.Array, t_feat: jax.Array) -> jax.Array:
         return apply_net(self.score_net, params, s_feat, x, t_feat, method="from_features")
 
     def noise_shape(self) -> tuple[int, ...]:
         return (self.K + 1, self.act_dim)  # the start point, then one draw per step
 
     def chain(
-        self, params: Any, obs: jax.Array, draws: jax.Array | None, deterministic: bool
+        self, params: Params, obs: jax.Array, draws: jax.Array | None, deterministic: bool
     ) -> tuple[Chain, jax.Array, jax.Array]:
         """Reverse chain at states obs (*B, obs) with standard-normal draws (*B, K + 1, act)."""
         s_feat, t_feat = self._features(params, obs)
@@ -135,21 +124,21 @@ class ALGD(OffPolicyAgent):
         return (not self.ve) and not self.a.eval_noise_free
 
     def policy_from_noise(
-        self, actor: Any, obs: jax.Array, noise: jax.Array | None, deterministic: bool
+        self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
     ) -> jax.Array:
         chain, _, _ = self.chain(actor, obs, noise, deterministic)
         return self.squash(chain.x0)
 
     def next_action(
-        self, state: State, obs: jax.Array, key: jax.Array
+        self, state: TrainState, obs: jax.Array, key: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        action = jax.lax.stop_gradient(self.policy(state["actor"], obs, key, deterministic=False))
+        action = jax.lax.stop_gradient(self.policy(state.actor, obs, key, deterministic=False))
         return action, jnp.zeros(obs.shape[:-1])
 
     # --- energy and score target --------------------------------------------------------------
     def energy_from_features(
         self,
-        state: State,
+        state: TrainState,
         q_feat: tuple[jax.Array, ...],
         qc_feat: tuple[jax.Array, ...],
         action: jax.Array,
@@ -157,65 +146,46 @@ class ALGD(OffPolicyAgent):
         """E(s, a, lambda) for actions (*N, B, act) at the B states whose critic features are
         given; returns (*N, B). E is L_A (ALGD) or L (LGD)."""
         q = apply_net(
-            self.q_net, state["q"], _lead(q_feat, action.ndim), action, method="from_features"
+            self.q_net, state.q, _lead(q_feat, action.ndim), action, method="from_features"
         )
         qc = apply_net(
             self.qc_net,
-            state["qc"],
+            state.qc,
             _lead(qc_feat, action.ndim),
             action,
             method="from_features",
         )
         return self.energy_from_min(state, q.min(0), qc)
 
-    def energy_from_min(self, state: State, q_min: jax.Array, qc: jax.Array) -> jax.Array:
+    def energy_from_min(self, state: TrainState, q_min: jax.Array, qc: jax.Array) -> jax.Array:
         """E from the smaller reward critic's value q_min (*T) and the cost critics' qc (E, *T)."""
-        qc_bar = ensemble_upper_bound(qc, self.cost_k)
-        lam = jax.lax.stop_gradient(self.lam(state))
+        qc_bar = ensemble_upper_bound(qc, self.a.cost_k)
+        lam = jax.lax.stop_gradient(state.mult.lam)
         if self.energy_kind == "augmented":
             return augmented_energy(q_min, qc_bar, lam, self.h, self.a.rho)
         return lagrangian_energy(q_min, qc_bar, lam, self.h)
 
     def energy_and_grad(
         self,
-        state: State,
+        state: TrainState,
         q_feat: tuple[jax.Array, ...],
         qc_feat: tuple[jax.Array, ...],
         points: jax.Array,
     ) -> tuple[jax.Array, jax.Array]:
-        """E at actions (*N, B, act) and its gradient with respect to each action.
-
-        With the compiled kernel (algd/kernels.py), the reward critics' values and the action
-        gradient of their minimum come from one call (only the smaller critic's backward pass
-        runs at each action), every cost critic's value and action gradient from one call each,
-        and the chain rule through the ensemble bound and the penalty is applied to those
-        values: the same gradient as differentiating :meth:`energy_from_features`, up to float
-        rounding."""
-        if not self.critic_kernel:
-            energies, pullback = jax.vjp(
-                lambda p: self.energy_from_features(state, q_feat, qc_feat, p), points
-            )
-            return energies, pullback(jnp.ones_like(energies))[0]
-        act_qc = self.qc_net.activation
-        q, g_min = critic_min_value_grad(q_feat, points, state["q"], self.q_net.activation)
-        qc = [critic_value_grad(f, points, state["qc"], j, act_qc) for j, f in enumerate(qc_feat)]
+        """E at actions (*N, B, act) and its gradient with respect to each action."""
         energies, pullback = jax.vjp(
-            lambda q_min, qcv: self.energy_from_min(state, q_min, qcv),
-            q.min(0),
-            jnp.stack([v for v, _ in qc]),
+            lambda p: self.energy_from_features(state, q_feat, qc_feat, p), points
         )
-        d_min, d_qc = pullback(jnp.ones_like(energies))
-        parts = [d[..., None] * g for d, g in zip([d_min, *d_qc], [g_min, *(g for _, g in qc)])]
-        return energies, sum(parts[1:], parts[0])
+        return energies, pullback(jnp.ones_like(energies))[0]
 
     def critic_features(
-        self, state: State, obs: jax.Array
+        self, state: TrainState, obs: jax.Array
     ) -> tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]:
-        q_feat = apply_net(self.q_net, state["q"], obs, method="state_features")
-        qc_feat = apply_net(self.qc_net, state["qc"], obs, method="state_features")
+        q_feat = apply_net(self.q_net, state.q, obs, method="state_features")
+        qc_feat = apply_net(self.qc_net, state.qc, obs, method="state_features")
         return q_feat, qc_feat
 
-    def actor_step(self, state: State, b: Batch, key: jax.Array) -> tuple[State, Metrics]:
+    def actor_step(self, state: TrainState, b: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         """One actor update with the randomness drawn from ``key``: the chain's standard-normal
         draws (B, K + 1, act), the step tau of each sample (B,), and the Monte-Carlo
         perturbations (N, B, act)."""
@@ -227,8 +197,8 @@ class ALGD(OffPolicyAgent):
         return self.actor_update(state, b, draws, tau, mc_noise)
 
     def actor_update(
-        self, state: State, b: Batch, draws: jax.Array, tau: jax.Array, mc_noise: jax.Array
-    ) -> tuple[State, Metrics]:
+        self, state: TrainState, b: Batch, draws: jax.Array, tau: jax.Array, mc_noise: jax.Array
+    ) -> tuple[TrainState, Metrics]:
         """One actor update for given random draws. Same gradient as differentiating
         energy_weight * mean_B E(s, a0) + score_weight * MSE(phi(s, y_tau, tau), phi*), computed
         in an order that shares work: one critic forward and backward pass covers both the final
@@ -239,14 +209,14 @@ class ALGD(OffPolicyAgent):
         batch = b.obs.shape[0]
         sigma_tau = self.sched.sigma[tau]
 
-        def run_chain(params: Any) -> tuple[jax.Array, jax.Array]:
+        def run_chain(params: Params) -> tuple[jax.Array, jax.Array]:
             """-> (a0, the chain state at step tau): both carry the chain's gradient."""
             chain, _, _ = self.chain(params, b.obs, draws, deterministic=False)
             # Reference: the output of step tau; principled: its input (section 6).
             states = chain.outputs if a.score_time == "output" else chain.inputs
             return self.squash(chain.x0), states[tau, jnp.arange(batch)]
 
-        (a0, x_tau), chain_vjp = jax.vjp(run_chain, state["actor"])
+        (a0, x_tau), chain_vjp = jax.vjp(run_chain, state.actor)
 
         def score_input(x: jax.Array) -> jax.Array:
             return x if self.latent else self.squash(x)
@@ -257,35 +227,33 @@ class ALGD(OffPolicyAgent):
         points = jnp.concatenate([jax.lax.stop_gradient(a0)[None], mc_actions], axis=0)
         energies, g_points = self.energy_and_grad(state, *feats, points)
         energy = energies[0].mean()
-        target = self._score_target(y_mc, energies[1:], g_points[1:])
+        target = self.score_target(y_mc, energies[1:], g_points[1:])
 
-        def score_loss(params: Any, x: jax.Array) -> jax.Array:
+        def score_loss(params: Params, x: jax.Array) -> jax.Array:
             s_feat, t_feat = self._features(params, b.obs)
             phi = self._phi(params, s_feat, score_input(x), t_feat[tau])
             phi = phi if self.ve else phi[..., self.act_dim :]
             return jnp.mean(jnp.square(phi - target))
 
         score, (g_score, g_x_tau) = jax.value_and_grad(score_loss, argnums=(0, 1))(
-            state["actor"], x_tau
+            state.actor, x_tau
         )
         if not a.score_chain_grad:
             g_x_tau = jnp.zeros_like(g_x_tau)
         # One pull-back through the chain: the energy's a0 part and the score loss's a_tau part.
         (g_chain,) = chain_vjp((a.energy_weight / batch * g_points[0], a.score_weight * g_x_tau))
         g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_chain, g_score)
-        actor, actor_opt = self.actor_opt.step(state["actor"], g, state["actor_opt"])
-        state = {**state, "actor": actor, "actor_opt": actor_opt}
+        actor, actor_opt = adam_step(self.actor_tx, state.actor, g, state.actor_opt)
+        state = state.replace(actor=actor, actor_opt=actor_opt)
         metrics = {
             "loss/actor": a.energy_weight * energy + a.score_weight * score,
             "loss/score": score,
             "energy": energy,
-            "grad_norm/actor": global_norm(g),
+            "grad_norm/actor": optax.global_norm(g),
         }
         return state, metrics
 
-    def _score_target(
-        self, y_mc: jax.Array, energies: jax.Array, g_actions: jax.Array
-    ) -> jax.Array:
+    def score_target(self, y_mc: jax.Array, energies: jax.Array, g_actions: jax.Array) -> jax.Array:
         """phi* = sum_i w_i grad log p(y_i), w = softmax_i log p(y_i) (the estimator of
         :func:`algd.diffusion.mc_boltzmann_score`), from energies (N, B) and their action
         gradients (N, B, act) at the N Monte-Carlo points y_mc (N, B, act)."""
@@ -297,10 +265,3 @@ class ALGD(OffPolicyAgent):
             grad = grad * self.act_scale * (1.0 - jnp.square(tanh)) - 2.0 * tanh
             log_p = log_p + self.squash.log_det_jacobian(y_mc)
         return self_normalised_score(log_p, grad)
-
-
-class LGD(ALGD):
-    """ALGD with the standard Lagrangian energy L = -Q + lambda (Qc_bar - h) everywhere."""
-
-    name = "lgd"
-    energy_kind = "lagrangian"

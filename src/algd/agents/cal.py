@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from algd.agents.base import State
+from algd.agents.base import TrainState
 from algd.agents.sac_family import SACFamily
 from algd.buffer import Batch
 
@@ -22,9 +22,7 @@ def rectified_multiplier(lam: jax.Array, qc_bar_replay: jax.Array, h: float, c: 
 
 
 class CAL(SACFamily):
-    name = "cal"
-
-    def penalty(self, state: State, b: Batch, obs: jax.Array, action: jax.Array) -> jax.Array:
-        replay = self.qc_bar(state["qc"], b.obs, b.action)
-        weight = rectified_multiplier(self.lam(state), replay, self.h, self.a.cal_c)
-        return jax.lax.stop_gradient(weight) * self.qc_bar(state["qc"], obs, action)
+    def penalty(self, state: TrainState, b: Batch, action: jax.Array) -> jax.Array:
+        replay = self.qc_bar(state.qc, b.obs, b.action)
+        weight = rectified_multiplier(state.mult.lam, replay, self.h, self.a.cal_c)
+        return jax.lax.stop_gradient(weight) * self.qc_bar(state.qc, b.obs, action)

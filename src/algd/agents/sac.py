@@ -10,7 +10,5 @@ from algd.agents.sac_family import SACFamily
 
 
 class SAC(SACFamily):
-    name = "sac"
-
-    def update_multiplier_enabled(self) -> bool:
+    def updates_multiplier(self) -> bool:
         return False

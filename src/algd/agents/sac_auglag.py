@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import jax
 
-from algd.agents.base import State
+from algd.agents.base import TrainState
 from algd.agents.sac_family import SACFamily
 from algd.buffer import Batch
 from algd.lagrangian import augmented_penalty
 
 
 class SACAugLagQuadratic(SACFamily):
-    name = "sac_auglag_quadratic"
-
-    def penalty(self, state: State, b: Batch, obs: jax.Array, action: jax.Array) -> jax.Array:
-        lam = jax.lax.stop_gradient(self.lam(state))
-        return augmented_penalty(self.qc_bar(state["qc"], obs, action), lam, self.h, self.a.rho)
+    def penalty(self, state: TrainState, b: Batch, action: jax.Array) -> jax.Array:
+        lam = jax.lax.stop_gradient(state.mult.lam)
+        return augmented_penalty(self.qc_bar(state.qc, b.obs, action), lam, self.h, self.a.rho)

@@ -132,39 +132,28 @@ GRID_PRESETS: dict[str, GridSpec] = {
 }
 
 
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = tree
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[leaf] = value
-
-
 def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
-    """Every grid point's validated config and run directory."""
-    from algd.presets import preset
+    """Every grid point's validated config and run directory: the algorithm's defaults, the
+    base preset, then the override layers, in the command line's dotted keys."""
+    from algd.presets import make_config
 
-    base = to_dict(preset(spec.base) if spec.base else TrainConfig())
     keys = sorted(spec.sweep)
     points = []
     for env, algo, values, seed in itertools.product(
         spec.envs, spec.algos, itertools.product(*(spec.sweep[k] for k in keys)), spec.seeds
     ):
-        data = json.loads(json.dumps(base))
-        layers = (
+        overrides: dict[str, Any] = {"algo": algo, "env": env}
+        for layer in (
             spec.overrides,
             spec.per_env.get(env, {}),
             spec.per_algo.get(algo, {}),
             spec.per_pair.get(f"{env}:{algo}", {}),
-        )
-        for layer in layers:
-            for k, v in layer.items():
-                _set(data, k, v)
+        ):
+            overrides.update(layer)
+        overrides.update(zip(keys, values))
         tag = ",".join(f"{k}={v}" for k, v in zip(keys, values))
-        for k, v in zip(keys, values):
-            _set(data, k, v)
         run_dir = out / env / algo / (tag or ".") / f"s{seed}"
-        data.update(
+        overrides.update(
             algo=algo,
             env=env,
             seed=seed,
@@ -172,13 +161,12 @@ def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
             progress=False,
             overwrite=False,
         )
-        points.append((from_dict(data), run_dir))
+        points.append((make_config(overrides, preset=spec.base), run_dir))
     return points
 
 
 def run_point(config_json: str) -> dict[str, Any]:
     """Skip, resume or start one grid point (runs in a worker process)."""
-    from algd.agents import resolve_config
     from algd.train import load_run_config, resume, train
 
     cfg = from_dict(json.loads(config_json))
@@ -186,7 +174,7 @@ def run_point(config_json: str) -> dict[str, Any]:
     if (run_dir / "config.json").exists():
         saved = load_run_config(run_dir)
         # `overwrite` is what a command asked for, not part of the run (older algd saved it).
-        if to_dict(replace(saved, overwrite=False)) != to_dict(resolve_config(cfg)):
+        if to_dict(replace(saved, overwrite=False)) != to_dict(cfg):
             raise RunDirError(f"{run_dir} holds a different config; choose another output folder")
         if (run_dir / "summary.json").exists():
             return {"status": "skipped", **json.loads((run_dir / "summary.json").read_text())}

@@ -30,8 +30,8 @@ def _energies(agent: Any, state: Any, obs: np.ndarray, lam: float) -> tuple[Any,
     lam_j = jnp.float32(lam)
 
     def parts(a: jax.Array) -> tuple[jax.Array, jax.Array]:
-        q = agent.q_all(state["q"], obs_j, a[None]).min(0)[0]
-        qc_bar = agent.qc_bar(state["qc"], obs_j, a[None])[0]
+        q = agent.q_all(state.q, obs_j, a[None]).min(0)[0]
+        qc_bar = agent.qc_bar(state.qc, obs_j, a[None])[0]
         return q, qc_bar
 
     def energy_l(a: jax.Array) -> jax.Array:
@@ -87,7 +87,7 @@ def landscape(
     env = env_for(cfg)
     obs, _ = env.reset(seed)
     env.close()
-    lam_used = float(agent.lam(state)) if lam is None else float(lam)
+    lam_used = float(state.mult.lam) if lam is None else float(lam)
     energy_l, energy_la, qc_bar = _energies(agent, state, obs, lam_used)
 
     low, high = np.asarray(agent.spec.act_low), np.asarray(agent.spec.act_high)
@@ -116,7 +116,7 @@ def landscape(
     key = jax.random.PRNGKey(seed)
     for run_dir, (rcfg, ragent, rstate, _) in zip(run_dirs, runs):
         batch = jnp.tile(jnp.asarray(obs), (samples, 1))
-        acts = np.asarray(ragent.policy(rstate["actor"], batch, key, False))
+        acts = np.asarray(ragent.policy(rstate.actor, batch, key, False))
         qc_acts = np.asarray(jax.vmap(qc_bar)(jnp.asarray(acts)))
         sampled[f"{rcfg.algo} ({Path(run_dir).name})"] = acts
         diagnostics.setdefault("samples", {})[run_dir] = {

@@ -15,7 +15,6 @@ from typing import Any
 
 import psutil
 
-from algd.agents import resolve_config
 from algd.buffer import ReplayBuffer
 from algd.presets import preset
 from algd.rundir import create
@@ -35,7 +34,6 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
         log_every=max(steps // 100, 1),
         buffer_size=min(steps, 1_000_000),
     )
-    cfg = resolve_config(cfg)
     proc = psutil.Process()
     samples: list[tuple[int, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:

@@ -1,7 +1,6 @@
 """``algd bench-speed``: updates/s, env steps/s of the full online loop, single-state action
-latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm.
-``critic_kernel`` says whether ALGD/LGD's critic pass ran in the compiled kernel
-(algd/kernels.py).
+latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm,
+with the JAX backend and devices it ran on.
 
 Phases, each timed after a warm-up call so compilation is excluded:
 1. updates: the fused UTD update alone, on batches from a buffer filled by the real env;
@@ -24,11 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd.agents import build_agent, resolve_config
-from algd.config import TrainConfig
+from algd.agents import default_config
 from algd.errors import AlgdError
 from algd.rundir import create
-from algd.train import Trainer, _Logs
+from algd.train import RunLogs, Trainer
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -59,12 +57,8 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
 
 
 def flops_per_update(trainer: Trainer) -> float:
-    """FLOPs of one gradient step by XLA's cost analysis. XLA cannot see inside the compiled
-    critic kernel, so an agent using it is counted in its plain-JAX form (the same arithmetic)."""
+    """FLOPs of one gradient step by XLA's cost analysis."""
     agent, cfg = trainer.agent, trainer.cfg
-    if agent.critic_kernel:
-        plain = replace(cfg, agent=replace(cfg.agent, critic_kernel="xla"))
-        agent = build_agent(plain, trainer.env.spec)
     rng = np.random.default_rng(0)
     batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
     index = jnp.int32(0)
@@ -82,8 +76,8 @@ def bench_speed(
     if utd < 1 or batch_size < 1 or seconds <= 0:
         raise AlgdError("bench-speed: --utd and --batch-size must be >= 1 and --seconds > 0")
     fill = max(2 * batch_size, 2000)
-    cfg = TrainConfig(
-        algo=algo,
+    cfg = default_config(
+        algo,
         env=env,
         seed=seed,
         utd=utd,
@@ -98,22 +92,19 @@ def bench_speed(
         log_every=10**9,
         progress=False,
     )
-    cfg = resolve_config(cfg)
     with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:
         run_dir = run.path
         trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
-        logs = _Logs(run_dir, cfg.total_steps, 0, False)
+        logs = RunLogs(run_dir, cfg.total_steps, 0, False)
         try:
             for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
-                trainer._step(logs)
+                trainer.step(logs)
             rng = np.random.default_rng(seed)
             state = {"s": trainer.state}
 
             def update() -> None:
                 batches = trainer.buffer.sample(rng, (utd, batch_size))
-                state["s"], m = trainer.agent.update(
-                    state["s"], batches, trainer.k_update, np.uint32(0)
-                )
+                state["s"], m = trainer.agent.update(state["s"], batches, trainer.k_update)
                 jax.block_until_ready(m)
 
             update()
@@ -122,9 +113,9 @@ def bench_speed(
             c1 = _cpu_jiffies()
             trainer.state = state["s"]
 
-            trainer._step(logs)  # compiles the act path
+            trainer.step(logs)  # compiles the act path
             c2 = _cpu_jiffies()
-            n_loop, t_loop = _timed(lambda: trainer._step(logs), seconds)
+            n_loop, t_loop = _timed(lambda: trainer.step(logs), seconds)
             c3 = _cpu_jiffies()
 
             obs = trainer.obs
@@ -153,7 +144,7 @@ def bench_speed(
         "flops_per_update": flops,
         "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
         "jax_backend": jax.default_backend(),
-        "critic_kernel": trainer.agent.critic_path(),
+        "devices": [str(d) for d in jax.devices()],
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
             "loop": _steal_fraction(c2, c3),

@@ -101,6 +101,11 @@ class GymCostEnv(SafeEnv):
     def close(self) -> None:
         self._env.close()
 
+    @property
+    def unwrapped(self) -> Any:
+        """The wrapped simulator environment (for inspection)."""
+        return self._env.unwrapped
+
 
 def make_velocity(env_id: str, episode_length: int | None, cost_limit: float | None) -> GymCostEnv:
     task = VELOCITY_TASKS[env_id]

@@ -76,3 +76,8 @@ class SafetyGymEnv(SafeEnv):
 
     def close(self) -> None:
         self._env.close()
+
+    @property
+    def unwrapped(self) -> Any:
+        """The wrapped simulator environment (for inspection)."""
+        return self._env.unwrapped

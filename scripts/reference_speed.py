@@ -1,0 +1,113 @@
+"""Update throughput of the authors' PyTorch ALGD agent, for comparison with ``algd bench-speed``.
+
+Builds the authors' VE-SDE agent (github.com/Wenxuan52/ALGD, commit 1f6820b) with their
+Safety-Gym defaults (critics 256 wide, score network 128 wide, K = 5, N = 4, four cost critics)
+on SafetyPointButton1-v0's shapes (observation 76, action 2), and times ``update_parameters``
+(one gradient step: critics, actor, multiplier, targets) on a batch of 256 drawn from a filled
+replay memory, as their training loop calls it. Prints one JSON line with gradient steps per
+second (``updates_per_s``, the figure ``algd bench-speed`` reports as updates_per_s).
+
+Neither PyTorch nor the authors' code is a dependency of algd; only this script needs them:
+
+    python3 -m venv /tmp/ptv && /tmp/ptv/bin/pip install torch==2.13.0 'numpy<2'
+    git clone https://github.com/Wenxuan52/ALGD /tmp/ALGD && git -C /tmp/ALGD checkout 1f6820b
+    /tmp/ptv/bin/python scripts/reference_speed.py --ref /tmp/ALGD
+
+``--threads`` sets torch's intra-op threads (default: torch's own choice, one per core; the
+authors' configs ask for 10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+OBS, ACT, BATCH, FILL = 76, 2, 256, 5000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", required=True, help="a local copy of the authors' ALGD code")
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(Path(args.ref).resolve()))
+    real_device = torch.device
+
+    class CpuTorch:  # the authors' agent module places itself on "cuda": map it to the CPU
+        def __getattr__(self, name: str):
+            return getattr(torch, name)
+
+        @staticmethod
+        def device(*a, **k):
+            return real_device("cpu")
+
+    from agents.algd import ALGD_VESDE
+
+    ALGD_VESDE.torch = CpuTorch()
+    torch.manual_seed(0)
+    low, high = -np.ones(ACT, np.float32), np.ones(ACT, np.float32)
+    space = SimpleNamespace(shape=(ACT,), low=low, high=high)
+    config = SimpleNamespace(
+        gamma=0.99,
+        safety_gamma=0.99,
+        tau=0.005,
+        critic_target_update_frequency=2,
+        rho=1.0,
+        diffusion_steps_K=5,
+        score_mc_samples=4,
+        beta=1.0,
+        critic_hidden_size=256,
+        qc_ens_size=4,
+        score_model_hidden_dim=128,
+        lr=3e-4,
+        qc_lr=3e-4,
+        safetygym=True,
+        cost_lim=25.0,
+        epoch_length=1000,
+    )
+    agent = ALGD_VESDE.ALGDAgent(OBS, space, config)
+    rng = np.random.default_rng(0)
+    memory = (
+        rng.standard_normal((FILL, OBS)).astype(np.float32),
+        rng.uniform(-1, 1, (FILL, ACT)).astype(np.float32),
+        np.stack([rng.standard_normal(FILL), rng.uniform(size=FILL) < 0.1], 1).astype(np.float32),
+        rng.standard_normal((FILL, OBS)).astype(np.float32),
+        np.ones(FILL, np.float32),
+    )
+
+    def batch() -> tuple[np.ndarray, ...]:
+        idx = rng.integers(0, FILL, BATCH)
+        return tuple(x[idx] for x in memory)
+
+    for i in range(5):  # warm-up
+        agent.update_parameters(batch(), i)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < args.seconds:
+        agent.update_parameters(batch(), n)
+        n += 1
+    elapsed = time.perf_counter() - t0
+    result = {
+        "code": "authors' PyTorch ALGD (VE-SDE), update_parameters",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch_size": BATCH,
+        "updates": n,
+        "seconds": elapsed,
+        "updates_per_s": n / elapsed,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
