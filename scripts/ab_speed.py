@@ -31,7 +31,7 @@ import dataclasses
 import sys
 import time
 try:  # the command line's XLA options, set before JAX starts (older trees set them on import)
-    from algd._xla import tune_cpu_flags
+    from algd.xla import tune_cpu_flags
     tune_cpu_flags()
 except ImportError:
     import algd

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from algd.cli import main
+from algd.config import to_json
 from helpers import run_cli
 
 FAST = [
@@ -101,3 +103,57 @@ def test_train_eval_and_refusals_through_the_real_cli(tmp_path: Path) -> None:
     r1 = json.loads(ev1.stdout)
     assert r1 == json.loads(ev2.stdout)  # deterministic evaluation is repeatable
     assert r1["episodes"] == 2 and r1["env_steps"] == 600
+
+
+def test_config_file_sits_between_the_preset_and_the_flags(tmp_path: Path) -> None:
+    """Defaults: the algorithm's, then --preset, then --config FILE, then the flags; a file's
+    run_dir and overwrite are not taken."""
+    from algd.cli import parse_train
+
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(
+        "algo: sac_lag\nagent:\n  rho: 2.5\nagent.lambda_lr: 0.02\ntotal_steps: 700\n"
+        "run_dir: /elsewhere\noverwrite: true\n"
+    )
+    cfg = parse_train(["--preset", "toy", "--config", str(yaml_file), "--total-steps", "800"]).run
+    assert (cfg.algo, cfg.total_steps, cfg.batch_size) == ("sac_lag", 800, 128)  # toy's batch
+    assert (cfg.agent.rho, cfg.agent.lambda_lr, cfg.agent.cost_ensemble) == (2.5, 0.02, 1)
+    assert cfg.run_dir is None and cfg.overwrite is False
+    # A run's own config.json gives that run's settings back.
+    run_cfg = parse_train(["--preset", "toy", "--algo", "cal", "--seed", "4"]).run
+    saved = tmp_path / "config.json"
+    saved.write_text(to_json(replace(run_cfg, run_dir=str(tmp_path / "old"))))
+    assert parse_train(["--config", str(saved)]).run == run_cfg
+    assert parse_train(["--config", str(saved), "--seed", "5"]).run.seed == 5
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "--config"),
+        ("[1, 2]", "must hold a mapping of config fields"),
+        ("algo: [", "not valid JSON or YAML"),
+        ("agent:\n  rhoo: 1.0\n", "config field 'agent.rhoo': unknown field"),
+    ],
+)
+def test_bad_config_file_is_one_line(
+    content: str | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    if content is not None:
+        path.write_text(content)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("algd: error:") and message in err
+    assert not run_dir.exists()
+
+
+def test_train_help_shows_the_chosen_algorithms_defaults(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--algo", "sac_lag", "--help"])
+    out = capsys.readouterr().out
+    line = next(i for i, text in enumerate(out.splitlines()) if "--agent.cost-ensemble" in text)
+    assert "(default: 1)" in " ".join(out.splitlines()[line : line + 4])

@@ -441,7 +441,7 @@ HANDLERS: dict[str, Any] = {
 
 
 def _run(argv: list[str]) -> int:
-    from algd._xla import enable_compilation_cache
+    from algd.xla import enable_compilation_cache
 
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -461,7 +461,7 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from algd._xla import tune_cpu_flags
+    from algd.xla import tune_cpu_flags
 
     tune_cpu_flags()  # before anything imports JAX
     try:

@@ -131,7 +131,7 @@ class Trainer:
             jax.ShapeDtypeStruct(rows, f32),
             jax.ShapeDtypeStruct(rows, f32),
         )
-        out = self.agent.update.eval_shape(self.state, batch, self.k_update)
+        out = jax.eval_shape(self.agent.update, self.state, batch, self.k_update)
         return sorted(out[1])
 
     # --- checkpoints --------------------------------------------------------------------------

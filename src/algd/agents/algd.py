@@ -47,6 +47,7 @@ class ALGD(OffPolicyAgent):
         super().__init__(cfg, spec)
         a = self.a
         self.energy_kind = energy
+        self.identity = (*self.identity, energy)
         self.ve = a.diffusion == "ve"
         self.K = a.denoise_steps
         self.score_net = ScoreNet(

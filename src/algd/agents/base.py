@@ -12,6 +12,7 @@ after the steps whose index within the UTD block is a multiple of ``target_every
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -109,19 +110,21 @@ class OffPolicyAgent:
         high = np.asarray(spec.act_high, np.float32)
         self.act_scale = jnp.asarray((high - low) / 2.0)
         self.act_bias = jnp.asarray((high + low) / 2.0)
-        self.update = jax.jit(self._update, donate_argnums=0)
-        # Positional-only compiled calls: the cheapest dispatch path for single-state actions.
-        self._act_noisy = jax.jit(
-            lambda actor, obs, noise: self.policy_from_noise(actor, obs[None], noise[None], False)[
-                0
-            ]
-        )
-        self._act_det_noisy = jax.jit(
-            lambda actor, obs, noise: self.policy_from_noise(actor, obs[None], noise[None], True)[0]
-        )
-        self._act_det = jax.jit(
-            lambda actor, obs: self.policy_from_noise(actor, obs[None], None, True)[0]
-        )
+        # What the computation depends on: agents built from equal settings share their
+        # compiled functions (see _compiled_update).
+        self.identity: tuple[Any, ...] = (type(self), a, spec)
+
+    def __hash__(self) -> int:
+        return hash(self.identity)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, OffPolicyAgent) and self.identity == other.identity
+
+    def update(
+        self, state: TrainState, batches: Batch, key: jax.Array
+    ) -> tuple[TrainState, Metrics]:
+        """All UTD gradient steps of one environment step (compiled; donates ``state``)."""
+        return _compiled_update(self, state, batches, key)
 
     # --- what an algorithm supplies -----------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Params, optax.OptState, Temperature | None]:
@@ -196,12 +199,10 @@ class OffPolicyAgent:
         standard-normal ``noise`` of shape ``noise_shape()`` (see algd.noise). Only the actor's
         parameters cross into the compiled call."""
         if deterministic and not self.deterministic_needs_noise():
-            return np.asarray(self._act_det(state.actor, obs))
+            return np.asarray(_compiled_act(self, True, state.actor, obs, None))
         if noise is None:
             raise ValueError("this action needs noise")
-        if deterministic:
-            return np.asarray(self._act_det_noisy(state.actor, obs, noise))
-        return np.asarray(self._act_noisy(state.actor, obs, noise))
+        return np.asarray(_compiled_act(self, deterministic, state.actor, obs, noise))
 
     def q_all(self, params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """Both reward critics, (2, *B)."""
@@ -295,3 +296,26 @@ class OffPolicyAgent:
         # Means over the UTD steps; a non-finite value in any step keeps the mean non-finite,
         # which is what the loop checks for (see train.check_finite).
         return state, {k: v.mean() for k, v in metrics.items()}
+
+
+# The agent is a static argument: equal agents (equal settings) reuse one compiled program, so
+# a process that builds many agents (evaluations, tests, grids of runs) traces and compiles each
+# distinct one once.
+@partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _compiled_update(
+    agent: OffPolicyAgent, state: TrainState, batches: Batch, key: jax.Array
+) -> tuple[TrainState, Metrics]:
+    return agent._update(state, batches, key)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _compiled_act(
+    agent: OffPolicyAgent,
+    deterministic: bool,
+    actor: Params,
+    obs: jax.Array,
+    noise: jax.Array | None,
+) -> jax.Array:
+    """One state's action (single-state calls keep the dispatch path short)."""
+    batch_noise = None if noise is None else noise[None]
+    return agent.policy_from_noise(actor, obs[None], batch_noise, deterministic)[0]

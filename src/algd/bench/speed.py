@@ -86,6 +86,7 @@ def bench_speed(
         warmup_steps=fill,
         warmup_actions="uniform",
         learning_starts=batch_size,
+        update_cap=None,  # the steady state: every loop step runs its UTD gradient steps
         buffer_size=100_000,
         eval_every=0,
         checkpoint_every=0,
@@ -115,7 +116,9 @@ def bench_speed(
 
             trainer.step(logs)  # compiles the act path
             c2 = _cpu_jiffies()
+            updates_before = trainer.loop.updates
             n_loop, t_loop = _timed(lambda: trainer.step(logs), seconds)
+            loop_updates = trainer.loop.updates - updates_before
             c3 = _cpu_jiffies()
 
             obs = trainer.obs
@@ -138,7 +141,7 @@ def bench_speed(
         "batch_size": batch_size,
         "updates_per_s": n_upd * utd / t_upd,
         "env_steps_per_s": n_loop / t_loop,
-        "loop_updates_per_s": n_loop * utd / t_loop,
+        "loop_updates_per_s": loop_updates / t_loop,
         "action_latency_us": latency["stochastic"],
         "action_latency_deterministic_us": latency["deterministic"],
         "flops_per_update": flops,
