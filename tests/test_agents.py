@@ -128,9 +128,14 @@ def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
     assert float(metrics["energy"]) == pytest.approx(float(np.mean(e)), rel=1e-4, abs=1e-5)
 
 
+# The DDPM and latent-score updates also run end to end (tests/test_end_to_end.py).
 @pytest.mark.parametrize(
     "agent_kw",
-    [{}, {"diffusion": "ddpm"}, {"score_space": "latent", "score_time": "input"}],
+    [
+        {},
+        pytest.param({"diffusion": "ddpm"}, marks=pytest.mark.slow),
+        pytest.param({"score_space": "latent", "score_time": "input"}, marks=pytest.mark.slow),
+    ],
 )
 def test_diffusion_update_runs_and_is_finite(agent_kw: dict) -> None:
     agent, state = make("algd", **agent_kw)

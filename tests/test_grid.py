@@ -14,7 +14,7 @@ from algd.presets import preset
 from algd.train import train
 from helpers import quick
 
-SHORT = quick(600, every=200)
+SHORT = quick(400, every=200)
 SPEC = GridSpec(("sac_lag",), ("ToyRing-v0",), (0, 1), base="toy", overrides=SHORT)
 LOGS = ("metrics.csv", "episodes.csv", "eval.csv")
 
@@ -32,28 +32,27 @@ def conflicting(out: Path, spec: GridSpec, seed: int) -> Path:
 
 
 def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
-    spec = replace(SPEC, seeds=(0, 1, 2))  # seed 2's run dir conflicts: it fails, the rest run
+    spec = SPEC  # seed 1's run dir conflicts: it fails, seed 0 runs
     for backend in ("local", "ray"):
-        conflicting(tmp_path / backend, spec, 2)
+        conflicting(tmp_path / backend, spec, 1)
     local = run_grid(spec, str(tmp_path / "local"), backend="local", workers=2)
     remote = run_grid(spec, str(tmp_path / "ray"), backend="ray", workers=2)
-    assert [r["status"] for r in local + remote] == ["trained", "trained", "failed"] * 2
+    assert [r["status"] for r in local + remote] == ["trained", "failed"] * 2
     # The worker's one-line reason, not a wrapped remote traceback.
-    for failed in (local[2], remote[2]):
+    for failed in (local[1], remote[1]):
         assert failed["error"].endswith("holds a different config; choose another output folder")
         assert "\n" not in failed["error"] and "Ray" not in failed["error"]
-    for a, b in zip(local[:2], remote[:2]):
-        assert (a["seed"], a["final_eval"]) == (b["seed"], b["final_eval"])
-        assert logs(Path(a["run_dir"])) == logs(Path(b["run_dir"]))
-    assert local[0]["final_eval"] != local[1]["final_eval"]  # seeds differ
+    a, b = local[0], remote[0]
+    assert (a["seed"], a["final_eval"]) == (b["seed"], b["final_eval"]) == (0, a["final_eval"])
+    assert logs(Path(a["run_dir"])) == logs(Path(b["run_dir"]))
 
 
 def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) -> None:
     out = tmp_path / "grid"
     (cfg0, dir0), (cfg1, dir1) = expand(SPEC, out)
     train(cfg0, console=False)  # finished
-    # Interrupted: the same run stopped at its step-400 checkpoint.
-    train(replace(cfg1, total_steps=400), console=False)
+    # Interrupted: the same run stopped at its step-300 checkpoint.
+    train(replace(cfg1, total_steps=300), console=False)
     (dir1 / "config.json").write_text(to_json(cfg1) + "\n")
     (dir1 / "summary.json").unlink()
     finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
@@ -76,7 +75,7 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     assert (bad / "config.json").read_text() == bad_config  # the conflicting dir is untouched
     assert {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()} == finished
     summary = json.loads((dir1 / "summary.json").read_text())
-    assert summary["finished"] and summary["env_steps"] == 600
+    assert summary["finished"] and summary["env_steps"] == 400
 
 
 def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:

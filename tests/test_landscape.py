@@ -26,11 +26,11 @@ def test_curvature_known_values() -> None:
 
 def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
     short = {
-        "total_steps": 800,
+        "total_steps": 500,
         "warmup_steps": 300,
         "learning_starts": 300,
-        "eval_every": 800,
-        "checkpoint_every": 800,
+        "eval_every": 500,
+        "checkpoint_every": 500,
         "eval_episodes": 1,
     }
     train(toy("algd", tmp_path / "algd", **short), console=False)

@@ -43,14 +43,32 @@ def final(summary: dict) -> tuple[float, float]:
     return ev["return_mean"], ev["cost_mean"]
 
 
-# Seed 1 repeats the check on a second seed; it runs with `pytest -m slow` (the default test
-# command takes about 13 minutes on 2 cores).
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_safe_baselines_respect_the_limit_and_sac_does_not(tmp_path: Path, seed: int) -> None:
-    results = {
-        algo: final(train(toy(algo, tmp_path / algo, seed=seed), console=False))
-        for algo in ("sac", "sac_lag", "sac_auglag", "cal")
+BASELINES = ("sac", "sac_lag", "sac_auglag", "cal")
+
+
+def train_baselines(root: Path, seed: int) -> dict[str, tuple[float, float]]:
+    return {
+        algo: final(train(toy(algo, root / algo, seed=seed), console=False)) for algo in BASELINES
     }
+
+
+@pytest.fixture(scope="module")
+def baselines_seed0(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The four SAC-family runs of seed 0, shared by the tests of the "baselines" group."""
+    root = tmp_path_factory.mktemp("baselines")
+    return root, train_baselines(root, 0)
+
+
+# Seed 1 repeats the check on a second seed; it runs with `pytest -m slow`.
+@pytest.mark.xdist_group("baselines")
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
+def test_safe_baselines_respect_the_limit_and_sac_does_not(
+    tmp_path: Path, seed: int, request: pytest.FixtureRequest
+) -> None:
+    if seed == 0:
+        _, results = request.getfixturevalue("baselines_seed0")
+    else:
+        results = train_baselines(tmp_path, seed)
     sac_return, sac_cost = results["sac"]
     assert sac_cost > 5 * LIMIT, results  # ignoring the cost pays for it
     for algo in ("sac_lag", "sac_auglag", "cal"):
@@ -78,8 +96,9 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     assert float(np.mean(ring_cost(acts))) < 0.1
 
 
-def test_gaussian_policy_is_unimodal(tmp_path: Path) -> None:
+@pytest.mark.xdist_group("baselines")
+def test_gaussian_policy_is_unimodal(baselines_seed0: tuple[Path, dict]) -> None:
     """The contrast: SAC-Lag's tanh-Gaussian puts (almost) all its samples on one side."""
-    train(toy("sac_lag", tmp_path / "sl"), console=False)
-    acts = sampled_actions(tmp_path / "sl")
+    root, _ = baselines_seed0
+    acts = sampled_actions(root / "sac_lag")
     assert min(np.mean(acts[:, 0] < -0.3), np.mean(acts[:, 0] > 0.3)) < 0.01
