@@ -30,11 +30,7 @@ CHILD = r"""
 import dataclasses
 import sys
 import time
-try:  # the command line's XLA options, set before JAX starts (older trees set them on import)
-    from algd.xla import tune_cpu_flags
-    tune_cpu_flags()
-except ImportError:
-    import algd
+import algd  # trees before 2026-11-30 set an XLA option on import
 import numpy as np
 import jax
 from algd.buffer import Batch

@@ -8,7 +8,6 @@ os.environ.setdefault(
     "ALGD_COMPILE_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "xla")
 )
 
-from algd.xla import enable_compilation_cache, tune_cpu_flags  # noqa: E402
+from algd.xla import enable_compilation_cache  # noqa: E402
 
-tune_cpu_flags()  # as the CLI does, before jax is imported
 enable_compilation_cache()

@@ -461,9 +461,6 @@ def _run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from algd.xla import tune_cpu_flags
-
-    tune_cpu_flags()  # before anything imports JAX
     try:
         return _run(sys.argv[1:] if argv is None else list(argv))
     except AlgdError as exc:
