@@ -35,7 +35,7 @@ def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
     spec = SPEC  # seed 1's run dir conflicts: it fails, seed 0 runs
     for backend in ("local", "ray"):
         conflicting(tmp_path / backend, spec, 1)
-    local = run_grid(spec, str(tmp_path / "local"), backend="local", workers=2)
+    local = run_grid(spec, str(tmp_path / "local"), backend="local", workers=1)
     remote = run_grid(spec, str(tmp_path / "ray"), backend="ray", workers=2)
     assert [r["status"] for r in local + remote] == ["trained", "failed"] * 2
     # The worker's one-line reason, not a wrapped remote traceback.

@@ -46,7 +46,7 @@ def _fma_rows_jvp(primals: Any, tangents: Any) -> tuple[jax.Array, jax.Array]:
 def small_matmul_add(base: jax.Array, x: jax.Array, w: jax.Array) -> jax.Array:
     """base + x @ w for a narrow x (*B, d) with small d (the action): written as d broadcast
     multiply-adds, which XLA fuses into the activation that follows (a matrix product with a
-    contraction of 2 is a separate, poorly shaped kernel call on the CPU backend). Its
+    contraction of 2 is a separate, poorly shaped operation on the CPU backend). Its
     derivative uses matrix products again, so that the cotangent is formed once. Measured side
     by side on the whole ALGD update in docs/performance.md."""
     if x.shape[-1] > 8:

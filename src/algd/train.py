@@ -53,6 +53,9 @@ from algd.rundir import (
 from algd.stop import StopFlag, stop_signals
 
 TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
+
+# The update key of environment step t, fold_in(k_update, t): compiled, one dispatch per step.
+_step_key = jax.jit(jax.random.fold_in)
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
 
 
@@ -281,7 +284,7 @@ class Trainer:
         if self._may_update(t):
             rng = np.random.default_rng([cfg.seed, SAMPLE_STREAM, t])
             batches = self.buffer.sample(rng, (cfg.utd, cfg.batch_size))
-            key = jax.random.fold_in(self.k_update, t)
+            key = _step_key(self.k_update, t)
             self.state, metrics = self.agent.update(self.state, batches, key)
             host = {k: float(v) for k, v in jax.device_get(metrics).items()}
             self._check_finite(host, t)

@@ -23,4 +23,6 @@ def enable_compilation_cache() -> None:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # Every program, the small per-action ones included: a process that starts many runs (a
+    # grid worker, a resumed run) then compiles none of them twice.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -1,7 +1,7 @@
 """CAL, Conservative Augmented Lagrangian (Wu et al., ICLR 2024).
 
-SAC-Lag with the ensemble upper bound Qc_bar = mean + k std (k = 0.5) and a rectified
-multiplier in the actor loss: (lambda - rect) Qc_bar(s, a) with
+SAC-Lag with the ensemble upper bound Qc_bar = mean + k std (k = 1, as the authors ran it) and
+a rectified multiplier in the actor loss: (lambda - rect) Qc_bar(s, a) with
 rect = min(c * mean(h - Qc_bar(s, a_replay)), lambda), c = 10 (ALGD_METHOD section 8).
 """
 
