@@ -34,12 +34,13 @@ def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
         "eval_episodes": 1,
     }
     train(toy("algd", tmp_path / "algd", **short), console=False)
-    train(toy("lgd", tmp_path / "lgd", **short), console=False)
+    # A second run of the same program (seed 1): the figure draws every run's samples.
+    train(toy("algd", tmp_path / "algd1", seed=1, **short), console=False)
     out = tmp_path / "fig"
     argv = [
         "landscape",
         str(tmp_path / "algd"),
-        str(tmp_path / "lgd"),
+        str(tmp_path / "algd1"),
         "--out",
         str(out),
         "--grid",
@@ -56,7 +57,9 @@ def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
         d = printed[name]
         assert 0.0 <= d["indefinite_share"] <= d["not_psd_share"] <= 1.0
     assert printed["rho"] == 1.0 and printed["grid"] == 21
-    assert {v["algo"] for v in printed["samples"].values()} == {"algd", "lgd"}
+    samples = printed["samples"]
+    assert set(samples) == {str(tmp_path / "algd"), str(tmp_path / "algd1")}
+    assert all(0.0 <= v["feasible_share"] <= 1.0 for v in samples.values())
     # A second call must not replace the figure silently.
     before = (out / "landscape.png").stat().st_mtime_ns
     assert main(argv) == 2

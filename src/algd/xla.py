@@ -23,6 +23,4 @@ def enable_compilation_cache() -> None:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", where)
-    # Every program, the small per-action ones included: a process that starts many runs (a
-    # grid worker, a resumed run) then compiles none of them twice.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
