@@ -47,8 +47,16 @@ BASELINES = ("sac", "sac_lag", "sac_auglag", "cal")
 
 
 def train_baselines(root: Path, seed: int) -> dict[str, tuple[float, float]]:
+    # Unconstrained SAC is over the limit from the first evaluation on (cost about 80 of a
+    # possible 100 at step 1000, docs/results.md): half the budget shows it.
+    steps = {"sac": 2000}
     return {
-        algo: final(train(toy(algo, root / algo, seed=seed), console=False)) for algo in BASELINES
+        algo: final(
+            train(
+                toy(algo, root / algo, seed=seed, total_steps=steps.get(algo, 4000)), console=False
+            )
+        )
+        for algo in BASELINES
     }
 
 
@@ -59,22 +67,25 @@ def baselines_seed0(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dic
     return root, train_baselines(root, 0)
 
 
-# Seed 1 repeats the check on a second seed; it runs with `pytest -m slow`.
-@pytest.mark.xdist_group("baselines")
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
-def test_safe_baselines_respect_the_limit_and_sac_does_not(
-    tmp_path: Path, seed: int, request: pytest.FixtureRequest
-) -> None:
-    if seed == 0:
-        _, results = request.getfixturevalue("baselines_seed0")
-    else:
-        results = train_baselines(tmp_path, seed)
+def check_baselines(results: dict[str, tuple[float, float]]) -> None:
     sac_return, sac_cost = results["sac"]
     assert sac_cost > 5 * LIMIT, results  # ignoring the cost pays for it
     for algo in ("sac_lag", "sac_auglag", "cal"):
         ret, cost = results[algo]
         assert cost <= LIMIT, (algo, results)
         assert ret > 100.0, (algo, results)
+
+
+@pytest.mark.xdist_group("baselines")
+def test_safe_baselines_respect_the_limit_and_sac_does_not(
+    baselines_seed0: tuple[Path, dict],
+) -> None:
+    check_baselines(baselines_seed0[1])
+
+
+@pytest.mark.slow
+def test_safe_baselines_on_a_second_seed(tmp_path: Path) -> None:
+    check_baselines(train_baselines(tmp_path, 1))
 
 
 def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:

@@ -167,6 +167,8 @@ RUN_CASES = [
 ]
 
 
+# The tests that read the `finished` runs share one worker, so the runs are trained once.
+@pytest.mark.xdist_group("finished_runs")
 @pytest.mark.parametrize(("command", "corruption", "extra", "message"), RUN_CASES)
 def test_bad_run_input(
     command, corruption, extra, message, finished, tmp_path: Path, capsys
@@ -210,6 +212,7 @@ def test_bad_api_input(build, error: str) -> None:
         build()
 
 
+@pytest.mark.xdist_group("finished_runs")
 def test_api_refuses_existing_dir(finished, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished["a"], run)
