@@ -128,11 +128,11 @@ def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
     assert float(metrics["energy"]) == pytest.approx(float(np.mean(e)), rel=1e-4, abs=1e-5)
 
 
-# The DDPM and latent-score updates also run end to end (tests/test_end_to_end.py).
+# The default update also runs in every training test; DDPM's end to end.
 @pytest.mark.parametrize(
     "agent_kw",
     [
-        {},
+        pytest.param({}, marks=pytest.mark.slow),
         pytest.param({"diffusion": "ddpm"}, marks=pytest.mark.slow),
         pytest.param({"score_space": "latent", "score_time": "input"}, marks=pytest.mark.slow),
     ],

@@ -84,7 +84,9 @@ def test_user_errors_are_one_line(
     assert not run_dir.exists()
 
 
-def test_train_eval_and_refusals_through_the_real_cli(tmp_path: Path) -> None:
+def test_train_eval_and_refusals_through_the_real_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
     done = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
@@ -95,13 +97,13 @@ def test_train_eval_and_refusals_through_the_real_cli(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already exists" in again.stderr
     assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
-    bad_resume = run_cli("train", "--resume", str(run), "--seed", "3")
-    assert bad_resume.returncode == 2 and "--seed cannot change" in bad_resume.stderr
+    assert main(["train", "--resume", str(run), "--seed", "3"]) == 2
+    assert "--seed cannot change" in capsys.readouterr().err
     ev1 = run_cli("eval", str(run), "--episodes", "2")
-    ev2 = run_cli("eval", str(run), "--episodes", "2")
     assert ev1.returncode == 0, ev1.stderr
     r1 = json.loads(ev1.stdout)
-    assert r1 == json.loads(ev2.stdout)  # deterministic evaluation is repeatable
+    assert main(["eval", str(run), "--episodes", "2"]) == 0
+    assert r1 == json.loads(capsys.readouterr().out)  # deterministic evaluation is repeatable
     assert r1["episodes"] == 2 and r1["env_steps"] == 600
 
 

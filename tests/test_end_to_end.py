@@ -73,9 +73,12 @@ def test_algorithms_train_on_safety_gymnasium(algo: str, tmp_path: Path) -> None
     "variant",
     [
         ["--algo", "algd", "--agent.diffusion", "ddpm"],
-        ["--algo", "algd", "--agent.score-space", "latent", "--agent.score-time", "input"],
         ["--algo", "lgd", "--agent.multiplier", "pid"],
-        # The VE-SDE default runs on Safety-Gymnasium above; these two change one small path.
+        pytest.param(
+            ["--algo", "algd", "--agent.score-space", "latent", "--agent.score-time", "input"],
+            marks=pytest.mark.slow,
+        ),
+        # The VE-SDE default runs on Safety-Gymnasium above; these change one small path each.
         pytest.param(
             ["--algo", "algd", "--agent.diffusion", "ddpm", "--agent.eval-noise-free"],
             marks=pytest.mark.slow,
