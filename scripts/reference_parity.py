@@ -86,7 +86,19 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    sys.path.insert(0, str(Path(args.ref).resolve()))
+    ve, ddpm = reference_modules(torch, args.ref)
+    out: dict[str, np.ndarray] = {}
+    for name, module in (("ve", ve), ("ddpm", ddpm)):
+        record(torch, module, name, out)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.out, **out)
+    print(f"wrote {args.out}: {len(out)} arrays")
+
+
+def reference_modules(torch, ref: str):
+    """The authors' VE-SDE and DDPM agent modules from a local copy of their code, placed on the
+    CPU (their agents place themselves on "cuda")."""
+    sys.path.insert(0, str(Path(ref).resolve()))
     real_device = torch.device
 
     class CpuTorch:  # the authors' agent modules see this instead of torch
@@ -99,35 +111,46 @@ def main() -> None:
 
     from agents.algd import ALGD_DDPM, ALGD_VESDE
 
-    out: dict[str, np.ndarray] = {}
-    for name, module in (("ve", ALGD_VESDE), ("ddpm", ALGD_DDPM)):
+    for module in (ALGD_VESDE, ALGD_DDPM):
         module.torch = CpuTorch()
-        record(torch, module, name, out)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **out)
-    print(f"wrote {args.out}: {len(out)} arrays")
+    return ALGD_VESDE, ALGD_DDPM
 
 
-def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
-    torch.manual_seed(0)
-    space = SimpleNamespace(shape=(ACT,), low=LOW.astype(np.float32), high=HIGH.astype(np.float32))
-    config = SimpleNamespace(
+def reference_args(**changes) -> SimpleNamespace:
+    """The authors' agent arguments: their Safety-Gym defaults (configs/algd_vesde.py), with
+    ``changes``."""
+    defaults = dict(
         gamma=0.99,
         safety_gamma=0.99,
         tau=0.005,
         critic_target_update_frequency=2,
         rho=1.0,
+        diffusion_steps_K=5,
+        score_mc_samples=4,
+        beta=1.0,
+        critic_hidden_size=256,
+        qc_ens_size=4,
+        score_model_hidden_dim=128,
+        lr=3e-4,
+        qc_lr=3e-4,
+        safetygym=True,
+        cost_lim=25.0,
+        epoch_length=1000,
+    )
+    return SimpleNamespace(**{**defaults, **changes})
+
+
+def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
+    torch.manual_seed(0)
+    space = SimpleNamespace(shape=(ACT,), low=LOW.astype(np.float32), high=HIGH.astype(np.float32))
+    config = reference_args(
         diffusion_steps_K=K,
         score_mc_samples=MC,
-        beta=1.0,
         critic_hidden_size=HIDDEN,
         qc_ens_size=ENSEMBLE,
         score_model_hidden_dim=SCORE_HIDDEN,
-        lr=3e-4,
-        qc_lr=3e-4,
         safetygym=False,
         cost_lim=COST_LIMIT,
-        epoch_length=1000,
     )
     agent = module.ALGDAgent(OBS, space, config)
     p = f"{name}/"

@@ -54,42 +54,15 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(args.ref).resolve()))
-    real_device = torch.device
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from reference_parity import reference_args, reference_modules
 
-    class CpuTorch:  # the authors' agent module places itself on "cuda": map it to the CPU
-        def __getattr__(self, name: str):
-            return getattr(torch, name)
-
-        @staticmethod
-        def device(*a, **k):
-            return real_device("cpu")
-
-    from agents.algd import ALGD_VESDE
-
-    ALGD_VESDE.torch = CpuTorch()
+    ve_module, _ = reference_modules(torch, args.ref)
     torch.manual_seed(0)
     low, high = -np.ones(ACT, np.float32), np.ones(ACT, np.float32)
     space = SimpleNamespace(shape=(ACT,), low=low, high=high)
-    config = SimpleNamespace(
-        gamma=0.99,
-        safety_gamma=0.99,
-        tau=0.005,
-        critic_target_update_frequency=2,
-        rho=1.0,
-        diffusion_steps_K=5,
-        score_mc_samples=4,
-        beta=1.0,
-        critic_hidden_size=256,
-        qc_ens_size=4,
-        score_model_hidden_dim=128,
-        lr=3e-4,
-        qc_lr=3e-4,
-        safetygym=True,
-        cost_lim=25.0,
-        epoch_length=1000,
-    )
-    agent = ALGD_VESDE.ALGDAgent(OBS, space, config)
+    config = reference_args()  # their Safety-Gym defaults
+    agent = ve_module.ALGDAgent(OBS, space, config)
     rng = np.random.default_rng(0)
     memory = (
         rng.standard_normal((FILL, OBS)).astype(np.float32),
@@ -122,7 +95,6 @@ def main() -> None:
         n, elapsed = burst(args.seconds, 0)
         print(json.dumps({**info, "updates": n, "seconds": elapsed, "updates_per_s": n / elapsed}))
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from ab_speed import _burst, _start
 
     child = _start(args.algd_src, args.algd_python, "algd")
