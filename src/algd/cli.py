@@ -217,7 +217,7 @@ def usage() -> str:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    """A JSON or YAML file of config fields -> dotted keys (nested objects flattened)."""
+    """A JSON or YAML file of config fields -> overrides for make_config."""
     import yaml
 
     try:
@@ -230,19 +230,9 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise UsageError(f"--config {path}: not valid JSON or YAML ({reason})") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: must hold a mapping of config fields")
-
-    def flat(node: dict[str, Any], prefix: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    fields = flat(data, "")
-    # Where a run goes and whether it may replace one are said on the command line.
-    return {k: v for k, v in fields.items() if k not in ("run_dir", "overwrite")}
+    # Where a run goes and whether it may replace one are said on the command line. Nested
+    # groups (agent: {...}) and dotted keys are both overrides config.apply_overrides takes.
+    return {k: v for k, v in data.items() if k not in ("run_dir", "overwrite")}
 
 
 def _pre_parse(args: list[str]) -> argparse.Namespace:
@@ -259,12 +249,13 @@ def _pre_parse(args: list[str]) -> argparse.Namespace:
     return known
 
 
-def parse_train(args: list[str]) -> Train:
+def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Train:
     """Two passes: the flags that choose the defaults (algorithm, env, preset, config file),
-    then every flag, over those defaults (so --help shows the defaults that apply)."""
+    then every flag, over those defaults (so --help shows the defaults that apply). ``known``:
+    the first pass's result, where the caller has it."""
     from algd.presets import make_config
 
-    known = _pre_parse(args)
+    known = _pre_parse(args) if known is None else known
     overrides = load_config_file(known.config) if known.config else {}
     overrides.update({k: v for k, v in (("algo", known.algo), ("env", known.env)) if v})
     base = make_config(overrides, preset=known.preset)
@@ -299,7 +290,7 @@ def _cmd_train(args: list[str], flag: StopFlag) -> int:
         total = _resume_args(args, known)
         summary = resume(known.resume, total, console=not known.quiet, stop=flag)
     else:
-        ns = parse_train(args)
+        ns = parse_train(args, known)
         summary = train(ns.run, console=not ns.quiet, stop=flag)
     _print_summary(summary)
     if summary["stopped_by_signal"] is not None:

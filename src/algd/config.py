@@ -363,7 +363,10 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
             if not isinstance(node.get(part), dict):
                 raise ConfigError(dotted, "unknown field")
             node = node[part]
-        if name not in node or isinstance(node[name], dict) != isinstance(value, dict):
-            raise ConfigError(dotted, "unknown field" if name not in node else "is a group")
+        if name not in node:
+            raise ConfigError(dotted, "unknown field")
+        if isinstance(node[name], dict) != isinstance(value, dict):
+            kind = "a group of fields" if isinstance(node[name], dict) else "one value"
+            raise ConfigError(dotted, f"takes {kind}")
         node[name] = {**node[name], **value} if isinstance(value, dict) else value
     return from_dict(data)
