@@ -1,64 +1,90 @@
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from algd.buffer import ReplayBuffer
+from algd.buffer import COLUMNS, Batch, ReplayBuffers, nbytes_for, sample_group
 
 
-def _fill(buf: ReplayBuffer, n: int, start: int = 0) -> None:
+def _fill(buf: ReplayBuffers, n: int, start: int = 0) -> None:
+    """Transition i of seed s holds i + 1000 s in every column (flags: a pattern of i)."""
+    seeds = np.arange(buf.seeds)[:, None] * 1000.0
     for i in range(start, start + n):
         buf.add(
-            np.full(3, i),
-            np.full(2, i),
-            float(i),
-            float(i) / 10,
-            np.full(3, i + 1),
-            i % 4 == 3,
-            i % 4 == 1,
+            Batch(
+                np.full((buf.seeds, 3), i) + seeds,
+                np.full((buf.seeds, 2), i) + seeds,
+                np.full(buf.seeds, i) + seeds[:, 0],
+                (np.full(buf.seeds, i) + seeds[:, 0]) / 10,
+                np.full((buf.seeds, 3), i + 1) + seeds,
+                np.full(buf.seeds, i % 4 == 3),
+                np.full(buf.seeds, i % 4 == 1),
+            )
         )
 
 
 def test_wraps_around_and_keeps_the_newest() -> None:
-    buf = ReplayBuffer(5, 3, 2)
+    buf = ReplayBuffers(2, 5, 3, 2)
     _fill(buf, 7)
     assert buf.size == 5 and buf.ptr == 2
-    assert sorted(buf.reward.tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0]
+    reward = np.asarray(buf.columns.reward)
+    assert sorted(reward[0].tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0]
+    assert sorted(reward[1].tolist()) == [1002.0, 1003.0, 1004.0, 1005.0, 1006.0]
     # Slots 0 and 1 were overwritten by transitions 5 and 6.
-    assert buf.obs[0, 0] == 5 and buf.next_obs[1, 0] == 7
+    assert buf.columns.obs[0, 0, 0] == 5 and buf.columns.next_obs[0, 1, 0] == 7
 
 
 def test_stores_both_end_of_episode_flags() -> None:
-    buf = ReplayBuffer(8, 3, 2)
+    buf = ReplayBuffers(1, 8, 3, 2)
     _fill(buf, 8)
-    np.testing.assert_array_equal(buf.reward_done, [0, 0, 0, 1, 0, 0, 0, 1])
-    np.testing.assert_array_equal(buf.cost_done, [0, 1, 0, 0, 0, 1, 0, 0])
-    np.testing.assert_allclose(buf.cost, np.arange(8) / 10, rtol=1e-6)
+    np.testing.assert_array_equal(buf.columns.reward_done[0], [0, 0, 0, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(buf.columns.cost_done[0], [0, 1, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_allclose(buf.columns.cost[0], np.arange(8) / 10, rtol=1e-6)
 
 
-def test_sample_shapes_and_consistency() -> None:
-    buf = ReplayBuffer(100, 3, 2)
+def test_each_seed_samples_its_own_buffer_with_its_own_key() -> None:
+    buf = ReplayBuffers(3, 100, 3, 2)
     _fill(buf, 30)
-    batch = buf.sample(np.random.default_rng(0), (4, 16))
-    assert batch.obs.shape == (4, 16, 3) and batch.action.shape == (4, 16, 2)
-    assert batch.reward.shape == (4, 16) and batch.cost_done.shape == (4, 16)
-    np.testing.assert_array_equal(batch.next_obs[..., 0], batch.obs[..., 0] + 1)
-    assert batch.reward.max() < 30  # never reads unfilled slots
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(3)])
+    batch = sample_group(buf.columns, jnp.int32(buf.size), (4, 16), keys)
+    assert batch.obs.shape == (3, 4, 16, 3) and batch.action.shape == (3, 4, 16, 2)
+    assert batch.reward.shape == (3, 4, 16) and batch.cost_done.shape == (3, 4, 16)
+    obs = np.asarray(batch.obs)
+    np.testing.assert_array_equal(np.asarray(batch.next_obs)[..., 0], obs[..., 0] + 1)
+    for s in range(3):  # seed s reads only its own rows, never an unfilled slot
+        assert ((obs[s, ..., 0] >= 1000 * s) & (obs[s, ..., 0] < 1000 * s + 30)).all()
+    # Different keys draw different rows; the same key the same rows.
+    rows = np.asarray(batch.reward) - 1000 * np.arange(3)[:, None, None]
+    assert not np.array_equal(rows[0], rows[1])
+    again = sample_group(buf.columns, jnp.int32(buf.size), (4, 16), keys)
+    np.testing.assert_array_equal(np.asarray(again.reward), np.asarray(batch.reward))
 
 
-def test_state_dict_round_trip() -> None:
-    buf = ReplayBuffer(10, 3, 2)
+def test_member_state_round_trip() -> None:
+    buf = ReplayBuffers(2, 10, 3, 2)
     _fill(buf, 13)
-    other = ReplayBuffer(10, 3, 2)
-    other.load_state_dict(buf.state_dict())
+    other = ReplayBuffers(2, 10, 3, 2)
+    other.load([buf.member_state(0), buf.member_state(1)])
     assert (other.ptr, other.size) == (buf.ptr, buf.size)
-    for name in ("obs", "action", "reward", "cost", "next_obs", "reward_done", "cost_done"):
-        np.testing.assert_array_equal(getattr(other, name), getattr(buf, name))
+    for name in COLUMNS:
+        np.testing.assert_array_equal(
+            np.asarray(getattr(other.columns, name)), np.asarray(getattr(buf.columns, name))
+        )
+    one = ReplayBuffers(1, 10, 3, 2)  # seed 1's buffer alone, as a run of that seed holds it
+    one.load([buf.member_state(1)])
+    np.testing.assert_array_equal(np.asarray(one.columns.obs[0]), np.asarray(buf.columns.obs[1]))
+
+
+def test_keep_drops_seeds() -> None:
+    buf = ReplayBuffers(3, 10, 3, 2)
+    _fill(buf, 4)
+    buf.keep([0, 2])
+    assert buf.seeds == 2
+    assert float(buf.columns.reward[1, 0]) == 2000.0
 
 
 def test_memory_is_fixed_at_construction() -> None:
-    buf = ReplayBuffer(1000, 76, 2)
-    total = sum(
-        getattr(buf, n).nbytes
-        for n in ("obs", "action", "reward", "cost", "next_obs", "reward_done", "cost_done")
-    )
-    assert total == ReplayBuffer.nbytes_for(1000, 76, 2) == 1000 * (2 * 76 + 2 + 4) * 4
+    buf = ReplayBuffers(2, 1000, 76, 2)
+    total = sum(getattr(buf.columns, n).nbytes for n in COLUMNS)
+    assert total == 2 * nbytes_for(1000, 76, 2) == 2 * 1000 * (2 * 76 + 2 + 4) * 4

@@ -336,18 +336,25 @@ def test_sigterm_stops_gracefully(straight, tmp_path: Path) -> None:
 # --- numerical faults -----------------------------------------------------------------------
 
 
+def _poison_at(trainer: Trainer, step: int, seed_index: int) -> None:
+    """Corrupt one seed's replay buffer (every reward NaN) just before environment step
+    ``step``."""
+    original = trainer.step
+
+    def poisoned() -> None:
+        if trainer.env_step == step:
+            cols = trainer.buffers.columns
+            trainer.buffers.columns = cols._replace(reward=cols.reward.at[seed_index].set(np.nan))
+        original()
+
+    trainer.step = poisoned  # type: ignore[method-assign]
+
+
 def test_non_finite_update_stops_with_a_named_error(tmp_path: Path) -> None:
     cfg = toy("sac_lag", tmp_path / "run", **{**TINY, "total_steps": 1200})
     run_dir = create(cfg).path
-    trainer = Trainer(cfg, run_dir, resume=False, console=False)
-    original = trainer.step
-
-    def poisoned(logs) -> None:
-        if trainer.loop.env_step == 700:
-            trainer.buffer.reward[: trainer.buffer.size] = np.nan  # a corrupted replay
-        original(logs)
-
-    trainer.step = poisoned  # type: ignore[method-assign]
+    trainer = Trainer(cfg, resume=False, console=False)
+    _poison_at(trainer, 700, 0)
     with pytest.raises(
         NumericalError,
         match=r"non-finite loss/q \(nan\) and \d+ more in the update at environment step 700",

@@ -1,4 +1,5 @@
-"""Preallocated replay ring buffer with a cost column.
+"""Replay ring buffers with a cost column, one per seed of a training group, resident on the
+default device (host memory on a CPU, the accelerator's memory on a GPU).
 
 Each transition carries two end-of-episode flags: ``reward_done`` stops the reward critic's
 bootstrap, ``cost_done`` the cost critics' (``1 - done`` in the targets). What sets them is the
@@ -6,20 +7,29 @@ run's ``bootstrap`` setting (``train.episode_end``): with ``terminated`` both ar
 ``terminated`` (a true end of the MDP; a time-limit truncation still bootstraps); with
 ``reference`` they follow the authors' samplers.
 
-Memory is fixed at construction: ``capacity * (2 * obs_dim + act_dim + 4) * 4`` bytes
+Every seed of a group stores one transition per environment step, so all its buffers share one
+write position and fill level, kept on the host. Writing (:func:`write`) and sampling
+(:func:`sample`) are pure functions of the columns; the loop writes with one compiled call per
+environment step (the only per-step traffic to the device: the S new transitions) and samples
+inside the compiled update, so on a GPU no minibatch crosses from the host.
+
+Memory is fixed at construction: ``capacity * (2 * obs_dim + act_dim + 4) * 4`` bytes per seed
 (float32 columns; e.g. 1e6 transitions of SafetyPointButton1 (76 + 76 + 2 + 4 floats) = 632 MB).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
 class Batch(NamedTuple):
-    """A minibatch; leading dims are (..., batch). Fields are numpy arrays on the host and jax
-    arrays inside compiled updates, hence ``Any``."""
+    """Transitions; leading dims are (..., batch). Fields are numpy arrays on the host and jax
+    arrays on the device, hence ``Any``."""
 
     obs: Any  # (..., obs_dim)
     action: Any  # (..., act_dim)
@@ -33,62 +43,88 @@ class Batch(NamedTuple):
 COLUMNS = Batch._fields
 
 
-class ReplayBuffer:
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
-        self.capacity = int(capacity)
+def nbytes_for(capacity: int, obs_dim: int, act_dim: int) -> int:
+    """Bytes of one seed's buffer."""
+    return int(capacity) * (2 * obs_dim + act_dim + 4) * 4
+
+
+def columns_shape(capacity: int, obs_dim: int, act_dim: int) -> Batch:
+    """The per-column trailing shapes of one buffer."""
+    c = int(capacity)
+    return Batch((c, obs_dim), (c, act_dim), (c,), (c,), (c, obs_dim), (c,), (c,))
+
+
+def write(columns: Batch, ptr: jax.Array, transition: Batch) -> Batch:
+    """One buffer's columns with ``transition`` (one row per column) stored at slot ``ptr``."""
+    return Batch(*(col.at[ptr].set(x) for col, x in zip(columns, transition)))
+
+
+def sample(columns: Batch, size: jax.Array, key: jax.Array, shape: tuple[int, ...]) -> Batch:
+    """Uniform sample with replacement from the first ``size`` slots; every column gets leading
+    dims ``shape``."""
+    idx = jax.random.randint(key, shape, 0, size)
+    return Batch(*(col[idx] for col in columns))
+
+
+# The S seeds' writes of one environment step in one call; the old columns are donated, so the
+# write happens in place.
+_write_group = jax.jit(jax.vmap(write, in_axes=(0, None, 0)), donate_argnums=0)
+
+
+class ReplayBuffers:
+    """The replay buffers of S seeds: columns of shape (S, capacity, ...) on the device, and the
+    shared write position and fill level on the host."""
+
+    def __init__(self, seeds: int, capacity: int, obs_dim: int, act_dim: int) -> None:
+        self.seeds, self.capacity = int(seeds), int(capacity)
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        c = self.capacity
-        self.obs = np.zeros((c, obs_dim), np.float32)
-        self.action = np.zeros((c, act_dim), np.float32)
-        self.reward = np.zeros((c,), np.float32)
-        self.cost = np.zeros((c,), np.float32)
-        self.next_obs = np.zeros((c, obs_dim), np.float32)
-        self.reward_done = np.zeros((c,), np.float32)
-        self.cost_done = np.zeros((c,), np.float32)
+        shapes = columns_shape(capacity, obs_dim, act_dim)
+        self.columns = Batch(*(jnp.zeros((self.seeds, *s), jnp.float32) for s in shapes))
         self.ptr = 0  # next slot to write
         self.size = 0
 
-    @staticmethod
-    def nbytes_for(capacity: int, obs_dim: int, act_dim: int) -> int:
-        return int(capacity) * (2 * obs_dim + act_dim + 4) * 4
-
-    def add(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        reward: float,
-        cost: float,
-        next_obs: np.ndarray,
-        reward_done: bool,
-        cost_done: bool,
-    ) -> None:
-        i = self.ptr
-        self.obs[i] = obs
-        self.action[i] = action
-        self.reward[i] = reward
-        self.cost[i] = cost
-        self.next_obs[i] = next_obs
-        self.reward_done[i] = float(reward_done)
-        self.cost_done[i] = float(cost_done)
-        self.ptr = (i + 1) % self.capacity
+    def add(self, transitions: Batch) -> None:
+        """Store one transition per seed (host arrays with a leading seed axis)."""
+        rows = Batch(*(np.asarray(x, np.float32) for x in transitions))
+        self.columns = _write_group(self.columns, jnp.int32(self.ptr), rows)
+        self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Batch:
-        """Uniform sample with replacement; every column gets leading dims ``shape``."""
-        idx = rng.integers(0, self.size, size=shape)
-        return Batch(*(getattr(self, name)[idx] for name in COLUMNS))
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The filled part, oldest first is not needed: slots are stored as they lie."""
-        n = self.size
-        out = {name: getattr(self, name)[:n] for name in COLUMNS}
+    def member_state(self, i: int) -> dict[str, np.ndarray]:
+        """Seed i's filled slots (as they lie in the ring) and the position, for a checkpoint."""
+        out = {name: np.asarray(col[i, : self.size]) for name, col in zip(COLUMNS, self.columns)}
         out["ptr_size"] = np.array([self.ptr, self.size], np.int64)
         return out
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        ptr, size = (int(v) for v in state["ptr_size"])
+    def load(self, members: list[dict[str, np.ndarray]]) -> None:
+        """Fill every seed's buffer from :meth:`member_state` dicts (one per seed, equal
+        positions)."""
+        if len(members) != self.seeds:
+            raise ValueError(f"{len(members)} buffers for a group of {self.seeds}")
+        positions = {tuple(int(v) for v in m["ptr_size"]) for m in members}
+        if len(positions) != 1:
+            raise ValueError("the seeds' buffers are at different positions")
+        ((ptr, size),) = positions
         if size > self.capacity or not (0 <= ptr < max(self.capacity, 1)):
             raise ValueError(f"buffer of size {size} does not fit capacity {self.capacity}")
-        for name in COLUMNS:
-            getattr(self, name)[:size] = state[name]
+        host = []
+        for name, shape in zip(COLUMNS, columns_shape(self.capacity, self.obs_dim, self.act_dim)):
+            col = np.zeros((self.seeds, *shape), np.float32)
+            for i, m in enumerate(members):
+                col[i, :size] = m[name]
+            host.append(jnp.asarray(col))
+        self.columns = Batch(*host)
         self.ptr, self.size = ptr, size
+
+    def keep(self, members: list[int]) -> None:
+        """Drop every seed's buffer but ``members`` (in that order)."""
+        idx = np.asarray(members)
+        self.columns = Batch(*(col[idx] for col in self.columns))
+        self.seeds = len(members)
+
+
+@partial(jax.jit, static_argnums=2)
+def sample_group(columns: Batch, size: jax.Array, shape: tuple[int, ...], keys: jax.Array) -> Batch:
+    """Each seed's sample from its own buffer with its own key (for tests and benchmarks; the
+    training update samples inside its own compiled call)."""
+    return jax.vmap(lambda c, k: sample(c, size, k, shape))(columns, keys)

@@ -21,7 +21,6 @@ from typing import Any, BinaryIO
 import jax
 import numpy as np
 
-from algd.buffer import ReplayBuffer
 from algd.errors import CheckpointError, WriteError
 
 # 2: every critic member's weights and every first layer's state / action rows are separate
@@ -36,6 +35,9 @@ _OLD_FORMATS = {
     3: "critic parameters under flat per-member names and a dict training state",
 }
 CHECKPOINT_NAME = "checkpoint.npz"
+# A group's seeds save in two phases: every seed's checkpoint under this name, then the renames
+# (see settle_checkpoints).
+CHECKPOINT_NEXT = "checkpoint.next.npz"
 
 
 def flatten_state(tree: Any) -> dict[str, np.ndarray]:
@@ -99,13 +101,13 @@ def _fsync_dir(directory: Path) -> None:
 def save_checkpoint(
     path: Path,
     agent_state: Any,
-    buffer: ReplayBuffer,
+    buffer: dict[str, np.ndarray],
     loop_arrays: dict[str, np.ndarray],
     meta: dict[str, Any],
 ) -> None:
     arrays: dict[str, np.ndarray] = {}
     arrays.update({f"agent/{k}": v for k, v in flatten_state(agent_state).items()})
-    arrays.update({f"buffer/{k}": v for k, v in buffer.state_dict().items()})
+    arrays.update({f"buffer/{k}": v for k, v in buffer.items()})
     arrays.update({f"loop/{k}": np.asarray(v) for k, v in loop_arrays.items()})
     header = {**meta, "format_version": FORMAT_VERSION}
     arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -178,3 +180,44 @@ def load_checkpoint(path: Path, template: Any, expected: dict[str, Any]) -> Chec
     check_meta(meta, expected, path)
     state = unflatten_state(template, split_arrays(arrays, "agent"), str(path))
     return Checkpoint(meta, state, split_arrays(arrays, "buffer"), split_arrays(arrays, "loop"))
+
+
+def checkpoint_step(path: Path) -> int:
+    """The environment step a checkpoint was written at."""
+    meta, _ = read_checkpoint(path, meta_only=True)
+    loop = meta.get("loop")
+    return int(loop["env_step"]) if isinstance(loop, dict) else 0
+
+
+def commit_next(run_dir: Path) -> None:
+    """Put a staged group checkpoint in place (an atomic rename)."""
+    try:
+        os.replace(run_dir / CHECKPOINT_NEXT, run_dir / CHECKPOINT_NAME)
+        _fsync_dir(run_dir)
+    except OSError as exc:
+        raise WriteError(
+            f"cannot write {run_dir / CHECKPOINT_NAME}: {exc.strerror or exc}"
+        ) from None
+
+
+def settle_checkpoints(run_dirs: list[Path]) -> None:
+    """Bring the seeds of a group stopped while it saved back to one common step. If every seed
+    holds its next checkpoint, or has already put it in place, at the newest step, the renames
+    are finished (the save had completed its first phase); otherwise the next checkpoints are
+    removed and every seed keeps the checkpoint before (the first phase had not completed). A
+    seed resumed alone keeps its own next checkpoint (it is complete)."""
+    staged = [d for d in run_dirs if (d / CHECKPOINT_NEXT).is_file()]
+    if not staged:
+        return
+    target = max(checkpoint_step(d / CHECKPOINT_NEXT) for d in staged)
+
+    def at_target(d: Path) -> bool:
+        path = d / (CHECKPOINT_NEXT if d in staged else CHECKPOINT_NAME)
+        return path.is_file() and checkpoint_step(path) == target
+
+    forward = all(at_target(d) for d in run_dirs)
+    for d in staged:
+        if forward:
+            commit_next(d)
+        else:
+            (d / CHECKPOINT_NEXT).unlink()

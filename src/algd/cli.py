@@ -51,6 +51,10 @@ class Train:
     config: str | None = None
     """A run's config.json, or a JSON or YAML file of fields (nested, or dotted keys such as
     agent.rho), applied after --preset; its run_dir and overwrite are not taken."""
+    seeds: str | None = None
+    """Train these seeds together in one process and one compiled program (0,1,2 or a range
+    0-4); --run-dir is then the group's folder, seed s's run directory its subfolder s<s>.
+    Replaces --seed."""
     quiet: bool = False
     """No progress display."""
 
@@ -84,6 +88,9 @@ class BenchSpeed:
     seconds: float = 20.0
     """Seconds of each timed phase (updates, full loop)."""
     seed: int = 0
+    seeds: str = "1"
+    """Group sizes to measure, side by side in this process (e.g. 1,2,4): each a group of that
+    many seeds (seed, seed + 1, ...) trained as one program."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,10 @@ class BenchMemory:
     interval: float = 1.0
     """Seconds between samples."""
     seed: int = 0
+    seeds: int = 1
+    """Seeds trained together as one group (one replay buffer each)."""
+    memory_gib: float | None = None
+    """Also report the largest --buffer-size per seed with which the group fits this memory."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,10 @@ class Bench:
     repeatable."""
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
-    """Parallel runs (default: cores)."""
+    """Parallel groups (default: cores)."""
+    group_size: int | None = None
+    """At most this many seeds of one configuration train together in one process (default:
+    all of them)."""
     ray_address: str | None = None
     """An existing Ray cluster (default: start one)."""
     dry_run: bool = False
@@ -283,40 +297,64 @@ def _resume_args(args: list[str], known: argparse.Namespace) -> int | None:
 
 
 def _cmd_train(args: list[str], flag: StopFlag) -> int:
-    from algd.train import resume, train
+    from algd.config import parse_seeds
+    from algd.train import resume, train, train_seeds
 
     known = _pre_parse(args)
+    group: str | None = None
     if known.resume is not None and "--help" not in args and "-h" not in args:
         total = _resume_args(args, known)
-        summary = resume(known.resume, total, console=not known.quiet, stop=flag)
+        result = resume(known.resume, total, console=not known.quiet, stop=flag)
+        if isinstance(result, list):
+            group = known.resume
     else:
         ns = parse_train(args, known)
-        summary = train(ns.run, console=not ns.quiet, stop=flag)
-    _print_summary(summary)
-    if summary["stopped_by_signal"] is not None:
-        return 128 + int(summary["stopped_by_signal"])
-    return 0
+        if ns.seeds is None:
+            result = train(ns.run, console=not ns.quiet, stop=flag)
+        else:
+            if "--seed" in args or any(a.startswith("--seed=") for a in args):
+                raise UsageError("algd train: give --seed or --seeds, not both")
+            seeds = parse_seeds(ns.seeds)
+            result = train_seeds(ns.run, seeds, console=not ns.quiet, stop=flag)
+            group = str(Path(result[0]["run_dir"]).parent)
+    records = result if isinstance(result, list) else [result]
+    for record in records:
+        _print_summary(record, group)
+    stopped = [r["stopped_by_signal"] for r in records if r.get("stopped_by_signal") is not None]
+    if stopped:
+        return 128 + int(stopped[0])
+    return 1 if any(r.get("status") == "failed" for r in records) else 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    ev = summary["final_eval"]
+def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
     run_dir = summary["run_dir"]
+    who = f"seed {summary['seed']}: " if group is not None else ""
+    if summary.get("status") == "failed":
+        print(f"{who}stopped: {summary['error']}", file=sys.stderr)
+        return
+    if summary.get("status") == "skipped":
+        print(f"{who}already finished ({run_dir})")
+        return
+    ev = summary["final_eval"]
     if not summary["finished"]:
         print(
-            f"stopped at step {summary['env_steps']}; checkpoint saved. "
-            f"Continue with: algd train --resume {run_dir}"
+            f"{who}stopped at step {summary['env_steps']}; checkpoint saved. "
+            f"Continue with: algd train --resume {group or run_dir}"
         )
         return
     kind = "discounted cost" if summary["cost_limit_kind"] == "discounted" else "cost"
     print(
-        f"final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} steps): "
-        f"return {ev['return_mean']:.2f} +- {ev['return_std']:.2f}, "
+        f"{who}final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} "
+        f"steps): return {ev['return_mean']:.2f} +- {ev['return_std']:.2f}, "
         f"{kind} {ev['cost_vs_limit']:.2f} (limit {summary['cost_limit']:g})"
     )
-    print(
-        f"logs: {run_dir}/ (metrics.csv, episodes.csv, eval.csv, timing.csv, tb/, "
-        f"checkpoint.npz, summary.json); TensorBoard: tensorboard --logdir {run_dir}/tb"
-    )
+    if group is None:
+        print(
+            f"logs: {run_dir}/ (metrics.csv, episodes.csv, eval.csv, timing.csv, tb/, "
+            f"checkpoint.npz, summary.json); TensorBoard: tensorboard --logdir {run_dir}/tb"
+        )
+    else:
+        print(f"{who}logs: {run_dir}/")
 
 
 def _cmd_eval(ns: Eval) -> int:
@@ -349,17 +387,34 @@ def _cmd_list(ns: List) -> int:
 def _cmd_speed(ns: BenchSpeed) -> int:
     from algd.bench.speed import bench_speed
 
-    result = bench_speed(ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed)
-    print(json.dumps(result))
+    try:
+        sizes = [int(v) for v in ns.seeds.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(
+            f"algd bench-speed: --seeds takes group sizes such as 1,2,4 (got '{ns.seeds}')"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise UsageError("algd bench-speed: --seeds takes group sizes >= 1 (such as 1,2,4)")
+    for size in sizes:
+        result = bench_speed(ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed, size)
+        print(json.dumps(result), flush=True)
     return 0
 
 
 def _cmd_memory(ns: BenchMemory) -> int:
-    from algd.bench.memory import bench_memory
+    from algd.bench.memory import bench_memory, buffer_size_that_fits
 
-    if ns.steps < 1000 or ns.interval <= 0:
-        raise UsageError("algd bench-memory: --steps must be >= 1000 and --interval > 0")
-    print(json.dumps(bench_memory(ns.algo, ns.env, ns.steps, ns.interval, ns.seed)))
+    if ns.steps < 1000 or ns.interval <= 0 or ns.seeds < 1:
+        raise UsageError(
+            "algd bench-memory: --steps must be >= 1000, --interval > 0 and --seeds >= 1"
+        )
+    if ns.memory_gib is not None and ns.memory_gib <= 0:
+        raise UsageError("algd bench-memory: --memory-gib must be > 0")
+    result = bench_memory(ns.algo, ns.env, ns.steps, ns.interval, ns.seed, ns.seeds)
+    if ns.memory_gib is not None:
+        result["memory_gib"] = ns.memory_gib
+        result["buffer_size_that_fits"] = buffer_size_that_fits(result, ns.memory_gib)
+    print(json.dumps(result))
     return 0
 
 
@@ -388,7 +443,11 @@ def _cmd_bench(ns: Bench) -> int:
         for cfg, _ in expand(spec, Path(ns.out)):
             print(cfg.run_dir)
         return 0
-    records = run_grid(spec, ns.out, ns.backend, ns.workers, ns.ray_address, print_progress)
+    if ns.group_size is not None and ns.group_size < 1:
+        raise UsageError("algd bench: --group-size must be >= 1")
+    records = run_grid(
+        spec, ns.out, ns.backend, ns.workers, ns.ray_address, print_progress, ns.group_size
+    )
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

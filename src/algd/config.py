@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from algd.errors import ConfigError
+from algd.errors import AlgdError, ConfigError
 
 MultiplierKind = Literal["dual", "multipliers", "pid"]
 
@@ -370,3 +370,29 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
             raise ConfigError(dotted, f"takes {kind}")
         node[name] = {**node[name], **value} if isinstance(value, dict) else value
     return from_dict(data)
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """Seeds from ``0,1,2``, a range ``0-4`` (both ends included) or a mix (``0-2,7``)."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, sep, last = part.partition("-")
+        try:
+            if sep and first:
+                lo, hi = int(first), int(last)
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise AlgdError(
+                f"{flag} takes comma-separated integers or ranges such as 0-4 (got '{text}')"
+            ) from None
+    if not seeds:
+        raise AlgdError(f"{flag} names no seed (got '{text}')")
+    if len(set(seeds)) != len(seeds):
+        raise AlgdError(f"{flag} names a seed twice (got '{text}')")
+    return seeds

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
-from algd.checkpoint import CHECKPOINT_NAME, atomic_write_bytes
+from algd.checkpoint import CHECKPOINT_NAME, CHECKPOINT_NEXT, atomic_write_bytes
 from algd.config import TrainConfig, from_dict, to_json
 from algd.errors import ConfigError, RunDirError
 
@@ -34,7 +34,9 @@ CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
 LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
 # Everything a run (and `algd landscape`'s default output) writes into its directory.
-RUN_ENTRIES = frozenset({CONFIG_NAME, SUMMARY_NAME, CHECKPOINT_NAME, *LOG_FILES, "tb", "landscape"})
+RUN_ENTRIES = frozenset(
+    {CONFIG_NAME, SUMMARY_NAME, CHECKPOINT_NAME, CHECKPOINT_NEXT, *LOG_FILES, "tb", "landscape"}
+)
 _STAGING = re.compile(r"^\.(?P<name>.+)\.tmp-\d+$")  # checkpoint.atomic_write's staging files
 # Room kept under the path-length limit for the longest file name a run writes inside.
 _INNER_NAME_ROOM = 64
@@ -204,7 +206,7 @@ def _check_replaceable(path: Path, kind: str, overwrite: bool, probe_lock: bool)
             f"{path} holds the remains of a run (no config.json); pass --overwrite to replace it"
         )
     if kind == "run" and not overwrite:
-        if not (path / CHECKPOINT_NAME).exists():
+        if not any((path / name).exists() for name in (CHECKPOINT_NAME, CHECKPOINT_NEXT)):
             return  # stopped before its first checkpoint: nothing to lose, start again
         raise RunDirError(
             f"run directory {path} already exists (pass --overwrite to replace it, or "
@@ -318,3 +320,57 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 def write_config(run: RunDir, cfg: TrainConfig) -> None:
     atomic_write_bytes(run.path / CONFIG_NAME, (to_json(cfg) + "\n").encode())
+
+
+# --- groups: the seeds of one configuration trained together (`algd train --seeds`) ----------
+GROUP_NAME = "group.json"
+_MEMBER = re.compile(r"^s\d+$")
+
+
+def member_dir(group_dir: Path, seed: int) -> Path:
+    """Seed ``seed``'s run directory in a group directory."""
+    return group_dir / f"s{seed}"
+
+
+def default_group_dir(cfg: TrainConfig, seeds: list[int]) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.algo}_{cfg.env}_seeds{seeds[0]}-{seeds[-1]}_{stamp}"
+
+
+def is_group_dir(path: Path) -> bool:
+    return (path / GROUP_NAME).is_file()
+
+
+def check_group_path(path: Path) -> None:
+    """A group directory holds group.json and its seeds' run directories (``s<seed>``), nothing
+    else; a new group may also take a missing or empty directory."""
+    check_new_path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise RunDirError(f"group directory {path} exists and is not a directory")
+    other = sorted(
+        e.name for e in os.scandir(path) if e.name != GROUP_NAME and not _MEMBER.match(e.name)
+    )
+    if other:
+        raise RunDirError(
+            f"{path} is not an algd group directory (it holds {', '.join(other[:3])}); algd "
+            "never replaces other files: choose a new path"
+        )
+
+
+def write_group(path: Path, seeds: list[int]) -> None:
+    record = {"seeds": seeds, "members": [member_dir(Path("."), s).name for s in seeds]}
+    atomic_write_bytes(path / GROUP_NAME, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def read_group(path: Path) -> list[Path]:
+    """The run directories of group directory ``path``, in its seeds' order."""
+    try:
+        record = json.loads((path / GROUP_NAME).read_text())
+        members = [path / str(name) for name in record["members"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path / GROUP_NAME} is not a valid group record ({exc})") from None
+    if not members or not all(_MEMBER.match(m.name) for m in members):
+        raise RunDirError(f"{path / GROUP_NAME} is not a valid group record (bad members)")
+    return members

@@ -1,9 +1,12 @@
 """``algd bench``: a grid of (algorithm x env x seed x config overrides), run by local worker
 processes or on a Ray cluster.
 
-Each grid point gets its own run directory, ``OUT/<env>/<algo>[/<sweep tag>]/s<seed>``. Running a
-grid again skips finished runs (``summary.json``), resumes interrupted ones from their checkpoints
-and starts the rest; a run directory holding a different config is an error, never overwritten.
+Each grid point gets its own run directory, ``OUT/<env>/<algo>[/<sweep tag>]/s<seed>``. The
+points that differ only in seed train together, as one group in one worker process (one
+compiled program for all its seeds; ``--group-size`` caps the seeds per group). Running a grid
+again skips finished runs (``summary.json``), resumes interrupted ones from their checkpoints
+and starts the rest, seed by seed; a run directory holding a different config is an error,
+never overwritten.
 """
 
 from __future__ import annotations
@@ -165,23 +168,76 @@ def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
     return points
 
 
-def run_point(config_json: str) -> dict[str, Any]:
-    """Skip, resume or start one grid point (runs in a worker process)."""
-    from algd.train import load_run_config, resume, train
+def run_group(config_jsons: list[str]) -> list[dict[str, Any]]:
+    """Skip, resume or start the grid points of one group (seeds of one configuration) in one
+    worker process: finished seeds are skipped, the others train together (those at the same
+    step as one program). One record per point, in order."""
+    from algd.rundir import create
+    from algd.train import check_memory, load_run_config, probe_env, run_members
 
-    cfg = from_dict(json.loads(config_json))
-    run_dir = Path(str(cfg.run_dir))
-    if (run_dir / "config.json").exists():
-        saved = load_run_config(run_dir)
-        # `overwrite` is what a command asked for, not part of the run (older algd saved it).
-        if to_dict(replace(saved, overwrite=False)) != to_dict(cfg):
-            raise RunDirError(f"{run_dir} holds a different config; choose another output folder")
-        if (run_dir / "summary.json").exists():
-            return {"status": "skipped", **json.loads((run_dir / "summary.json").read_text())}
-        if (run_dir / "checkpoint.npz").exists():
-            return {"status": "resumed", **resume(run_dir, console=False)}
-        # Started but stopped before its first checkpoint: train() starts it again.
-    return {"status": "trained", **train(cfg, console=False)}
+    cfgs = [from_dict(json.loads(text)) for text in config_jsons]
+    records: dict[int, dict[str, Any]] = {}
+    ready: list[int] = []
+    probed = False
+    for i, cfg in enumerate(cfgs):
+        run_dir = Path(str(cfg.run_dir))
+        try:
+            if (run_dir / "config.json").exists():
+                saved = load_run_config(run_dir)
+                # `overwrite` is what a command asked for, not part of the run (older algd
+                # saved it).
+                if to_dict(replace(saved, overwrite=False)) != to_dict(cfg):
+                    raise RunDirError(
+                        f"{run_dir} holds a different config; choose another output folder"
+                    )
+            else:
+                if not probed:  # the env and the group's memory, before the first run dir
+                    check_memory(cfg, probe_env(cfg), seeds=len(cfgs))
+                    probed = True
+                create(cfg).release()  # claimed with its config; trains below from step 0
+        except AlgdError as exc:
+            records[i] = _failed(cfg, exc)
+            continue
+        ready.append(i)
+    if ready:
+        try:
+            out = run_members([Path(str(cfgs[i].run_dir)) for i in ready], console=False)
+        except AlgdError as exc:
+            out = [_failed(cfgs[i], exc) for i in ready]
+        records.update(zip(ready, out))
+    return [records[i] for i in range(len(cfgs))]
+
+
+def _failed(cfg: TrainConfig, exc: BaseException) -> dict[str, Any]:
+    """A point that raised: its one-line reason; the grid goes on."""
+    cause = getattr(exc, "cause", None) or exc  # Ray wraps the worker's exception
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+    if not isinstance(cause, AlgdError):
+        reason = f"{type(cause).__name__}: {reason}"
+    return {
+        "status": "failed",
+        "error": reason,
+        "user_error": isinstance(cause, AlgdError),
+        "env": cfg.env,
+        "algo": cfg.algo,
+        "seed": cfg.seed,
+        "run_dir": str(Path(str(cfg.run_dir)).resolve()),
+    }
+
+
+def groups(points: list[tuple[TrainConfig, Path]], size: int | None) -> list[list[int]]:
+    """The grid's points that differ only in seed, in groups of at most ``size`` (all of a
+    configuration's seeds when None), in grid order."""
+    from algd.train import group_settings
+
+    by_config: dict[str, list[int]] = {}
+    for i, (cfg, _) in enumerate(points):
+        by_config.setdefault(json.dumps(group_settings(cfg), sort_keys=True), []).append(i)
+    out: list[list[int]] = []
+    for members in by_config.values():
+        step = size or len(members)
+        out.extend(members[j : j + step] for j in range(0, len(members), step))
+    return out
 
 
 def check_points(spec: GridSpec) -> None:
@@ -202,40 +258,30 @@ def run_grid(
     workers: int | None = None,
     ray_address: str | None = None,
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
+    group_size: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every point; returns one record per point (status, summary), in grid order."""
+    """Run every point; returns one record per point (status, summary), in grid order. Points
+    that differ only in seed train as one group (at most ``group_size`` seeds; default all of
+    them), each group in one worker."""
     check_points(spec)
     points = expand(spec, Path(out))
     if not points:
         raise AlgdError("the grid is empty")
-    jobs = [json.dumps(to_dict(cfg)) for cfg, _ in points]
+    if group_size is not None and group_size < 1:
+        raise AlgdError("--group-size must be >= 1")
+    batches = groups(points, group_size)
+    jobs = [[json.dumps(to_dict(points[i][0])) for i in batch] for batch in batches]
     workers = workers or os.cpu_count() or 1
     results: dict[int, dict[str, Any]] = {}
 
-    def done(i: int, record: dict[str, Any]) -> None:
-        results[i] = record
-        if on_result:
-            on_result(record, len(results), len(jobs))
+    def done(b: int, records: list[dict[str, Any]]) -> None:
+        for i, record in zip(batches[b], records):
+            results[i] = record
+            if on_result:
+                on_result(record, len(results), len(points))
 
-    def failed(i: int, exc: BaseException) -> None:
-        """A point that raised: recorded with its one-line reason; the grid goes on."""
-        cfg, run_dir = points[i]
-        cause = getattr(exc, "cause", None) or exc  # Ray wraps the worker's exception
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
-        if not isinstance(cause, AlgdError):
-            reason = f"{type(cause).__name__}: {reason}"
-        done(
-            i,
-            {
-                "status": "failed",
-                "error": reason,
-                "user_error": isinstance(cause, AlgdError),
-                "env": cfg.env,
-                "algo": cfg.algo,
-                "seed": cfg.seed,
-                "run_dir": str(run_dir.resolve()),
-            },
-        )
+    def failed(b: int, exc: BaseException) -> None:
+        done(b, [_failed(points[i][0], exc) for i in batches[b]])
 
     if backend == "local":
         import multiprocessing
@@ -243,7 +289,7 @@ def run_grid(
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_point, job): i for i, job in enumerate(jobs)}
+            futures = {pool.submit(run_group, job): b for b, job in enumerate(jobs)}
             for fut in as_completed(futures):
                 try:
                     done(futures[fut], fut.result())
@@ -261,8 +307,8 @@ def run_grid(
                 log_to_driver=False,
             )
         try:
-            remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
-            pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+            remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
+            pending = {remote.remote(job): b for b, job in enumerate(jobs)}
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
@@ -276,7 +322,7 @@ def run_grid(
                 ray.shutdown()
     else:
         raise AlgdError(f"unknown backend '{backend}' (local or ray)")
-    return [results[i] for i in range(len(jobs))]
+    return [results[i] for i in range(len(points))]
 
 
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
@@ -341,10 +387,9 @@ def spec_from_args(
     if envs:
         fields["envs"] = tuple(e for e in envs.split(",") if e)
     if seeds:
-        try:
-            fields["seeds"] = tuple(int(s) for s in seeds.split(",") if s)
-        except ValueError:
-            raise AlgdError(f"--seeds must be comma-separated integers (got '{seeds}')") from None
+        from algd.config import parse_seeds
+
+        fields["seeds"] = tuple(parse_seeds(seeds))
     overrides = dict(spec.overrides)
     for item in sets:
         key, sep, raw = item.partition("=")

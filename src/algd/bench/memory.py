@@ -1,12 +1,16 @@
-"""``algd bench-memory``: resident memory over a real training run (it must stay flat).
+"""``algd bench-memory``: resident memory over a real training run of a group of seeds (it must
+stay flat).
 
 A background thread samples the process's RSS every ``interval`` seconds while the ordinary
-loop runs (acting, updates, evaluations, checkpoints). The replay buffer is allocated in full at
-start, so after the first compiles RSS should not grow with the step count.
+loop runs (acting, updates, evaluations, checkpoints). The replay buffers (one per seed) are
+allocated in full at start, so after the first compiles RSS should not grow with the step
+count. The report gives the bytes per stored transition and, from the measured RSS, the
+buffer size per seed that fits a given memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
@@ -15,13 +19,15 @@ from typing import Any
 
 import psutil
 
-from algd.buffer import ReplayBuffer
+from algd.buffer import nbytes_for
 from algd.presets import preset
 from algd.rundir import create
 from algd.train import Trainer
 
 
-def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) -> dict[str, Any]:
+def bench_memory(
+    algo: str, env: str, steps: int, interval: float, seed: int, seeds: int = 1
+) -> dict[str, Any]:
     cfg = preset(
         "toy",
         algo=algo,
@@ -36,9 +42,13 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
     )
     proc = psutil.Process()
     samples: list[tuple[int, float, float]] = []
-    with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:
-        run_dir = run.path
-        trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        cfgs = [replace(cfg, seed=seed + i, run_dir=f"{tmp}/s{seed + i}") for i in range(seeds)]
+        for c in cfgs:
+            stack.enter_context(create(c))
+        rss0 = proc.memory_info().rss / 2**20
+        trainer = Trainer(cfgs, resume=False, console=False)
+        spec = trainer.spec
         stop = threading.Event()
         t0 = time.perf_counter()
 
@@ -46,7 +56,7 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
             while not stop.is_set():
                 samples.append(
                     (
-                        trainer.loop.env_step,
+                        trainer.env_step,
                         time.perf_counter() - t0,
                         proc.memory_info().rss / 2**20,
                     )
@@ -60,13 +70,17 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
         finally:
             stop.set()
             thread.join()
-    spec = trainer.env.spec
     later = [rss for step, _, rss in samples if step >= steps // 5]
+    per_transition = nbytes_for(1, spec.obs_dim, spec.act_dim)
     return {
         "algo": algo,
         "env": env,
         "steps": steps,
-        "buffer_bytes": ReplayBuffer.nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim),
+        "seeds": seeds,
+        "bytes_per_transition": per_transition,
+        "buffer_bytes_per_seed": nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim),
+        "buffer_bytes": seeds * nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim),
+        "rss_mb_before_group": rss0,
         "rss_mb_at_20pct": later[0] if later else None,
         "rss_mb_final": samples[-1][2] if samples else None,
         "rss_mb_max_after_20pct": max(later) if later else None,
@@ -75,3 +89,12 @@ def bench_memory(algo: str, env: str, steps: int, interval: float, seed: int) ->
             for s, t, r in samples[:: max(len(samples) // 20, 1)]
         ],
     }
+
+
+def buffer_size_that_fits(result: dict[str, Any], memory_gib: float) -> int:
+    """The largest buffer size per seed with which the measured group fits ``memory_gib``:
+    what the run held besides its buffers (final RSS minus the buffers) stays, the rest is
+    shared by the seeds' buffers at ``bytes_per_transition`` each."""
+    rest = result["rss_mb_final"] * 2**20 - result["buffer_bytes"]
+    free = memory_gib * 2**30 - rest
+    return max(int(free // (result["seeds"] * result["bytes_per_transition"])), 0)

@@ -1,10 +1,12 @@
 """``algd bench-speed``: updates/s, env steps/s of the full online loop, single-state action
-latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm,
-with the JAX backend and devices it ran on.
+latency, and FLOPs per gradient step (XLA's cost analysis), for any registered algorithm and a
+group of any number of seeds trained together, with the JAX backend and devices it ran on.
 
+Rates are per seed (each seed of a group advances at the group's rate) and for all seeds.
 Phases, each timed after a warm-up call so compilation is excluded:
-1. updates: the fused UTD update alone, on batches from a buffer filled by the real env;
-2. loop: the whole online loop (act, env step, store, fused UTD update) at the given UTD;
+1. updates: the group's compiled UTD update alone (sampling included), on buffers filled by
+   the real env;
+2. loop: the whole online loop (act, env step, store, UTD update) at the given UTD;
 3. latency: median wall time of one single-state action (stochastic and deterministic).
 
 On a virtual machine the host can take CPU time away ("steal"); the share of CPU time stolen
@@ -14,6 +16,7 @@ does not exist), so that a slow figure can be told apart from a slow program.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import replace
@@ -24,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from algd.agents import default_config
+from algd.buffer import sample_group
 from algd.errors import AlgdError
 from algd.rundir import create
-from algd.train import RunLogs, Trainer
+from algd.train import Trainer, _group_update
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -57,24 +61,35 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
 
 
 def flops_per_update(trainer: Trainer) -> float:
-    """FLOPs of one gradient step by XLA's cost analysis."""
+    """FLOPs of one seed's gradient step by XLA's cost analysis."""
     agent, cfg = trainer.agent, trainer.cfg
-    rng = np.random.default_rng(0)
-    batch = jax.tree_util.tree_map(lambda x: x[0], trainer.buffer.sample(rng, (1, cfg.batch_size)))
+    size = jnp.int32(trainer.buffers.size)
+    batches = sample_group(trainer.buffers.columns, size, (1, cfg.batch_size), trainer.k_sample)
+    batch = jax.tree_util.tree_map(lambda x: x[0, 0], batches)
     index = jnp.int32(0)
-    compiled = (
-        jax.jit(agent.grad_step).lower(trainer.state, batch, trainer.k_update, index).compile()
-    )
+    state = trainer.member_state(0)
+    compiled = jax.jit(agent.grad_step).lower(state, batch, trainer.k_update[0], index).compile()
     cost: Any = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def bench_speed(
-    algo: str, env: str, utd: int, batch_size: int, seconds: float, seed: int
+    algo: str,
+    env: str,
+    utd: int,
+    batch_size: int,
+    seconds: float,
+    seed: int,
+    seeds: int = 1,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    if utd < 1 or batch_size < 1 or seconds <= 0:
-        raise AlgdError("bench-speed: --utd and --batch-size must be >= 1 and --seconds > 0")
+    """One group of ``seeds`` seeds (seed, seed + 1, ...) of the algorithm's defaults on
+    ``env``: updates/s and env steps/s per seed and in all, action latency, FLOPs."""
+    if utd < 1 or batch_size < 1 or seconds <= 0 or seeds < 1:
+        raise AlgdError(
+            "bench-speed: --utd, --batch-size and --seeds must be >= 1 and --seconds > 0"
+        )
     fill = max(2 * batch_size, 2000)
     cfg = default_config(
         algo,
@@ -92,60 +107,87 @@ def bench_speed(
         checkpoint_every=0,
         log_every=10**9,
         progress=False,
+        **overrides,
     )
-    with tempfile.TemporaryDirectory() as tmp, create(replace(cfg, run_dir=f"{tmp}/run")) as run:
-        run_dir = run.path
-        trainer = Trainer(replace(cfg, run_dir=str(run_dir)), run_dir, resume=False, console=False)
-        logs = RunLogs(run_dir, cfg.total_steps, 0, False)
-        try:
-            for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
-                trainer.step(logs)
-            rng = np.random.default_rng(seed)
-            state = {"s": trainer.state}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfgs = [replace(cfg, seed=seed + i, run_dir=f"{tmp}/s{seed + i}") for i in range(seeds)]
+        with contextlib.ExitStack() as stack:
+            for c in cfgs:
+                stack.enter_context(create(c))
+            trainer = Trainer(cfgs, resume=False, console=False)
+            trainer.open_logs()
+            try:
+                return _measure(trainer, fill, seconds, algo, env, utd, batch_size)
+            finally:
+                trainer.close_logs()
 
-            def update() -> None:
-                batches = trainer.buffer.sample(rng, (utd, batch_size))
-                state["s"], m = trainer.agent.update(state["s"], batches, trainer.k_update)
-                jax.block_until_ready(m)
 
-            update()
-            c0 = _cpu_jiffies()
-            n_upd, t_upd = _timed(update, seconds)
-            c1 = _cpu_jiffies()
-            trainer.state = state["s"]
+def _measure(
+    trainer: Trainer, fill: int, seconds: float, algo: str, env: str, utd: int, batch_size: int
+) -> dict[str, Any]:
+    seeds = len(trainer.members)
+    for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
+        trainer.step()
+    size = jnp.int32(trainer.buffers.size)
+    box: dict[str, Any] = {"s": trainer.state, "t": 0}
 
-            trainer.step(logs)  # compiles the act path
-            c2 = _cpu_jiffies()
-            updates_before = trainer.loop.updates
-            n_loop, t_loop = _timed(lambda: trainer.step(logs), seconds)
-            loop_updates = trainer.loop.updates - updates_before
-            c3 = _cpu_jiffies()
+    def update() -> None:
+        box["s"], m = _group_update(
+            trainer.agent,
+            (utd, batch_size),
+            box["s"],
+            trainer.buffers.columns,
+            size,
+            trainer.k_update,
+            trainer.k_sample,
+            jnp.int32(box["t"]),
+        )
+        box["t"] += 1
+        jax.block_until_ready(m)
 
-            obs = trainer.obs
-            latency = {}
-            for det in (False, True):
-                trainer.agent.act(trainer.state, obs, trainer.act_noise(0), deterministic=det)
-                times = []
-                for i in range(2000):  # includes fetching the step's noise, as the loop does
-                    t0 = time.perf_counter()
-                    trainer.agent.act(trainer.state, obs, trainer.act_noise(i), deterministic=det)
-                    times.append(time.perf_counter() - t0)
-                latency["deterministic" if det else "stochastic"] = float(np.median(times)) * 1e6
-            flops = flops_per_update(trainer)
-        finally:
-            logs.close()
+    update()
+    c0 = _cpu_jiffies()
+    n_upd, t_upd = _timed(update, seconds)
+    c1 = _cpu_jiffies()
+    trainer.state = box["s"]
+
+    trainer.step()  # compiles the act path
+    c2 = _cpu_jiffies()
+    updates_before = trainer.members[0].loop.updates
+    n_loop, t_loop = _timed(trainer.step, seconds)
+    loop_updates = trainer.members[0].loop.updates - updates_before
+    c3 = _cpu_jiffies()
+
+    m0 = trainer.members[0]
+    state = trainer.member_state(0)
+    noise = m0.act_noise
+    assert noise is not None
+    latency = {}
+    for det in (False, True):
+        trainer.agent.act(state, m0.obs, noise(0), deterministic=det)
+        times = []
+        for i in range(2000):  # includes fetching the step's noise, as the loop does
+            t0 = time.perf_counter()
+            trainer.agent.act(state, m0.obs, noise(i), deterministic=det)
+            times.append(time.perf_counter() - t0)
+        latency["deterministic" if det else "stochastic"] = float(np.median(times)) * 1e6
+    flops = flops_per_update(trainer)
+    per_seed_updates = n_upd * utd / t_upd
     return {
         "algo": algo,
         "env": env,
         "utd": utd,
         "batch_size": batch_size,
-        "updates_per_s": n_upd * utd / t_upd,
+        "seeds": seeds,
+        "updates_per_s": per_seed_updates,
+        "updates_per_s_all_seeds": per_seed_updates * seeds,
         "env_steps_per_s": n_loop / t_loop,
+        "env_steps_per_s_all_seeds": n_loop * seeds / t_loop,
         "loop_updates_per_s": loop_updates / t_loop,
         "action_latency_us": latency["stochastic"],
         "action_latency_deterministic_us": latency["deterministic"],
         "flops_per_update": flops,
-        "gflops_per_s": flops * n_upd * utd / t_upd / 1e9,
+        "gflops_per_s": flops * per_seed_updates * seeds / 1e9,
         "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_steal_fraction": {
