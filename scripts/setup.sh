@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Creates .venv/ at the project root and installs the pinned lock plus algd itself.
 # Idempotent: re-running does nothing when the lock has not changed.
+# --gpu: also the CUDA build of the pinned JAX (requirements-gpu.txt), for NVIDIA GPUs.
 set -euo pipefail
+gpu=0
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) gpu=1 ;;
+    *) echo "setup.sh: unknown option '$arg' (only --gpu)" >&2; exit 2 ;;
+  esac
+done
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -16,8 +24,18 @@ pick_python() {
   return 1
 }
 
+install_gpu() {
+  local gpu_stamp=".venv/.algd-gpu-$(sha256sum requirements-gpu.txt | cut -c1-16)"
+  [ -f "$gpu_stamp" ] && return 0
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-gpu.txt
+  rm -f .venv/.algd-gpu-*
+  touch "$gpu_stamp"
+  .venv/bin/python -c 'import jax; print("JAX backend:", jax.default_backend(), jax.devices())'
+}
+
 stamp=".venv/.algd-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x .venv/bin/algd ]; then
+  [ "$gpu" = 1 ] && install_gpu
   exit 0
 fi
 py="$(pick_python)"
@@ -29,4 +47,5 @@ py="$(pick_python)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 rm -f .venv/.algd-lock-*
 touch "$stamp"
+[ "$gpu" = 1 ] && install_gpu
 echo "algd environment ready in .venv/"

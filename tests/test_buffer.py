@@ -3,6 +3,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from algd.buffer import COLUMNS, Batch, ReplayBuffers, nbytes_for, sample_group
 
@@ -24,8 +25,9 @@ def _fill(buf: ReplayBuffers, n: int, start: int = 0) -> None:
         )
 
 
-def test_wraps_around_and_keeps_the_newest() -> None:
-    buf = ReplayBuffers(2, 5, 3, 2)
+@pytest.mark.parametrize("on_device", [True, False])
+def test_wraps_around_and_keeps_the_newest(on_device: bool) -> None:
+    buf = ReplayBuffers(2, 5, 3, 2, on_device)
     _fill(buf, 7)
     assert buf.size == 5 and buf.ptr == 2
     reward = np.asarray(buf.columns.reward)
@@ -35,8 +37,9 @@ def test_wraps_around_and_keeps_the_newest() -> None:
     assert buf.columns.obs[0, 0, 0] == 5 and buf.columns.next_obs[0, 1, 0] == 7
 
 
-def test_stores_both_end_of_episode_flags() -> None:
-    buf = ReplayBuffers(1, 8, 3, 2)
+@pytest.mark.parametrize("on_device", [True, False])
+def test_stores_both_end_of_episode_flags(on_device: bool) -> None:
+    buf = ReplayBuffers(1, 8, 3, 2, on_device)
     _fill(buf, 8)
     np.testing.assert_array_equal(buf.columns.reward_done[0], [0, 0, 0, 1, 0, 0, 0, 1])
     np.testing.assert_array_equal(buf.columns.cost_done[0], [0, 1, 0, 0, 0, 1, 0, 0])
@@ -61,10 +64,23 @@ def test_each_seed_samples_its_own_buffer_with_its_own_key() -> None:
     np.testing.assert_array_equal(np.asarray(again.reward), np.asarray(batch.reward))
 
 
-def test_member_state_round_trip() -> None:
-    buf = ReplayBuffers(2, 10, 3, 2)
+def test_host_buffers_sample_each_seed_with_its_own_generator() -> None:
+    buf = ReplayBuffers(3, 100, 3, 2, on_device=False)
+    _fill(buf, 30)
+    rngs = [np.random.default_rng(s) for s in range(3)]
+    batch = buf.sample_host(rngs, (4, 16))
+    assert batch.obs.shape == (3, 4, 16, 3) and batch.reward.shape == (3, 4, 16)
+    np.testing.assert_array_equal(batch.next_obs[..., 0], batch.obs[..., 0] + 1)
+    for s in range(3):  # seed s reads its own rows, drawn by its generator, never unfilled ones
+        expected = np.random.default_rng(s).integers(0, 30, size=(4, 16)) + 1000.0 * s
+        np.testing.assert_array_equal(batch.reward[s], expected)
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_member_state_round_trip(on_device: bool) -> None:
+    buf = ReplayBuffers(2, 10, 3, 2, on_device)
     _fill(buf, 13)
-    other = ReplayBuffers(2, 10, 3, 2)
+    other = ReplayBuffers(2, 10, 3, 2, not on_device)  # a checkpoint moves between the two
     other.load([buf.member_state(0), buf.member_state(1)])
     assert (other.ptr, other.size) == (buf.ptr, buf.size)
     for name in COLUMNS:
@@ -76,15 +92,17 @@ def test_member_state_round_trip() -> None:
     np.testing.assert_array_equal(np.asarray(one.columns.obs[0]), np.asarray(buf.columns.obs[1]))
 
 
-def test_keep_drops_seeds() -> None:
-    buf = ReplayBuffers(3, 10, 3, 2)
+@pytest.mark.parametrize("on_device", [True, False])
+def test_keep_drops_seeds(on_device: bool) -> None:
+    buf = ReplayBuffers(3, 10, 3, 2, on_device)
     _fill(buf, 4)
     buf.keep([0, 2])
     assert buf.seeds == 2
     assert float(buf.columns.reward[1, 0]) == 2000.0
 
 
-def test_memory_is_fixed_at_construction() -> None:
-    buf = ReplayBuffers(2, 1000, 76, 2)
+@pytest.mark.parametrize("on_device", [True, False])
+def test_memory_is_fixed_at_construction(on_device: bool) -> None:
+    buf = ReplayBuffers(2, 1000, 76, 2, on_device)
     total = sum(getattr(buf.columns, n).nbytes for n in COLUMNS)
     assert total == 2 * nbytes_for(1000, 76, 2) == 2 * 1000 * (2 * 76 + 2 + 4) * 4

@@ -343,8 +343,7 @@ def _poison_at(trainer: Trainer, step: int, seed_index: int) -> None:
 
     def poisoned() -> None:
         if trainer.env_step == step:
-            cols = trainer.buffers.columns
-            trainer.buffers.columns = cols._replace(reward=cols.reward.at[seed_index].set(np.nan))
+            trainer.buffers.columns.reward[seed_index] = np.nan  # host buffers on this CPU
         original()
 
     trainer.step = poisoned  # type: ignore[method-assign]

@@ -173,6 +173,12 @@ class TrainConfig:
     """Minibatch size of each gradient step."""
     buffer_size: int = 1_000_000
     """Replay capacity in transitions (memory is allocated once, at start)."""
+    replay: Literal["auto", "host", "device"] = "auto"
+    """Where the replay buffers live and are sampled. device: on the accelerator, sampled inside
+    the compiled update (jax.random), so no minibatch crosses from the host. host: numpy arrays,
+    sampled on the host (numpy) and sent to the update. auto: device on a GPU or TPU, host on a
+    CPU (where XLA's in-place write of one row costs time in proportion to the capacity, numpy's
+    does not). The two draw different (equally uniform) minibatches."""
     episode_length: int | None = None
     """Override the environment's episode length (the paper uses 400 on navigation tasks)."""
     cost_limit: float | None = None

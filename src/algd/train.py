@@ -66,7 +66,7 @@ from algd.rundir import (
 )
 from algd.stop import StopFlag, stop_signals
 
-TRAIN_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 2, 5
+TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
 
 
@@ -132,7 +132,15 @@ class Member:
 
 
 def _stack(trees: list[Any]) -> Any:
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+    """Trees with equal structure -> one tree with a leading axis (stacked on the host: no
+    compilation per leaf shape)."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs)), *trees)
+
+
+@jax.jit
+def _take(tree: Any, i: jax.Array) -> Any:
+    """Member i of a stacked tree (one compiled program for any i)."""
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
 
 
 def group_settings(cfg: TrainConfig) -> dict[str, Any]:
@@ -179,7 +187,12 @@ class Trainer:
         self.state: TrainState = _stack([self.agent.init(k) for k in k_init])
         for m in self.members:
             m.act_noise = NoiseStream(self.agent.noise_shape(), m.seed, ACT_STREAM)
-        self.buffers = ReplayBuffers(len(cfgs), cfg.buffer_size, spec.obs_dim, spec.act_dim)
+        on_device = cfg.replay == "device" or (
+            cfg.replay == "auto" and jax.default_backend() != "cpu"
+        )
+        self.buffers = ReplayBuffers(
+            len(cfgs), cfg.buffer_size, spec.obs_dim, spec.act_dim, on_device
+        )
         self.low = np.asarray(spec.act_low, np.float32)
         self.high = np.asarray(spec.act_high, np.float32)
         names = self._metric_names()
@@ -203,7 +216,7 @@ class Trainer:
 
     def member_state(self, i: int) -> TrainState:
         """Seed i's training state (unstacked)."""
-        return jax.tree_util.tree_map(lambda x: x[i], self.state)
+        return _take(self.state, np.int32(i))
 
     def _metric_names(self) -> list[str]:
         """Names of the update's metrics, from its output structure (no compilation), so the
@@ -419,16 +432,7 @@ class Trainer:
         if not self._may_update(t):
             self.throughput.add(1, 0)
             return
-        self.state, metrics = _group_update(
-            self.agent,
-            (cfg.utd, cfg.batch_size),
-            self.state,
-            self.buffers.columns,
-            jnp.int32(self.buffers.size),
-            self.k_update,
-            self.k_sample,
-            jnp.int32(t),
-        )
+        self.state, metrics = self.update(self.state, t)
         host = jax.device_get(metrics)
         failed = {}
         for i, m in enumerate(self.members):
@@ -443,6 +447,27 @@ class Trainer:
         if failed:
             self._drop(failed)
         self.throughput.add(1, cfg.utd)
+
+    def update(self, state: TrainState, t: int) -> tuple[TrainState, dict[str, jax.Array]]:
+        """Every seed's UTD gradient steps of environment step t from ``state`` (donated), as
+        one compiled call; the minibatches are sampled inside it (device buffers) or on the
+        host with each seed's generator for step t."""
+        cfg, buffers = self.cfg, self.buffers
+        rows = (cfg.utd, cfg.batch_size)
+        if buffers.on_device:
+            return _update_from_replay(
+                self.agent,
+                rows,
+                state,
+                buffers.columns,
+                np.int32(buffers.size),
+                self.k_update,
+                self.k_sample,
+                np.int32(t),
+            )
+        rngs = [np.random.default_rng([m.seed, SAMPLE_STREAM, t]) for m in self.members]
+        batches = buffers.sample_host(rngs, rows)
+        return _update_from_batches(self.agent, state, batches, self.k_update, np.int32(t))
 
     def _may_update(self, t: int) -> bool:
         """Whether environment step t (0-based) runs its UTD gradient steps: after the warm-up,
@@ -604,11 +629,25 @@ def _logged_eval(run_dir: Path, step: int) -> dict[str, float] | None:
     return None
 
 
-# The S seeds' UTD gradient steps of environment step t in one compiled call: each seed samples
-# its minibatches from its own buffer with fold_in(k_sample, t) and updates with
-# fold_in(k_update, t). The state is donated (updated in place); the buffers are only read.
+# The S seeds' UTD gradient steps of environment step t in one compiled call, vmapped over the
+# seeds: seed i updates with fold_in(k_update[i], t), from minibatches given (host buffers) or
+# sampled from its own buffer with fold_in(k_sample[i], t) (device buffers). The state is donated
+# (updated in place); the buffers are only read.
+def _seed_update(
+    agent: OffPolicyAgent, state: TrainState, batches: Batch, k_update: jax.Array, t: jax.Array
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    return agent._update(state, batches, jax.random.fold_in(k_update, t))
+
+
+@partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _update_from_batches(
+    agent: OffPolicyAgent, state: TrainState, batches: Batch, k_update: jax.Array, t: jax.Array
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    return jax.vmap(lambda s, b, k: _seed_update(agent, s, b, k, t))(state, batches, k_update)
+
+
 @partial(jax.jit, static_argnums=(0, 1), donate_argnums=2)
-def _group_update(
+def _update_from_replay(
     agent: OffPolicyAgent,
     rows: tuple[int, int],
     state: TrainState,
@@ -618,9 +657,9 @@ def _group_update(
     k_sample: jax.Array,
     t: jax.Array,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    def one(state: TrainState, columns: Batch, ku: jax.Array, ks: jax.Array) -> Any:
-        batches = sample(columns, size, jax.random.fold_in(ks, t), rows)
-        return agent._update(state, batches, jax.random.fold_in(ku, t))
+    def one(s: TrainState, c: Batch, ku: jax.Array, ks: jax.Array) -> Any:
+        batches = sample(c, size, jax.random.fold_in(ks, t), rows)
+        return _seed_update(agent, s, batches, ku, t)
 
     return jax.vmap(one)(state, columns, k_update, k_sample)
 

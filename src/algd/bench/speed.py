@@ -30,7 +30,7 @@ from algd.agents import default_config
 from algd.buffer import sample_group
 from algd.errors import AlgdError
 from algd.rundir import create
-from algd.train import Trainer, _group_update
+from algd.train import Trainer
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -63,9 +63,14 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
 def flops_per_update(trainer: Trainer) -> float:
     """FLOPs of one seed's gradient step by XLA's cost analysis."""
     agent, cfg = trainer.agent, trainer.cfg
-    size = jnp.int32(trainer.buffers.size)
-    batches = sample_group(trainer.buffers.columns, size, (1, cfg.batch_size), trainer.k_sample)
-    batch = jax.tree_util.tree_map(lambda x: x[0, 0], batches)
+    buffers = trainer.buffers
+    if buffers.on_device:
+        size = jnp.int32(buffers.size)
+        batches = sample_group(buffers.columns, size, (1, cfg.batch_size), trainer.k_sample)
+    else:
+        rngs = [np.random.default_rng(i) for i in range(buffers.seeds)]
+        batches = buffers.sample_host(rngs, (1, cfg.batch_size))
+    batch = jax.tree_util.tree_map(lambda x: jnp.asarray(x[0, 0]), batches)
     index = jnp.int32(0)
     state = trainer.member_state(0)
     compiled = jax.jit(agent.grad_step).lower(state, batch, trainer.k_update[0], index).compile()
@@ -128,20 +133,10 @@ def _measure(
     seeds = len(trainer.members)
     for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
         trainer.step()
-    size = jnp.int32(trainer.buffers.size)
-    box: dict[str, Any] = {"s": trainer.state, "t": 0}
+    box: dict[str, Any] = {"s": trainer.state, "t": trainer.env_step}
 
     def update() -> None:
-        box["s"], m = _group_update(
-            trainer.agent,
-            (utd, batch_size),
-            box["s"],
-            trainer.buffers.columns,
-            size,
-            trainer.k_update,
-            trainer.k_sample,
-            jnp.int32(box["t"]),
-        )
+        box["s"], m = trainer.update(box["s"], box["t"])
         box["t"] += 1
         jax.block_until_ready(m)
 
@@ -189,6 +184,7 @@ def _measure(
         "flops_per_update": flops,
         "gflops_per_s": flops * per_seed_updates * seeds / 1e9,
         "jax_backend": jax.default_backend(),
+        "replay": "device" if trainer.buffers.on_device else "host",
         "devices": [str(d) for d in jax.devices()],
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
