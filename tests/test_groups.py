@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from algd.bench.grid import GridSpec, expand, groups, run_grid
+from algd.bench.grid import GridSpec, expand, groups, run_grid, run_group
 from algd.bench.report import report
 from algd.checkpoint import CHECKPOINT_NEXT, checkpoint_step, read_checkpoint, settle_checkpoints
 from algd.cli import main
+from algd.config import to_dict
 from algd.rundir import create
 from algd.train import Trainer, train, train_seeds
 from helpers import quick, toy
@@ -161,32 +162,34 @@ def _logs(group: Path) -> dict[str, str]:
     return {f"s{s}/{n}": (group / f"s{s}" / n).read_text() for s in (0, 1, 2) for n in LOGS}
 
 
-def test_group_killed_while_saving_resumes_exactly(tmp_path: Path) -> None:
-    """A group killed in either phase of a save settles to one step (back when the first phase
-    was incomplete, forward when it was complete) and resumes to the files of a group left
-    alone."""
+@pytest.mark.parametrize(
+    ("name", "nth", "settled"),
+    [
+        # The 2nd save's second phase: one seed's rename done -> forward to step 600.
+        ("checkpoint.npz", 5, 600),
+        # The 2nd save's first phase: two of three next checkpoints written -> back to 300.
+        pytest.param(CHECKPOINT_NEXT, 5, 300, marks=pytest.mark.slow),
+    ],
+)
+def test_group_killed_while_saving_resumes_exactly(
+    tmp_path: Path, name: str, nth: int, settled: int
+) -> None:
+    """A group killed in a save settles to one step (forward when the first phase was
+    complete, back otherwise) and resumes to the files of a group left alone."""
     straight = tmp_path / "straight"
     assert main(["train", *GROUP_CRASH, "--run-dir", str(straight)]) == 0
-    expected = _logs(straight)
-    cases = [
-        # The 2nd save's first phase: two of three next checkpoints written -> back to 300.
-        (CHECKPOINT_NEXT, 5, 300),
-        # The 2nd save's second phase: one seed's rename done -> forward to 600.
-        ("checkpoint.npz", 5, 600),
-    ]
-    for case, (name, nth, settled) in enumerate(cases):
-        group = tmp_path / f"g{case}"
-        proc = _spawn(["train", *GROUP_CRASH, "--run-dir", str(group)], dying_at_rename(name, nth))
-        proc.wait(timeout=300)
-        assert proc.returncode == -signal.SIGKILL
-        assert list(group.glob(f"s*/{CHECKPOINT_NEXT}"))  # the interrupted save is left over
-        members = [group / f"s{s}" for s in (0, 1, 2)]
-        settle_checkpoints(members)
-        assert [checkpoint_step(m / "checkpoint.npz") for m in members] == [settled] * 3
-        assert main(["train", "--resume", str(group), "--quiet"]) == 0
-        assert _logs(group) == expected
-        assert not list(group.glob(f"s*/{CHECKPOINT_NEXT}"))
-        assert [checkpoint_step(m / "checkpoint.npz") for m in members] == [1200] * 3
+    group = tmp_path / "g"
+    proc = _spawn(["train", *GROUP_CRASH, "--run-dir", str(group)], dying_at_rename(name, nth))
+    proc.wait(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert list(group.glob(f"s*/{CHECKPOINT_NEXT}"))  # the interrupted save is left over
+    members = [group / f"s{s}" for s in (0, 1, 2)]
+    settle_checkpoints(members)
+    assert [checkpoint_step(m / "checkpoint.npz") for m in members] == [settled] * 3
+    assert main(["train", "--resume", str(group), "--quiet"]) == 0
+    assert _logs(group) == _logs(straight)
+    assert not list(group.glob(f"s*/{CHECKPOINT_NEXT}"))
+    assert [checkpoint_step(m / "checkpoint.npz") for m in members] == [1200] * 3
 
 
 @pytest.mark.slow
@@ -209,20 +212,21 @@ def test_group_sigterm_then_resume_matches(tmp_path: Path) -> None:
 # --- grids ----------------------------------------------------------------------------------
 
 
-def _grid(out: Path, group_size: int | None) -> list[dict]:
-    spec = GridSpec(
-        ("sac_lag", "sac_auglag"), ("ToyRing-v0",), (0, 1, 2), base="toy", overrides=LEARN
-    )
-    assert [len(g) for g in groups(expand(spec, out), group_size)] == (
-        [3, 3] if group_size is None else [1] * 6
-    )
-    return run_grid(spec, str(out), workers=2, group_size=group_size)
+SPEC = GridSpec(("sac_lag", "sac_auglag"), ("ToyRing-v0",), (0, 1, 2), base="toy", overrides=LEARN)
 
 
 def test_grid_runs_seeds_as_groups_and_reports_as_seed_by_seed(tmp_path: Path) -> None:
-    grouped = _grid(tmp_path / "grouped", None)
+    points = expand(SPEC, tmp_path / "grouped")
+    assert [len(g) for g in groups(points, None)] == [3, 3]
+    assert [len(g) for g in groups(points, 2)] == [2, 1, 2, 1]
+    grouped = run_grid(SPEC, str(tmp_path / "grouped"), workers=2)
     assert [r["status"] for r in grouped] == ["trained"] * 6
-    single = _grid(tmp_path / "single", 1)
+    # The same grid seed by seed: each point alone through the grid's worker function (in
+    # this process rather than in six more worker processes).
+    single = [
+        run_group([json.dumps(to_dict(cfg))])[0] for cfg, _ in expand(SPEC, tmp_path / "single")
+    ]
+    assert [r["status"] for r in single] == ["trained"] * 6
     a = report(str(tmp_path / "grouped"))["table"]
     b = report(str(tmp_path / "single"))["table"]
     assert len(a) == len(b) == 2
@@ -234,13 +238,12 @@ def test_grid_runs_seeds_as_groups_and_reports_as_seed_by_seed(tmp_path: Path) -
                 np.testing.assert_allclose(value, rb[key], rtol=1e-4, atol=1e-2, err_msg=key)
             else:
                 assert value == rb[key] or (value != value and rb[key] != rb[key]), key
-    assert [r["status"] for r in single] == ["trained"] * 6
     # Again: finished seeds are skipped; a seed that lost its summary (killed after its final
     # checkpoint) is resumed alone, keeping its final evaluation.
     victim = Path(grouped[1]["run_dir"])
     before = (victim / "eval.csv").read_text()
     (victim / "summary.json").unlink()
-    again = _grid(tmp_path / "grouped", None)
+    again = run_grid(SPEC, str(tmp_path / "grouped"), workers=2)
     assert [r["status"] for r in again] == ["skipped", "resumed"] + ["skipped"] * 4
     assert (victim / "eval.csv").read_text() == before
     assert again[1]["final_eval"] == grouped[1]["final_eval"]
