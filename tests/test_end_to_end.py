@@ -73,7 +73,7 @@ def test_algorithms_train_on_safety_gymnasium(algo: str, tmp_path: Path) -> None
     "variant",
     [
         ["--algo", "algd", "--agent.diffusion", "ddpm"],
-        ["--algo", "lgd", "--agent.multiplier", "pid"],
+        pytest.param(["--algo", "lgd", "--agent.multiplier", "pid"], marks=pytest.mark.slow),
         pytest.param(
             ["--algo", "algd", "--agent.score-space", "latent", "--agent.score-time", "input"],
             marks=pytest.mark.slow,

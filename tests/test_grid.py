@@ -6,6 +6,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from algd.agents import default_config
 from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
 from algd.cli import main
@@ -47,6 +49,7 @@ def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
     assert logs(Path(a["run_dir"])) == logs(Path(b["run_dir"]))
 
 
+@pytest.mark.slow  # tests/test_groups.py re-runs a grouped grid (skips, a resumed seed)
 def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) -> None:
     out = tmp_path / "grid"
     (cfg0, dir0), (cfg1, dir1) = expand(SPEC, out)
