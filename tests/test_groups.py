@@ -56,7 +56,11 @@ def _state(run: Path) -> dict[str, np.ndarray]:
     return {k: v for k, v in arrays.items() if k.startswith("agent/")}
 
 
-@pytest.mark.parametrize("algo", sorted(EQUIVALENCE))
+@pytest.mark.parametrize(
+    "algo",
+    # ALGD's 3-seed program takes the longest to compile of the default suite's: behind slow.
+    ["sac_lag", pytest.param("algd", marks=pytest.mark.slow)],
+)
 def test_group_matches_each_seed_trained_alone(algo: str, tmp_path: Path) -> None:
     settings, atol, rtol = EQUIVALENCE[algo]
     records = train_seeds(toy(algo, tmp_path / "group", **settings), [0, 1, 2], console=False)
