@@ -305,6 +305,11 @@ def open_existing(path: Path) -> RunDir:
 def load_run_config(run_dir: Path) -> TrainConfig:
     cfg_path = run_dir / CONFIG_NAME
     if not cfg_path.is_file():
+        if (run_dir / GROUP_NAME).is_file():
+            raise RunDirError(
+                f"{run_dir} is a group of seeds, not one run; give one of its run directories "
+                f"({run_dir}/s<seed>)"
+            )
         raise RunDirError(f"{run_dir} is not a run directory (no config.json)")
     try:
         data = json.loads(cfg_path.read_text())
