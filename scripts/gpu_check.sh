@@ -7,7 +7,8 @@
 #   2. bench-speed at reference settings on SafetyPointButton1-v0's shapes for groups of 1, 5 and
 #      20 seeds: updates/s and env steps/s per seed and in all;
 #   3. the projected wall time of the paper's PointButton1 protocol (5000 warm-up + 100k steps,
-#      UTD 10, the first epoch's updates halved) for 5 seeds as one group against 1 seed;
+#      UTD 10) for 5 seeds as one group against 1 seed: every step at the loop's steady-state
+#      rate, an upper bound (the warm-up and the reference's halved first epoch cost less);
 #   4. a short real training run of a 5-seed group (reference settings) end to end;
 #   5. the test that a seed trained in a group matches it trained alone, on the GPU.
 set -euo pipefail
