@@ -101,7 +101,7 @@ class Member:
     """One seed of a training group, on the host: its config, run directory, envs, counters,
     current observation, action noise, logs and latest update metrics."""
 
-    def __init__(self, cfg: TrainConfig, metric_names: list[str] | None = None) -> None:
+    def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.seed = cfg.seed
         self.run_dir = Path(str(cfg.run_dir))
@@ -141,6 +141,19 @@ def _stack(trees: list[Any]) -> Any:
 def _take(tree: Any, i: jax.Array) -> Any:
     """Member i of a stacked tree (one compiled program for any i)."""
     return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def failure_record(cfg: TrainConfig, reason: str, user_error: bool) -> dict[str, Any]:
+    """The record of a seed that stopped without finishing (in place of its summary)."""
+    return {
+        "status": "failed",
+        "error": reason,
+        "user_error": user_error,
+        "env": cfg.env,
+        "algo": cfg.algo,
+        "seed": cfg.seed,
+        "run_dir": str(cfg.run_dir),
+    }
 
 
 def group_settings(cfg: TrainConfig) -> dict[str, Any]:
@@ -376,17 +389,7 @@ class Trainer:
         for i, reason in sorted(failed.items()):
             m = self.members[i]
             self.console.message(f"seed {m.seed} stopped: {reason}")
-            self.failures.append(
-                {
-                    "status": "failed",
-                    "error": reason,
-                    "user_error": False,
-                    "env": m.cfg.env,
-                    "algo": m.cfg.algo,
-                    "seed": m.seed,
-                    "run_dir": str(m.run_dir),
-                }
-            )
+            self.failures.append(failure_record(m.cfg, reason, user_error=False))
             m.close()
         if not keep:
             raise NumericalError(next(iter(failed.values())))

@@ -214,15 +214,10 @@ def _failed(cfg: TrainConfig, exc: BaseException) -> dict[str, Any]:
     reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
     if not isinstance(cause, AlgdError):
         reason = f"{type(cause).__name__}: {reason}"
-    return {
-        "status": "failed",
-        "error": reason,
-        "user_error": isinstance(cause, AlgdError),
-        "env": cfg.env,
-        "algo": cfg.algo,
-        "seed": cfg.seed,
-        "run_dir": str(Path(str(cfg.run_dir)).resolve()),
-    }
+    from algd.train import failure_record
+
+    # Grid points' run directories are absolute already (expand).
+    return failure_record(cfg, reason, user_error=isinstance(cause, AlgdError))
 
 
 def groups(points: list[tuple[TrainConfig, Path]], size: int | None) -> list[list[int]]:
