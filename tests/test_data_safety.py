@@ -21,18 +21,12 @@ from algd.errors import WriteError
 from algd.rundir import RunDir
 from algd.train import train
 from helpers import ROOT, quick, toy
-from test_reliability import (  # noqa: F401  (straight: a fixture)
-    CRASH,
-    LOGS,
-    _spawn,
-    dying_at_rename,
-    snapshot,
-    straight,
-)
+from test_reliability import CRASH, LOGS, _spawn, dying_at_rename, snapshot
 
 TINY = ["--preset", "toy", "--algo", "sac_lag", "--quiet"]
-# The tests that compare with the `straight` run share one worker, so it is trained once.
-STRAIGHT = pytest.mark.xdist_group("data_safety_straight")
+# The tests that compare with the `straight` run (tests/conftest.py) share one worker, so it is
+# trained once.
+STRAIGHT = pytest.mark.xdist_group("straight")
 
 
 def one_line_error(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -167,7 +161,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 @STRAIGHT
 @pytest.mark.parametrize("how", ["sigkill", "sigterm"])
-def test_stop_before_the_first_checkpoint(straight, tmp_path: Path, how: str) -> None:  # noqa: F811
+def test_stop_before_the_first_checkpoint(straight, tmp_path: Path, how: str) -> None:
     run = tmp_path / "run"
     proc = _spawn(["train", *CRASH, "--run-dir", str(run)])
     _wait_for(run / "config.json", proc)
@@ -214,7 +208,7 @@ def test_signal_before_the_run_directory_exists_writes_nothing(tmp_path: Path) -
 
 
 @STRAIGHT
-def test_kill_between_the_last_checkpoint_and_the_summary(straight, tmp_path: Path) -> None:  # noqa: F811
+def test_kill_between_the_last_checkpoint_and_the_summary(straight, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _spawn(["train", *CRASH, "--run-dir", str(run)], dying_at_rename("summary.json", 1))
     proc.wait(timeout=300)

@@ -83,7 +83,7 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
 
 def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     paper = expand(GRID_PRESETS["paper"], tmp_path)
-    assert len(paper) == 9 * 5 * 3
+    assert len(paper) == 9 * 7 * 3
     pb1 = next(c for c, _ in paper if c.env == "SafetyPointButton1-v0")
     assert (pb1.episode_length, pb1.cost_limit, pb1.total_steps) == (400, 10.0, 105_000)
     assert pb1.layout == "fixed" and pb1.bootstrap == "reference"
@@ -100,10 +100,27 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert all(c.episode_length is None and c.cost_limit is None for c, _ in sg)
     assert all(c.layout == "random" for c, _ in sg)
     smoke = expand(GRID_PRESETS["smoke"], tmp_path)
-    assert {c.algo for c, _ in smoke} == {"algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac"}
+    assert {c.algo for c, _ in smoke} == {
+        "algd",
+        "lgd",
+        "sac_lag",
+        "sac_auglag",
+        "cal",
+        "sac",
+        "hj",
+        "ppo_lag",
+    }
+    # The algorithms' own toy settings apply under the grid's base preset.
+    toy_ppo = next(c for c, _ in smoke if c.algo == "ppo_lag")
+    assert toy_ppo.total_steps == 30_000 and toy_ppo.warmup_steps == 0
+    assert next(c for c, _ in smoke if c.algo == "hj").agent.hj_threshold == 0.05
     cpu = expand(GRID_PRESETS["cpu"], tmp_path)
-    assert len(cpu) == 6 * 2 * 3
+    assert len(cpu) == 8 * 2 * 3
     steps = {(c.env, c.algo): c.total_steps for c, _ in cpu}
     # per_pair layers: the diffusion methods' longer toy budget must not leak into other envs.
     assert steps["ToyRing-v0", "algd"] == 6000 and steps["ToyRing-v0", "sac"] == 4000
     assert steps["SafetyPointGoal1-v0", "algd"] == steps["SafetyPointGoal1-v0", "sac"] == 20_000
+    ppo_sg = next(c for c, _ in cpu if (c.env, c.algo) == ("SafetyPointGoal1-v0", "ppo_lag"))
+    assert ppo_sg.warmup_steps == 0 and ppo_sg.total_steps == 20_000
+    paper_hj = next(c for c, _ in paper if c.algo == "hj")
+    assert paper_hj.agent.hj_threshold == 1.0 and paper_hj.agent.cost_ensemble == 1

@@ -118,16 +118,6 @@ def test_empty_run_dir_rejected(tmp_path: Path, capsys) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    train(toy("sac_lag", root / "a", **TINY), console=False)
-    train(
-        toy("sac_lag", root / "b", **TINY, agent=AgentConfig(critic_hidden=(32, 32))), console=False
-    )
-    return {"a": root / "a", "b": root / "b"}
-
-
 def _corrupt(kind: str, run: Path, other: Path) -> None:
     ckpt = run / "checkpoint.npz"
     if kind == "truncated":
@@ -246,13 +236,6 @@ CRASH = [
 LOGS = ("metrics.csv", "episodes.csv", "eval.csv")
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    run = tmp_path_factory.mktemp("straight") / "run"
-    assert main(["train", *CRASH, "--run-dir", str(run)]) == 0
-    return {n: (run / n).read_text() for n in LOGS}
-
-
 def _spawn(args: list[str], prelude: str = "") -> subprocess.Popen:
     code = f"{prelude}\nimport sys\nfrom algd.cli import main\nsys.exit(main({args!r}))"
     return subprocess.Popen(
@@ -296,6 +279,7 @@ def _resume_and_compare(run: Path, straight: dict[str, str]) -> None:
     assert not list(run.glob(".checkpoint.npz.tmp-*"))
 
 
+@pytest.mark.xdist_group("straight")
 def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _spawn(["train", *CRASH, "--run-dir", str(run)])
@@ -307,6 +291,7 @@ def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> No
     _resume_and_compare(run, straight)
 
 
+@pytest.mark.xdist_group("straight")
 def test_sigkill_while_writing_checkpoint(straight, tmp_path: Path) -> None:
     """Killed between writing the staging file and renaming it over the 2nd checkpoint."""
     run = tmp_path / "run"
@@ -319,6 +304,7 @@ def test_sigkill_while_writing_checkpoint(straight, tmp_path: Path) -> None:
     _resume_and_compare(run, straight)
 
 
+@pytest.mark.xdist_group("straight")
 def test_sigterm_stops_gracefully(straight, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = _spawn(["train", *CRASH, "--run-dir", str(run)])

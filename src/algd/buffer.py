@@ -147,3 +147,88 @@ def sample_group(columns: Batch, size: jax.Array, shape: tuple[int, ...], keys: 
     """Each seed's sample from its own buffer with its own key (for tests and benchmarks; the
     training update samples inside its own compiled call)."""
     return jax.vmap(lambda c, k: sample(c, size, k, shape))(columns, keys)
+
+
+# --- on-policy rollouts -------------------------------------------------------------------------
+
+
+class Rollout(NamedTuple):
+    """One seed's on-policy transitions in the order they happened; leading dim (steps,)."""
+
+    obs: Any  # (T, obs_dim)
+    action: Any  # (T, act_dim)
+    reward: Any  # (T,)
+    cost: Any  # (T,)
+    next_obs: Any  # (T, obs_dim)
+    done: Any  # (T,) 1.0 where the values do not bootstrap (the reward critic's flag)
+    boundary: Any  # (T,) 1.0 where the advantage recursion stops: done, or the episode ended
+    discount: Any  # (T,) gamma_c ** (the step's index in its episode)
+
+
+ROLLOUT_COLUMNS = Rollout._fields
+
+
+class RolloutBuffers:
+    """The rollouts of S seeds in host memory: columns (S, capacity, ...), filled in step
+    order from index 0 and emptied after each update; the fill level is shared."""
+
+    def __init__(self, seeds: int, capacity: int, obs_dim: int, act_dim: int) -> None:
+        self.seeds, self.capacity = int(seeds), int(capacity)
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.on_device = False
+        self.columns = Rollout(*(np.zeros((self.seeds, *s), np.float32) for s in self._shapes()))
+        self.size = 0
+
+    def _shapes(self) -> Rollout:
+        c = self.capacity
+        return Rollout(
+            (c, self.obs_dim), (c, self.act_dim), (c,), (c,), (c, self.obs_dim), (c,), (c,), (c,)
+        )
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.capacity
+
+    def add(self, transitions: Rollout) -> None:
+        """Append one transition per seed (host arrays with a leading seed axis)."""
+        if self.full:
+            raise ValueError("the rollout is full")
+        for col, x in zip(self.columns, transitions):
+            col[:, self.size] = np.asarray(x, np.float32)
+        self.size += 1
+
+    def clear(self) -> None:
+        self.size = 0
+
+    def member_state(self, i: int) -> dict[str, np.ndarray]:
+        """Seed i's transitions so far, for a checkpoint."""
+        out = {n: np.asarray(c[i, : self.size]) for n, c in zip(ROLLOUT_COLUMNS, self.columns)}
+        out["ptr_size"] = np.array([self.size, self.size], np.int64)
+        return out
+
+    def load(self, members: list[dict[str, np.ndarray]]) -> None:
+        """Refill from :meth:`member_state` dicts (one per seed, equal sizes)."""
+        if len(members) != self.seeds:
+            raise ValueError(f"{len(members)} rollouts for a group of {self.seeds}")
+        sizes = {int(m["ptr_size"][1]) for m in members}
+        if len(sizes) != 1:
+            raise ValueError("the seeds' rollouts have different lengths")
+        (size,) = sizes
+        if size > self.capacity:
+            raise ValueError(f"rollout of {size} steps does not fit capacity {self.capacity}")
+        for name, col in zip(ROLLOUT_COLUMNS, self.columns):
+            col[:] = 0.0
+            for i, m in enumerate(members):
+                col[i, :size] = m[name]
+        self.size = size
+
+    def keep(self, members: list[int]) -> None:
+        """Drop every seed's rollout but ``members`` (in that order)."""
+        idx = np.asarray(members)
+        self.columns = Rollout(*(col[idx] for col in self.columns))
+        self.seeds = len(members)
+
+
+def rollout_nbytes(capacity: int, obs_dim: int, act_dim: int) -> int:
+    """Bytes of one seed's rollout storage."""
+    return int(capacity) * (2 * obs_dim + act_dim + 5) * 4

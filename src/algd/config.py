@@ -54,6 +54,9 @@ class AgentConfig:
     """Initial Lagrange multiplier lambda."""
     lambda_lr: float = 3e-4
     """Adam learning rate on log lambda (multiplier=dual)."""
+    lambda_max: float | None = None
+    """Cap on lambda (None: uncapped, as every reference agent runs; PPO-Lag's configuration
+    declares 80, but its clamp acts on a copy and never binds)."""
     mom_step: float = 1.0
     """Step size of the method-of-multipliers update (classically rho, whose default is 1)."""
     mom_every: int = 1
@@ -138,6 +141,49 @@ class AgentConfig:
     """Learn the entropy temperature toward the target entropy -|A| (SAC family)."""
     cal_c: float = 10.0
     """CAL's rectification coefficient c in rect = min(c * mean(h - Qc_bar), lambda)."""
+    # HJ (reachability).
+    hj_threshold: float = 1.0
+    """HJ's constraint Q_h(s, a) <= threshold (the reference: 1.0; with per-step costs in [0, 1]
+    Q_h never exceeds 1, so it binds only where costs exceed 1; RCRL's own feasibility
+    threshold is 0)."""
+    hj_lambda_hidden: tuple[int, ...] = (256,)
+    """Hidden widths of HJ's multiplier network lambda(s) = softplus(MLP(s))."""
+    hj_lambda_lr: float = 3e-4
+    """Adam learning rate of lambda(s)."""
+    # PPO-Lag (on-policy).
+    ppo_rollout: int = 2048
+    """Environment steps per rollout (per seed) before a PPO update."""
+    ppo_epoch_flush: bool = True
+    """Also update at the end of every epoch (one episode length of steps) with the rollout
+    collected so far (the reference; with 2048 > the episode length, every update then uses one
+    episode length of steps)."""
+    ppo_epochs: int = 10
+    """Passes over a rollout per update."""
+    ppo_minibatch: int = 64
+    """Minibatch size of each PPO gradient step (the last one of a pass takes the remainder)."""
+    ppo_clip: float = 0.2
+    """Clipping epsilon of the surrogate ratio."""
+    gae_lambda: float = 0.95
+    """GAE lambda of the reward advantages."""
+    cost_gae_lambda: float = 0.95
+    """GAE lambda of the cost advantages."""
+    value_hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of PPO-Lag's reward and cost value networks."""
+    value_lr: float = 3e-4
+    """Adam learning rate of the value networks."""
+    vf_coef: float = 0.5
+    """Weight of the reward value loss (before its gradient is clipped)."""
+    cost_vf_coef: float = 0.5
+    """Weight of the cost value loss (before its gradient is clipped)."""
+    entropy_coef: float = 0.0
+    """Entropy bonus of the PPO actor loss (base Gaussian entropy)."""
+    max_grad_norm: float = 0.5
+    """Global-norm clip of each PPO network's gradient."""
+    ppo_budget: Literal["reference", "limit"] = "reference"
+    """What PPO-Lag's multiplier compares the rollout's episode cost with: reference (the
+    per-state budget h, as the authors' code, which is a per-step quantity) or limit (the
+    task's limit in its own units: the episode cost, discounted on the paper's velocity
+    tasks)."""
 
     def __post_init__(self) -> None:
         _validate_agent(self)
@@ -256,11 +302,24 @@ def _check_choices(cfg: Any, prefix: str) -> None:
 def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
     _finite(a, p, ("gamma", "gamma_c"), 0.0, 0.99999, "a discount in [0, 1)")
     _finite(a, p, ("tau",), 1e-9, 1.0, "in (0, 1]")
-    lrs = ("critic_lr", "cost_critic_lr", "actor_lr", "lambda_lr", "alpha_lr")
+    lrs: tuple[str, ...] = ("critic_lr", "cost_critic_lr", "actor_lr", "lambda_lr", "alpha_lr")
+    lrs += ("hj_lambda_lr", "value_lr")
     _finite(a, p, lrs, 1e-12, 1.0, "in (0, 1]")
     _finite(a, p, ("rho", "beta", "alpha_init"), 1e-9, 1e9, "a positive number")
     _finite(a, p, ("lambda_init", "cost_k", "cal_c"), 0.0, 1e9, "a number >= 0")
-    _finite(a, p, ("mom_step",), 1e-12, 1e9, "a positive number")
+    _finite(
+        a,
+        p,
+        ("mom_step", "lambda_max", "ppo_clip", "max_grad_norm"),
+        1e-12,
+        1e9,
+        "a positive number",
+    )
+    _finite(a, p, ("hj_threshold",), -1e9, 1e9, "a finite number")
+    _finite(a, p, ("vf_coef", "cost_vf_coef", "entropy_coef"), 0.0, 1e9, "a number >= 0")
+    _finite(a, p, ("gae_lambda", "cost_gae_lambda"), 0.0, 1.0, "in [0, 1]")
+    _pos_int(a, p, ("ppo_rollout", "ppo_epochs", "ppo_minibatch"))
+    _check(a.ppo_rollout <= 10**6, p + "ppo_rollout", "must be <= 1e6")
     _finite(a, p, ("pid_kp", "pid_ki", "pid_kd"), 0.0, 1e9, "a number >= 0")
     _finite(a, p, ("pid_ema",), 0.0, 0.99999, "in [0, 1)")
     _finite(a, p, ("energy_weight", "score_weight", "guidance_scale"), 0.0, 1e9, "a number >= 0")
@@ -272,7 +331,7 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
     _pos_int(a, p, ("target_every", "mom_every", "denoise_steps", "mc_samples", "time_embed_dim"))
     _pos_int(a, p, ("cost_ensemble",))
     _check(a.denoise_steps <= 1000, p + "denoise_steps", "must be <= 1000")
-    for n in ("critic_hidden", "actor_hidden", "score_hidden"):
+    for n in ("critic_hidden", "actor_hidden", "score_hidden", "hj_lambda_hidden", "value_hidden"):
         widths = getattr(a, n)
         ok = isinstance(widths, tuple) and len(widths) > 0
         ok = ok and all(isinstance(w, int) and 1 <= w <= 65536 for w in widths)

@@ -3,9 +3,11 @@ paper's velocity limits are stated in)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from algd.agents.base import OffPolicyAgent, TrainState
+from algd.agents.base import Agent
 from algd.envs.base import SafeEnv
 from algd.noise import NoiseStream
 
@@ -19,8 +21,8 @@ EVAL_STREAM = 4
 
 
 def evaluate(
-    agent: OffPolicyAgent,
-    state: TrainState,
+    agent: Agent,
+    state: Any,
     env: SafeEnv,
     episodes: int,
     seed: int,

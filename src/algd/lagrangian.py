@@ -106,14 +106,19 @@ def update_multiplier(
         m_hat = m / (1 - b1 ** count.astype(jnp.float32))
         v_hat = v / (1 - b2 ** count.astype(jnp.float32))
         log_lam = state.log_lam - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
+        if cfg.lambda_max is not None:
+            log_lam = jnp.minimum(log_lam, jnp.log(jnp.float32(cfg.lambda_max)))
         return state.replace(log_lam=log_lam, adam_m=m, adam_v=v, lam=jnp.exp(log_lam))
+    cap = jnp.inf if cfg.lambda_max is None else cfg.lambda_max
     if kind == "multipliers":
-        stepped = jnp.maximum(0.0, state.lam + cfg.mom_step * violation)
+        stepped = jnp.clip(state.lam + cfg.mom_step * violation, 0.0, cap)
         return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
     if kind == "pid":
         ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
         integral = jnp.maximum(0.0, state.pid_i + violation)
         deriv = jnp.maximum(0.0, ema - state.pid_prev)
-        lam = jnp.maximum(0.0, cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv)
+        lam = jnp.clip(
+            cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, 0.0, cap
+        )
         return state.replace(pid_i=integral, pid_prev=ema, lam=lam)
     raise ValueError(kind)  # pragma: no cover - the config validates the choice

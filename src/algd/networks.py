@@ -54,7 +54,7 @@ def small_matmul_add(base: jax.Array, x: jax.Array, w: jax.Array) -> jax.Array:
     return _fma_rows(base, x, w)
 
 
-INIT_SCHEMES = ("lecun", "xavier", "ensemble")
+INIT_SCHEMES = ("lecun", "xavier", "ensemble", "torch")
 
 
 def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.Array]:
@@ -66,7 +66,8 @@ def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.
     lecun: LeCun normal (Flax's Dense default). xavier: Glorot uniform, limit
     sqrt(6 / (fan_in + fan_out)) (the reference's reward critics, actors and score network).
     ensemble: normal of std 1 / (2 sqrt(fan_in)) truncated at two standard deviations (the
-    reference's cost-critic ensemble)."""
+    reference's cost-critic ensemble). torch: uniform in +-1 / sqrt(fan_in) (PyTorch's default
+    for a linear layer, weights and biases; the reference's lambda(s) network)."""
 
     def one(key: jax.Array, out: int, dtype: Any) -> jax.Array:
         shape = (fan_in, out)
@@ -75,6 +76,8 @@ def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.
         if scheme == "ensemble":
             std = 1.0 / (2.0 * float(np.sqrt(fan_in)))
             return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+        if scheme == "torch":
+            return torch_uniform(fan_in)(key, shape, dtype)
         return nn.initializers.lecun_normal()(key, shape, dtype)
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
@@ -86,8 +89,34 @@ def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.
     return init
 
 
+def torch_uniform(fan_in: int) -> Callable[..., jax.Array]:
+    """Uniform in +-1 / sqrt(fan_in), any shape."""
+    bound = 1.0 / float(np.sqrt(fan_in))
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, tuple(shape), dtype, -bound, bound)
+
+    return init
+
+
 def dense(width: int, scheme: str, fan_in: int, blocks: int = 1) -> nn.Dense:
-    return nn.Dense(width, kernel_init=weight_init(scheme, fan_in, blocks))
+    bias = torch_uniform(fan_in) if scheme == "torch" else nn.initializers.zeros
+    return nn.Dense(width, kernel_init=weight_init(scheme, fan_in, blocks), bias_init=bias)
+
+
+class StateMLP(nn.Module):
+    """An MLP on the state: obs (*B, obs_dim) -> (*B,) (a value V(s), or HJ's lambda(s) before
+    its softplus). ReLU hidden layers."""
+
+    hidden: Sequence[int]
+    init_scheme: str = "lecun"  # one of INIT_SCHEMES
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        h = obs
+        for width in self.hidden:
+            h = nn.relu(dense(width, self.init_scheme, h.shape[-1])(h))
+        return dense(1, self.init_scheme, h.shape[-1])(h)[..., 0]
 
 
 class Critic(nn.Module):

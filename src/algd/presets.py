@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from algd.agents import default_config
+from algd.agents import default_config, get_algo
 from algd.config import TrainConfig, apply_overrides
 from algd.errors import AlgdError
 
@@ -71,11 +71,13 @@ def make_config(
     ``AgentConfig`` given as ``agent`` replaces the agent settings as given (the algorithm's
     and the preset's included); dotted ``agent.*`` keys change single fields."""
     overrides = dict(overrides or {})
-    cfg = default_config(str(overrides.get("algo", "algd")))
+    algo = str(overrides.get("algo", "algd"))
+    cfg = default_config(algo)
     if preset is not None:
         if preset not in PRESETS:
             raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
         cfg = apply_overrides(cfg, PRESETS[preset])
+        cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(preset, {})))
         if preset == "reference":
             cfg = apply_overrides(cfg, reference_for_env(str(overrides.get("env", cfg.env))))
     return apply_overrides(cfg, overrides)

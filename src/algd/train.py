@@ -22,15 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd.agents import build_agent
-from algd.agents.base import OffPolicyAgent, TrainState
-from algd.buffer import Batch, ReplayBuffers, nbytes_for, sample
+from algd.agents import build_agent, is_on_policy
+from algd.agents.base import Agent, OffPolicyAgent, TrainState
+from algd.agents.ppo_lag import rollout_capacity
+from algd.buffer import Batch, ReplayBuffers, nbytes_for, rollout_nbytes, sample
 from algd.checkpoint import (
     CHECKPOINT_NAME,
     CHECKPOINT_NEXT,
@@ -68,6 +69,21 @@ from algd.stop import StopFlag, stop_signals
 
 TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
+
+
+class Transition(NamedTuple):
+    """One seed's environment step as the loops store it: the replay columns (``Batch``), then
+    whether the episode ended there and gamma_c ** (the step's index in its episode)."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: float
+    cost: float
+    next_obs: np.ndarray
+    reward_done: bool
+    cost_done: bool
+    ended: bool
+    discount: float
 
 
 @dataclass
@@ -192,20 +208,15 @@ class Trainer:
         self.members = [Member(c) for c in cfgs]
         spec = self.members[0].env.spec
         self.spec = spec
-        self.agent: OffPolicyAgent = build_agent(cfg, spec)
+        self.agent: Agent = build_agent(cfg, spec)
         roots = [jax.random.PRNGKey(c.seed) for c in cfgs]
         k_init = [jax.random.fold_in(r, 0) for r in roots]
         self.k_update = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
         self.k_sample = jnp.stack([jax.random.fold_in(r, 2) for r in roots])
-        self.state: TrainState = _stack([self.agent.init(k) for k in k_init])
+        self.state: Any = _stack([self.agent.init(k) for k in k_init])
         for m in self.members:
             m.act_noise = NoiseStream(self.agent.noise_shape(), m.seed, ACT_STREAM)
-        on_device = cfg.replay == "device" or (
-            cfg.replay == "auto" and jax.default_backend() != "cpu"
-        )
-        self.buffers = ReplayBuffers(
-            len(cfgs), cfg.buffer_size, spec.obs_dim, spec.act_dim, on_device
-        )
+        self.buffers = self.make_buffers(len(cfgs))
         self.low = np.asarray(spec.act_low, np.float32)
         self.high = np.asarray(spec.act_high, np.float32)
         names = self._metric_names()
@@ -219,15 +230,28 @@ class Trainer:
                 m.new_episode()
         self.console_enabled = console and cfg.progress
 
+    def make_buffers(self, seeds: int) -> Any:
+        """The group's transition storage: replay buffers."""
+        cfg, spec = self.cfg, self.spec
+        on_device = cfg.replay == "device" or (
+            cfg.replay == "auto" and jax.default_backend() != "cpu"
+        )
+        return ReplayBuffers(seeds, cfg.buffer_size, spec.obs_dim, spec.act_dim, on_device)
+
     @property
     def seeds(self) -> list[int]:
         return [m.seed for m in self.members]
 
     @property
+    def off_policy_agent(self) -> OffPolicyAgent:
+        assert isinstance(self.agent, OffPolicyAgent)
+        return self.agent
+
+    @property
     def env_step(self) -> int:
         return self.members[0].loop.env_step
 
-    def member_state(self, i: int) -> TrainState:
+    def member_state(self, i: int) -> Any:
         """Seed i's training state (unstacked)."""
         return _take(self.state, np.int32(i))
 
@@ -249,7 +273,7 @@ class Trainer:
         one = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), self.state
         )
-        out = jax.eval_shape(self.agent._update, one, batch, self.k_update[0])
+        out = jax.eval_shape(self.off_policy_agent._update, one, batch, self.k_update[0])
         return sorted(out[1])
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -358,7 +382,7 @@ class Trainer:
         noise = np.stack([m.act_noise(t) for m in self.members])  # type: ignore[misc]
         return np.asarray(_group_act(self.agent, self.state.actor, obs, noise))
 
-    def _nonfinite(self, m: Member, metrics: dict[str, float], t: int) -> str | None:
+    def _nonfinite(self, m: Member, metrics: dict[str, float], t: int, steps: int) -> str | None:
         """Why seed m's update at step t cannot be kept: a non-finite loss or gradient norm,
         naming the earliest in the update's order (critic losses first, where a corrupted
         target shows up); None if all are finite."""
@@ -376,7 +400,7 @@ class Trainer:
         others = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
         return (
             f"non-finite {bad[0]} ({metrics[bad[0]]}){others} in the update at environment step "
-            f"{t} (gradient steps {m.loop.updates + 1}-{m.loop.updates + self.cfg.utd}); {kept}"
+            f"{t} (gradient steps {m.loop.updates + 1}-{m.loop.updates + steps}); {kept}"
         )
 
     def _drop(self, failed: dict[int, str]) -> None:
@@ -399,20 +423,33 @@ class Trainer:
         self.k_update, self.k_sample = self.k_update[idx], self.k_sample[idx]
         self.buffers.keep(keep)
 
-    def step(self) -> None:
-        """One environment step of every seed, then (when due) their UTD gradient steps."""
+    def collect(self, t: int) -> list[Transition]:
+        """Environment step t of every seed: act, step, account the episode (a finished one is
+        logged and the next begins); one transition per seed."""
         cfg = self.cfg
-        t = self.env_step
         actions = self._actions(t)
         rows = []
         for m, action in zip(self.members, actions):
             lp = m.loop
             next_obs, reward, cost, terminated, truncated, info = m.env.step(action)
             reward_done, cost_done = episode_end(m.env, cfg.bootstrap, terminated, truncated, info)
-            rows.append((m.obs, action, reward, cost, next_obs, reward_done, cost_done))
+            discount = cfg.agent.gamma_c**lp.ep_len
+            rows.append(
+                Transition(
+                    m.obs,
+                    action,
+                    reward,
+                    cost,
+                    next_obs,
+                    reward_done,
+                    cost_done,
+                    terminated or truncated,
+                    discount,
+                )
+            )
             lp.ep_return += reward
             lp.ep_cost += cost
-            lp.ep_disc_cost += cfg.agent.gamma_c**lp.ep_len * cost
+            lp.ep_disc_cost += discount * cost
             lp.ep_len += 1
             m.obs = next_obs
             lp.env_step = t + 1
@@ -431,25 +468,37 @@ class Trainer:
                 lp.recent.append((lp.ep_return, lp.ep_cost))
                 lp.episode += 1
                 m.new_episode()
-        self.buffers.add(Batch(*(np.stack(column) for column in zip(*rows))))
+        return rows
+
+    def step(self) -> None:
+        """One environment step of every seed, then (when due) their UTD gradient steps."""
+        cfg = self.cfg
+        t = self.env_step
+        rows = self.collect(t)
+        self.buffers.add(Batch(*(np.stack(column) for column in list(zip(*rows))[:7])))
         if not self._may_update(t):
             self.throughput.add(1, 0)
             return
         self.state, metrics = self.update(self.state, t)
+        self.keep_metrics(metrics, t, cfg.utd)
+        self.throughput.add(1, cfg.utd)
+
+    def keep_metrics(self, metrics: dict[str, jax.Array], t: int, steps: int) -> None:
+        """Record each seed's update metrics and its ``steps`` gradient steps; seeds whose
+        update turned non-finite leave the group (:meth:`_drop`)."""
         host = jax.device_get(metrics)
         failed = {}
         for i, m in enumerate(self.members):
             values = {k: float(v[i]) for k, v in host.items()}
-            reason = self._nonfinite(m, values, t)
+            reason = self._nonfinite(m, values, t, steps)
             if reason is not None:
                 failed[i] = reason
                 continue
             m.last_metrics = values
-            m.loop.updates += cfg.utd
-            m.loop.epoch_updates += cfg.utd
+            m.loop.updates += steps
+            m.loop.epoch_updates += steps
         if failed:
             self._drop(failed)
-        self.throughput.add(1, cfg.utd)
 
     def update(self, state: TrainState, t: int) -> tuple[TrainState, dict[str, jax.Array]]:
         """Every seed's UTD gradient steps of environment step t from ``state`` (donated), as
@@ -459,7 +508,7 @@ class Trainer:
         rows = (cfg.utd, cfg.batch_size)
         if buffers.on_device:
             return _update_from_replay(
-                self.agent,
+                self.off_policy_agent,
                 rows,
                 state,
                 buffers.columns,
@@ -470,7 +519,9 @@ class Trainer:
             )
         rngs = [np.random.default_rng([m.seed, SAMPLE_STREAM, t]) for m in self.members]
         batches = buffers.sample_host(rngs, rows)
-        return _update_from_batches(self.agent, state, batches, self.k_update, np.int32(t))
+        return _update_from_batches(
+            self.off_policy_agent, state, batches, self.k_update, np.int32(t)
+        )
 
     def _may_update(self, t: int) -> bool:
         """Whether environment step t (0-based) runs its UTD gradient steps: after the warm-up,
@@ -668,7 +719,7 @@ def _update_from_replay(
 
 
 @partial(jax.jit, static_argnums=0)
-def _group_act(agent: OffPolicyAgent, actor: Any, obs: jax.Array, noise: jax.Array) -> jax.Array:
+def _group_act(agent: Agent, actor: Any, obs: jax.Array, noise: jax.Array) -> jax.Array:
     """Every seed's stochastic action for its observation, (S, act_dim)."""
 
     def one(p: Any, o: jax.Array, n: jax.Array) -> jax.Array:
@@ -691,6 +742,22 @@ class RunLogs:
     def close(self) -> None:
         for sink in (self.episodes, self.eval, self.metrics, self.timing, self.tb):
             sink.close()
+
+
+def make_trainer(
+    cfgs: TrainConfig | Sequence[TrainConfig],
+    resume: bool = False,
+    console: bool = True,
+    stop: StopFlag | None = None,
+) -> Trainer:
+    """The loop the algorithm runs in: :class:`Trainer` (off-policy) or
+    :class:`algd.onpolicy.OnPolicyTrainer`."""
+    first = cfgs if isinstance(cfgs, TrainConfig) else cfgs[0]
+    if is_on_policy(first.algo):
+        from algd.onpolicy import OnPolicyTrainer
+
+        return OnPolicyTrainer(cfgs, resume=resume, console=console, stop=stop)
+    return Trainer(cfgs, resume=resume, console=console, stop=stop)
 
 
 def probe_env(cfg: TrainConfig) -> EnvSpec:
@@ -726,7 +793,10 @@ def memory_estimate(cfg: TrainConfig, spec: EnvSpec, seeds: int = 1) -> dict[str
     agent = build_agent(cfg, spec)
     shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     state = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
-    buffer = nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
+    if is_on_policy(cfg.algo):
+        buffer = rollout_nbytes(rollout_capacity(cfg, spec), spec.obs_dim, spec.act_dim)
+    else:
+        buffer = nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
     members = 2 + cfg.agent.cost_ensemble
     activations = cfg.batch_size * max(cfg.agent.critic_hidden) * members * 4
     return {"state": seeds * state, "buffer": seeds * buffer, "activations": seeds * activations}
@@ -768,7 +838,7 @@ def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) 
             raise Stopped(flag.signum)
         with create(cfg) as run:
             cfg = replace(cfg, run_dir=str(run.path), overwrite=False)
-            return Trainer(cfg, resume=False, console=console, stop=flag).run()[0]
+            return make_trainer(cfg, resume=False, console=console, stop=flag).run()[0]
 
 
 def train_seeds(
@@ -808,7 +878,7 @@ def train_seeds(
                     shutil.rmtree(group, ignore_errors=True)
                 raise
             cfgs = [replace(c, overwrite=False) for c in cfgs]
-            return Trainer(cfgs, resume=False, console=console, stop=flag).run()
+            return make_trainer(cfgs, resume=False, console=console, stop=flag).run()
 
 
 def _finished_error(path: Path, done: int) -> RunDirError:
@@ -866,10 +936,10 @@ def run_members(
             # A run directory may have moved since its config was saved: it trains where it is.
             cfgs = [replace(c, run_dir=str(paths[i])) for i, c in members]
             if step is None:
-                out = Trainer(cfgs, resume=False, console=console, stop=flag).run()
+                out = make_trainer(cfgs, resume=False, console=console, stop=flag).run()
                 status = "trained"
             else:
-                trainer = Trainer(cfgs, resume=True, console=console, stop=flag)
+                trainer = make_trainer(cfgs, resume=True, console=console, stop=flag)
                 for i, c in members:
                     runs[i].remove_staging_files()
                     if c != load_run_config(paths[i]):

@@ -6,13 +6,16 @@ Each entry holds the algorithm's constructor and its defaults, a typed :class:`A
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 from algd.agents.algd import ALGD
-from algd.agents.base import OffPolicyAgent, TrainState
+from algd.agents.base import Agent, OffPolicyAgent, TrainState
 from algd.agents.cal import CAL
+from algd.agents.hj import HJ
+from algd.agents.ppo_lag import PPOLag
 from algd.agents.sac import SAC
 from algd.agents.sac_auglag import SACAugLagQuadratic
 from algd.agents.sac_lag import SACLag
@@ -24,9 +27,15 @@ from algd.errors import AlgdError
 @dataclass(frozen=True)
 class AlgoInfo:
     name: str
-    make: Callable[[TrainConfig, EnvSpec], OffPolicyAgent]
+    make: Callable[[TrainConfig, EnvSpec], Agent]
     summary: str
     defaults: AgentConfig
+    on_policy: bool = False
+    """Trained by the on-policy loop (rollouts, then an update) instead of the off-policy one."""
+    loop_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Top-level TrainConfig fields the algorithm sets differently (dotted keys)."""
+    preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Per named preset, what the algorithm changes after the preset is applied."""
 
 
 REGISTRY: dict[str, AlgoInfo] = {}
@@ -85,6 +94,44 @@ register(
 )
 
 
+register(
+    AlgoInfo(
+        "hj",
+        HJ,
+        "hard-constrained reachability (RCRL): safety critic Q_h, state multiplier lambda(s)",
+        replace(_ONE_COST_CRITIC, alpha_loss="log_alpha"),
+        # The reference threshold (1) never binds on ToyRing's costs in [0, 1]: the toy preset
+        # holds Q_h to the limit's per-step share, 5 / 100.
+        preset_overrides={"toy": {"agent.hj_threshold": 0.05}},
+    )
+)
+# PPO-Lag learns from on-policy rollouts: no warm-up. On the built-in task the toy preset's
+# step budget is far too small for an on-policy learner (see presets.py).
+register(
+    AlgoInfo(
+        "ppo_lag",
+        PPOLag,
+        "on-policy PPO with reward and cost value networks and a Lagrange multiplier",
+        _ONE_COST_CRITIC,
+        on_policy=True,
+        loop_defaults={"warmup_steps": 0},
+        preset_overrides={
+            "toy": {
+                "warmup_steps": 0,
+                "total_steps": 30_000,
+                "eval_every": 5000,
+                "log_every": 1000,
+                "checkpoint_every": 5000,
+                "agent.ppo_rollout": 1000,
+                "agent.ppo_epoch_flush": False,
+                "agent.ppo_minibatch": 100,
+                "agent.lambda_lr": 0.05,
+            }
+        },
+    )
+)
+
+
 def get_algo(name: str) -> AlgoInfo:
     if name not in REGISTRY:
         raise AlgdError(f"unknown algorithm '{name}' (choose from: {', '.join(REGISTRY)})")
@@ -94,20 +141,28 @@ def get_algo(name: str) -> AlgoInfo:
 def default_config(algo: str = "algd", **fields: object) -> TrainConfig:
     """The algorithm's defaults: a TrainConfig with its registered AgentConfig; ``fields``
     replace top-level fields (raises AlgdError for an unknown algorithm)."""
-    cfg = TrainConfig(algo=algo, agent=get_algo(algo).defaults)
+    info = get_algo(algo)
+    cfg = TrainConfig(algo=algo, agent=info.defaults)
+    cfg = replace(cfg, **info.loop_defaults) if info.loop_defaults else cfg
     return replace(cfg, **fields) if fields else cfg  # type: ignore[arg-type]
 
 
-def build_agent(cfg: TrainConfig, spec: EnvSpec) -> OffPolicyAgent:
+def build_agent(cfg: TrainConfig, spec: EnvSpec) -> Agent:
     return get_algo(cfg.algo).make(cfg, spec)
+
+
+def is_on_policy(algo: str) -> bool:
+    return get_algo(algo).on_policy
 
 
 __all__ = [
     "REGISTRY",
+    "Agent",
     "AlgoInfo",
     "OffPolicyAgent",
     "TrainState",
     "build_agent",
     "default_config",
     "get_algo",
+    "is_on_policy",
 ]

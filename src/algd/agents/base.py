@@ -61,6 +61,8 @@ class TrainState(struct.PyTreeNode):
     temperature: Temperature | None  # the SAC family's; None for the diffusion policies
     mult: Multiplier
     step: jax.Array  # gradient steps done
+    lam_net: Params | None = None  # HJ's state-dependent multiplier network; None elsewhere
+    lam_net_opt: optax.OptState | None = None
 
 
 def copy_tree(tree: Any) -> Any:
@@ -76,8 +78,10 @@ def adam_step(
     return optax.apply_updates(params, updates), opt
 
 
-class OffPolicyAgent:
-    """Base class; see the module docstring."""
+class Agent:
+    """What the loops need of any algorithm (off-policy or on-policy): its settings, its
+    training state's ``init``, and its policy (``noise_shape``, ``policy_from_noise``, ``act``).
+    Agents built from equal settings compare equal and share their compiled functions."""
 
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
         a = cfg.agent
@@ -86,6 +90,65 @@ class OffPolicyAgent:
         self.h = per_state_budget(
             spec.cost_limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
         )
+        low = np.asarray(spec.act_low, np.float32)
+        high = np.asarray(spec.act_high, np.float32)
+        self.act_scale = jnp.asarray((high - low) / 2.0)
+        self.act_bias = jnp.asarray((high + low) / 2.0)
+        # What the computation depends on: agents built from equal settings share their
+        # compiled functions (see _compiled_update).
+        self.identity: tuple[Any, ...] = (type(self), a, spec)
+
+    def __hash__(self) -> int:
+        return hash(self.identity)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Agent) and self.identity == other.identity
+
+    def init(self, key: jax.Array) -> Any:
+        """A fresh training state."""
+        raise NotImplementedError
+
+    def noise_shape(self) -> tuple[int, ...]:
+        """Shape of the standard-normal noise one action consumes."""
+        raise NotImplementedError
+
+    def policy_from_noise(
+        self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
+    ) -> jax.Array:
+        """Actor params, obs (*B, obs), standard-normal noise (*B, *noise_shape) or None ->
+        action (*B, act) in the box."""
+        raise NotImplementedError
+
+    def deterministic_needs_noise(self) -> bool:
+        """Whether deterministic actions still use noise (DDPM's reference evaluation)."""
+        return False
+
+    def policy(
+        self, actor: Params, obs: jax.Array, key: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        """Actor params, obs (*B, obs) -> action (*B, act) in the box, noise drawn from key."""
+        noise = jax.random.normal(key, obs.shape[:-1] + self.noise_shape())
+        return self.policy_from_noise(actor, obs, noise, deterministic)
+
+    def act(
+        self, state: Any, obs: np.ndarray, noise: np.ndarray | None, deterministic: bool
+    ) -> np.ndarray:
+        """One observation (obs_dim,) -> one action (act_dim,) as numpy, using the given
+        standard-normal ``noise`` of shape ``noise_shape()`` (see algd.noise). Only the actor's
+        parameters cross into the compiled call."""
+        if deterministic and not self.deterministic_needs_noise():
+            return np.asarray(_compiled_act(self, True, state.actor, obs, None))
+        if noise is None:
+            raise ValueError("this action needs noise")
+        return np.asarray(_compiled_act(self, deterministic, state.actor, obs, noise))
+
+
+class OffPolicyAgent(Agent):
+    """Base class of the off-policy algorithms; see the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
+        super().__init__(cfg, spec)
+        a = self.a
         reference = a.init == "reference"
         self.q_net = CriticEnsemble(
             self.obs_dim,
@@ -106,19 +169,6 @@ class OffPolicyAgent:
         self.q_tx = optax.adam(a.critic_lr)
         self.qc_tx = optax.adam(a.cost_critic_lr)
         self.actor_tx = optax.adam(a.actor_lr)
-        low = np.asarray(spec.act_low, np.float32)
-        high = np.asarray(spec.act_high, np.float32)
-        self.act_scale = jnp.asarray((high - low) / 2.0)
-        self.act_bias = jnp.asarray((high + low) / 2.0)
-        # What the computation depends on: agents built from equal settings share their
-        # compiled functions (see _compiled_update).
-        self.identity: tuple[Any, ...] = (type(self), a, spec)
-
-    def __hash__(self) -> int:
-        return hash(self.identity)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OffPolicyAgent) and self.identity == other.identity
 
     def update(
         self, state: TrainState, batches: Batch, key: jax.Array
@@ -143,33 +193,15 @@ class OffPolicyAgent:
     ) -> tuple[TrainState, Metrics]:
         raise NotImplementedError
 
-    def noise_shape(self) -> tuple[int, ...]:
-        """Shape of the standard-normal noise one action consumes."""
-        raise NotImplementedError
-
-    def policy_from_noise(
-        self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
-    ) -> jax.Array:
-        """Actor params, obs (*B, obs), standard-normal noise (*B, *noise_shape) or None ->
-        action (*B, act) in the box."""
-        raise NotImplementedError
-
     def updates_multiplier(self) -> bool:
         """Whether the multiplier learns (plain SAC keeps it at its initial value)."""
         return True
 
-    def deterministic_needs_noise(self) -> bool:
-        """Whether deterministic actions still use noise (DDPM's reference evaluation)."""
-        return False
+    def init_extra(self, key: jax.Array) -> dict[str, Any]:
+        """Algorithm-specific TrainState fields (HJ's lambda(s) network); none by default."""
+        return {}
 
     # --- shared -------------------------------------------------------------------------------
-    def policy(
-        self, actor: Params, obs: jax.Array, key: jax.Array, deterministic: bool
-    ) -> jax.Array:
-        """Actor params, obs (*B, obs) -> action (*B, act) in the box, noise drawn from key."""
-        noise = jax.random.normal(key, obs.shape[:-1] + self.noise_shape())
-        return self.policy_from_noise(actor, obs, noise, deterministic)
-
     def init(self, key: jax.Array) -> TrainState:
         k_q, k_qc, k_actor = jax.random.split(key, 3)
         obs = jnp.zeros((1, self.obs_dim))
@@ -190,19 +222,8 @@ class OffPolicyAgent:
             temperature=temperature,
             mult=init_multiplier(a.multiplier, a.lambda_init, a.pid_ki),
             step=jnp.int32(0),
+            **self.init_extra(jax.random.fold_in(key, 1)),
         )
-
-    def act(
-        self, state: TrainState, obs: np.ndarray, noise: np.ndarray | None, deterministic: bool
-    ) -> np.ndarray:
-        """One observation (obs_dim,) -> one action (act_dim,) as numpy, using the given
-        standard-normal ``noise`` of shape ``noise_shape()`` (see algd.noise). Only the actor's
-        parameters cross into the compiled call."""
-        if deterministic and not self.deterministic_needs_noise():
-            return np.asarray(_compiled_act(self, True, state.actor, obs, None))
-        if noise is None:
-            raise ValueError("this action needs noise")
-        return np.asarray(_compiled_act(self, deterministic, state.actor, obs, noise))
 
     def q_all(self, params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """Both reward critics, (2, *B)."""
@@ -223,8 +244,7 @@ class OffPolicyAgent:
         next_a, bonus = self.next_action(state, b.next_obs, key)
         q_next = self.q_all(state.q_targ, b.next_obs, next_a).min(0)
         y_r = b.reward + a.gamma * (1.0 - b.reward_done) * (q_next + bonus)
-        qc_next = self.qc_all(state.qc_targ, b.next_obs, next_a)
-        y_c = b.cost + a.gamma_c * (1.0 - b.cost_done) * qc_next
+        y_c = self.cost_target(state, b, next_a, key)
         y_r, y_c = jax.lax.stop_gradient(y_r), jax.lax.stop_gradient(y_c)
 
         def q_loss(p: Params) -> jax.Array:
@@ -250,6 +270,14 @@ class OffPolicyAgent:
             "q/mean": y_r.mean(),
         }
         return state, metrics
+
+    def cost_target(
+        self, state: TrainState, b: Batch, next_a: jax.Array, key: jax.Array
+    ) -> jax.Array:
+        """The cost critics' regression targets (E, B): the discounted-sum Bellman backup
+        c + gamma_c (1 - cost_done) Qc_targ^j(s', a') at the reward target's a'."""
+        qc_next = self.qc_all(state.qc_targ, b.next_obs, next_a)
+        return b.cost + self.a.gamma_c * (1.0 - b.cost_done) * qc_next
 
     def multiplier_step(self, state: TrainState, b: Batch) -> tuple[TrainState, Metrics]:
         qc_bar = self.qc_bar(state.qc, b.obs, b.action)
@@ -310,7 +338,7 @@ def _compiled_update(
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _compiled_act(
-    agent: OffPolicyAgent,
+    agent: Agent,
     deterministic: bool,
     actor: Params,
     obs: jax.Array,

@@ -43,9 +43,12 @@ VELOCITY_BUDGET = {
     "PaperAntVelocity-v0": 200_000,
     "PaperHumanoidVelocity-v0": 500_000,
 }
-PAPER_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal")
-ALL_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac")
+PAPER_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "hj", "ppo_lag")
+ALL_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac", "hj", "ppo_lag")
 WARMUP = 5000
+# PPO-Lag learns from its own rollouts from the first step (the reference's on-policy script
+# has no warm-up); its runs keep the same total steps as the others.
+ON_POLICY = {"ppo_lag": {"warmup_steps": 0}}
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,11 @@ GRID_PRESETS: dict[str, GridSpec] = {
         ("ToyRing-v0",),
         (0, 1),
         base="toy",
-        per_algo={"algd": {"total_steps": 6000}, "lgd": {"total_steps": 6000}},
+        per_algo={
+            "algd": {"total_steps": 6000},
+            "lgd": {"total_steps": 6000},
+            "hj": {"total_steps": 6000},
+        },
     ),
     # About an hour on 2 cores (docs/experiments.md explains the choices): the built-in task with
     # three seeds, and a real Safety-Gymnasium navigation task at reduced settings.
@@ -111,9 +118,14 @@ GRID_PRESETS: dict[str, GridSpec] = {
                 "agent.lambda_lr": 3e-3,
             }
         },
+        per_algo=ON_POLICY,
         per_pair={
             "ToyRing-v0:algd": {"total_steps": 6000},
             "ToyRing-v0:lgd": {"total_steps": 6000},
+            "ToyRing-v0:hj": {"total_steps": 6000},
+            # 0/1 costs: the reference threshold (1) never binds; the limit's per-step share.
+            "SafetyPointGoal1-v0:hj": {"agent.hj_threshold": 10.0 / 400},
+            "SafetyPointGoal1-v0:ppo_lag": {"agent.lambda_lr": 0.05},
         },
     ),
     # The paper's protocol (ALGD_METHOD section 7): 400-step navigation episodes with limit 10,
@@ -124,6 +136,7 @@ GRID_PRESETS: dict[str, GridSpec] = {
         NAVIGATION + tuple(VELOCITY_BUDGET),
         (0, 1, 2),
         per_env={e: _paper_env(e, 10.0, 400) for e in NAVIGATION + tuple(VELOCITY_BUDGET)},
+        per_algo=ON_POLICY,
     ),
     # The common Safety-Gymnasium setting: 1000-step episodes, limit 25, the same budgets.
     "safety-gymnasium": GridSpec(
@@ -131,6 +144,7 @@ GRID_PRESETS: dict[str, GridSpec] = {
         NAVIGATION,
         (0, 1, 2),
         per_env={e: _paper_env(e, None, None) for e in NAVIGATION},
+        per_algo=ON_POLICY,
     ),
 }
 

@@ -80,8 +80,15 @@ def landscape(
         raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
     if not 0 <= seed < 2**31:
         raise AlgdError(f"landscape: --seed must be in [0, 2^31) (got {seed})")
+    from algd.agents.base import OffPolicyAgent
+
     runs = [load_agent(d) for d in run_dirs]
     cfg, agent, state, _ = runs[0]
+    if not isinstance(agent, OffPolicyAgent):
+        raise AlgdError(
+            f"landscape reads the Q and Qc critics of the first run; {cfg.algo} has none "
+            "(give an off-policy run first)"
+        )
     if agent.act_dim != 2:
         raise AlgdError(f"landscape needs a 2-D action space; {cfg.env} has {agent.act_dim}")
     env = env_for(cfg)

@@ -26,11 +26,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd.agents import default_config
+from algd.agents import default_config, is_on_policy
 from algd.buffer import sample_group
 from algd.errors import AlgdError
+from algd.onpolicy import OnPolicyTrainer, _rollout_update
 from algd.rundir import create
-from algd.train import Trainer
+from algd.train import Trainer, make_trainer
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -62,7 +63,7 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
 
 def flops_per_update(trainer: Trainer) -> float:
     """FLOPs of one seed's gradient step by XLA's cost analysis."""
-    agent, cfg = trainer.agent, trainer.cfg
+    agent, cfg = trainer.off_policy_agent, trainer.cfg
     buffers = trainer.buffers
     if buffers.on_device:
         size = jnp.int32(buffers.size)
@@ -95,7 +96,8 @@ def bench_speed(
         raise AlgdError(
             "bench-speed: --utd, --batch-size and --seeds must be >= 1 and --seconds > 0"
         )
-    fill = max(2 * batch_size, 2000)
+    on_policy = is_on_policy(algo)
+    fill = 0 if on_policy else max(2 * batch_size, 2000)
     cfg = default_config(
         algo,
         env=env,
@@ -105,7 +107,7 @@ def bench_speed(
         total_steps=10**9,
         warmup_steps=fill,
         warmup_actions="uniform",
-        learning_starts=batch_size,
+        learning_starts=min(batch_size, 1000),
         update_cap=None,  # the steady state: every loop step runs its UTD gradient steps
         buffer_size=100_000,
         eval_every=0,
@@ -119,9 +121,11 @@ def bench_speed(
         with contextlib.ExitStack() as stack:
             for c in cfgs:
                 stack.enter_context(create(c))
-            trainer = Trainer(cfgs, resume=False, console=False)
+            trainer = make_trainer(cfgs, resume=False, console=False)
             trainer.open_logs()
             try:
+                if isinstance(trainer, OnPolicyTrainer):
+                    return _measure_on_policy(trainer, seconds, algo, env)
                 return _measure(trainer, fill, seconds, algo, env, utd, batch_size)
             finally:
                 trainer.close_logs()
@@ -153,19 +157,7 @@ def _measure(
     loop_updates = trainer.members[0].loop.updates - updates_before
     c3 = _cpu_jiffies()
 
-    m0 = trainer.members[0]
-    state = trainer.member_state(0)
-    noise = m0.act_noise
-    assert noise is not None
-    latency = {}
-    for det in (False, True):
-        trainer.agent.act(state, m0.obs, noise(0), deterministic=det)
-        times = []
-        for i in range(2000):  # includes fetching the step's noise, as the loop does
-            t0 = time.perf_counter()
-            trainer.agent.act(state, m0.obs, noise(i), deterministic=det)
-            times.append(time.perf_counter() - t0)
-        latency["deterministic" if det else "stochastic"] = float(np.median(times)) * 1e6
+    latency = _latency(trainer)
     flops = flops_per_update(trainer)
     per_seed_updates = n_upd * utd / t_upd
     return {
@@ -179,12 +171,86 @@ def _measure(
         "env_steps_per_s": n_loop / t_loop,
         "env_steps_per_s_all_seeds": n_loop * seeds / t_loop,
         "loop_updates_per_s": loop_updates / t_loop,
-        "action_latency_us": latency["stochastic"],
-        "action_latency_deterministic_us": latency["deterministic"],
+        **latency,
         "flops_per_update": flops,
         "gflops_per_s": flops * per_seed_updates * seeds / 1e9,
         "jax_backend": jax.default_backend(),
         "replay": "device" if trainer.buffers.on_device else "host",
+        "devices": [str(d) for d in jax.devices()],
+        "cpu_steal_fraction": {
+            "updates": _steal_fraction(c0, c1),
+            "loop": _steal_fraction(c2, c3),
+        },
+    }
+
+
+def _latency(trainer: Trainer) -> dict[str, float]:
+    """Median wall time of one single-state action, stochastic and deterministic (us)."""
+    m0 = trainer.members[0]
+    state = trainer.member_state(0)
+    noise = m0.act_noise
+    assert noise is not None
+    latency = {}
+    for det in (False, True):
+        trainer.agent.act(state, m0.obs, noise(0), deterministic=det)
+        times = []
+        for i in range(2000):  # includes fetching the step's noise, as the loop does
+            t0 = time.perf_counter()
+            trainer.agent.act(state, m0.obs, noise(i), deterministic=det)
+            times.append(time.perf_counter() - t0)
+        key = "action_latency_deterministic_us" if det else "action_latency_us"
+        latency[key] = float(np.median(times)) * 1e6
+    return latency
+
+
+def _measure_on_policy(
+    trainer: OnPolicyTrainer, seconds: float, algo: str, env: str
+) -> dict[str, Any]:
+    """The on-policy loop: env steps/s of the whole loop (collection and the updates at each
+    rollout's end), and the update on a full rollout alone (gradient steps/s)."""
+    seeds = len(trainer.members)
+    a = trainer.cfg.agent
+    cap = trainer.agent.capacity
+    while trainer.buffers.size < cap - 1:  # one rollout, short of its update
+        trainer.step()
+    rollouts, t = trainer.buffers.columns, trainer.env_step
+    steps = a.ppo_epochs * -(-cap // min(a.ppo_minibatch, cap))
+    box: dict[str, Any] = {"s": trainer.state}
+
+    def update() -> None:
+        box["s"], m = _rollout_update(
+            trainer.agent, box["s"], rollouts, np.int32(cap), trainer.k_update, np.int32(t)
+        )
+        jax.block_until_ready(m)
+
+    update()
+    c0 = _cpu_jiffies()
+    n_upd, t_upd = _timed(update, seconds)
+    c1 = _cpu_jiffies()
+    trainer.state = box["s"]
+    trainer.step()  # closes the rollout: compiles nothing new
+    c2 = _cpu_jiffies()
+    updates_before = trainer.members[0].loop.updates
+    n_loop, t_loop = _timed(trainer.step, seconds)
+    loop_updates = trainer.members[0].loop.updates - updates_before
+    c3 = _cpu_jiffies()
+    latency = _latency(trainer)
+    per_seed_updates = n_upd * steps / t_upd
+    return {
+        "algo": algo,
+        "env": env,
+        "rollout": cap,
+        "grad_steps_per_rollout": steps,
+        "minibatch": min(a.ppo_minibatch, cap),
+        "seeds": seeds,
+        "updates_per_s": per_seed_updates,
+        "updates_per_s_all_seeds": per_seed_updates * seeds,
+        "rollout_update_s": t_upd / n_upd,
+        "env_steps_per_s": n_loop / t_loop,
+        "env_steps_per_s_all_seeds": n_loop * seeds / t_loop,
+        "loop_updates_per_s": loop_updates / t_loop,
+        **latency,
+        "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
