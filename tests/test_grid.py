@@ -112,8 +112,8 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     }
     # The algorithms' own toy settings apply under the grid's base preset.
     toy_ppo = next(c for c, _ in smoke if c.algo == "ppo_lag")
-    assert toy_ppo.total_steps == 30_000 and toy_ppo.warmup_steps == 0
-    assert next(c for c, _ in smoke if c.algo == "hj").agent.hj_threshold == 0.05
+    assert toy_ppo.total_steps == 40_000 and toy_ppo.warmup_steps == 0
+    assert next(c for c, _ in smoke if c.algo == "hj").agent.hj_threshold == 0.0
     cpu = expand(GRID_PRESETS["cpu"], tmp_path)
     assert len(cpu) == 8 * 2 * 3
     steps = {(c.env, c.algo): c.total_steps for c, _ in cpu}

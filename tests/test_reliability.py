@@ -90,6 +90,18 @@ TRAIN_CASES = [
     (["--utd", "x"], "Error parsing --utd"),
     (["--bogus"], "Unrecognized options: --bogus"),
     (["--preset", "huge"], "unknown preset 'huge'"),
+    # The reachability baseline and the on-policy one.
+    (["--algo", "hj", "--agent.hj-threshold", "nan"], "'agent.hj_threshold': must be a finite"),
+    (["--algo", "hj", "--agent.hj-lambda-lr", "0"], "'agent.hj_lambda_lr': must be in (0, 1]"),
+    (["--algo", "hj", "--agent.hj-lambda-hidden", "0"], "'agent.hj_lambda_hidden': must be one"),
+    (["--algo", "ppo_lag", "--agent.ppo-rollout", "0"], "'agent.ppo_rollout': must be an integer"),
+    (["--algo", "ppo_lag", "--agent.ppo-epochs", "0"], "'agent.ppo_epochs': must be an integer"),
+    (["--algo", "ppo_lag", "--agent.ppo-minibatch", "-4"], "'agent.ppo_minibatch': must be an"),
+    (["--algo", "ppo_lag", "--agent.ppo-clip", "0"], "'agent.ppo_clip': must be a positive"),
+    (["--algo", "ppo_lag", "--agent.gae-lambda", "1.5"], "'agent.gae_lambda': must be in [0, 1]"),
+    (["--algo", "ppo_lag", "--agent.max-grad-norm", "inf"], "'agent.max_grad_norm': must be a"),
+    (["--algo", "ppo_lag", "--agent.lambda-max", "-1"], "'agent.lambda_max': must be a positive"),
+    (["--algo", "ppo_lag", "--agent.ppo-budget", "x"], "invalid choice 'x' for argument"),
 ]
 
 

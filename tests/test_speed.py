@@ -6,6 +6,7 @@ import jax
 import pytest
 
 from algd.bench.speed import bench_speed
+from algd.config import AgentConfig
 
 
 def test_bench_speed_reports_every_figure() -> None:
@@ -20,3 +21,24 @@ def test_bench_speed_reports_every_figure() -> None:
     for phase in ("updates", "loop"):
         steal = out["cpu_steal_fraction"][phase]
         assert steal is None or 0.0 <= steal <= 1.0
+
+
+def test_bench_speed_of_the_on_policy_loop() -> None:
+    """PPO-Lag: the loop's env steps/s with its updates at each rollout's end, and the rollout
+    update alone in gradient steps/s."""
+    out = bench_speed(
+        "ppo_lag",
+        "ToyRing-v0",
+        utd=1,
+        batch_size=32,
+        seconds=0.3,
+        seed=0,
+        seeds=2,
+        agent=AgentConfig(value_hidden=(32, 32), actor_hidden=(32, 32)),
+    )
+    # Rollouts of one 100-step episode (the epoch flush), minibatches of 64: 2 per pass.
+    assert out["rollout"] == 100 and out["grad_steps_per_rollout"] == 10 * 2
+    for key in ("updates_per_s", "env_steps_per_s", "rollout_update_s"):
+        assert out[key] > 0, key
+    assert out["updates_per_s_all_seeds"] == pytest.approx(2 * out["updates_per_s"])
+    assert 0.0 <= out["loop_updates_per_s"] <= 0.2 * out["env_steps_per_s"] + 1e-9

@@ -11,6 +11,18 @@ truncated-normal one: measured at 4000 steps, seed 0, SAC-Lag ends at return 11.
 with the reference init and at 117.5 and 1.0 with this one (SAC-AugLag 113.7 vs 118.2 and CAL
 113.5 vs 118.4, all safe); seed 1 of SAC-Lag, with uniform warm-up actions: return -31.2 (cost
 82.0) vs 117.5 (cost 0.0). Everything else is the reference default.
+
+Two algorithms change the toy preset further (their registry entries' ``preset_overrides``):
+
+- ``hj``: threshold 0 (RCRL's own: Q_h <= 0, never reach a cost). The reference threshold, 1,
+  never binds on costs in [0, 1]: at 4000 steps HJ then ends unconstrained (seed 0: return 122.7,
+  cost 89.9). With 0.05, 6000 steps and seeds 0-2 as one group, two of three seeds ended over the
+  limit (13.4, 6.6); with 0, all three ended under it (0.0, 1.5, 3.7; returns 61.5, 48.9, 83.6).
+- ``ppo_lag``: no warm-up, 40000 steps (an on-policy learner needs about ten times the others'
+  budget here), 1000-step rollouts without the epoch flush (ten episodes per update, minibatches
+  of 100), and the dual step 0.05: seeds 0-2 end at returns 111.6, 107.1, 112.5, costs 0.0, 0.0,
+  3.0; at 30000 steps seed 2 was still over the limit (6.4), and a dual step of 0.1 lowered the
+  returns (85-93) without bringing that seed under it (18.2).
 """
 
 from __future__ import annotations

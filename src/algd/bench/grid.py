@@ -123,8 +123,8 @@ GRID_PRESETS: dict[str, GridSpec] = {
             "ToyRing-v0:algd": {"total_steps": 6000},
             "ToyRing-v0:lgd": {"total_steps": 6000},
             "ToyRing-v0:hj": {"total_steps": 6000},
-            # 0/1 costs: the reference threshold (1) never binds; the limit's per-step share.
-            "SafetyPointGoal1-v0:hj": {"agent.hj_threshold": 10.0 / 400},
+            # 0/1 costs: the reference threshold (1) never binds; RCRL's own threshold, 0.
+            "SafetyPointGoal1-v0:hj": {"agent.hj_threshold": 0.0},
             "SafetyPointGoal1-v0:ppo_lag": {"agent.lambda_lr": 0.05},
         },
     ),
