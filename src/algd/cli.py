@@ -68,6 +68,22 @@ class Eval:
     """Episodes (default: the run's eval_episodes)."""
     seed: int | None = None
     """Evaluation seed (default: the run's)."""
+    video: str | None = None
+    """Also render the episodes off-screen to this .mp4 (or folder: one file per episode),
+    with each step's reward and cost, the episode's cost and the limit on the frames."""
+    overwrite: bool = False
+    """Replace an existing video."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """Write a run's policy to a self-contained file that algd.load_policy reads."""
+
+    run_dir: tyro.conf.Positional[str]
+    out: tyro.conf.Positional[str]
+    """The policy file (.npz: the actor's weights and a JSON header; no pickle)."""
+    overwrite: bool = False
+    """Replace an existing file."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,17 @@ class Landscape:
 
 
 @dataclass(frozen=True)
+class Plot:
+    """Curves of one or a few runs: evaluation return, cost with the limit, multiplier."""
+
+    run_dirs: tyro.conf.Positional[tuple[str, ...]]
+    out: str | None = None
+    """Output folder (default: FIRST_RUN/plots)."""
+    overwrite: bool = False
+    """Replace existing output files."""
+
+
+@dataclass(frozen=True)
 class Bench:
     """Run a grid of algorithms x envs x seeds (local processes or Ray)."""
 
@@ -177,10 +204,12 @@ class Report:
 COMMANDS: dict[str, type] = {
     "train": Train,
     "eval": Eval,
+    "export": Export,
     "list": List,
     "bench-speed": BenchSpeed,
     "bench-memory": BenchMemory,
     "landscape": Landscape,
+    "plot": Plot,
     "bench": Bench,
     "report": Report,
 }
@@ -362,7 +391,27 @@ def _cmd_eval(ns: Eval) -> int:
 
     if ns.episodes is not None and ns.episodes < 1:
         raise UsageError("algd eval: --episodes must be >= 1")
-    print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed)))
+    if ns.seed is not None and not 0 <= ns.seed < 2**31:
+        raise UsageError(f"algd eval: --seed must be in [0, 2^31) (got {ns.seed})")
+    if ns.video is None:
+        print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed)))
+        return 0
+    from algd.rundir import load_run_config
+    from algd.video import record
+
+    episodes = ns.episodes or load_run_config(Path(ns.run_dir)).eval_episodes
+    result = record(ns.run_dir, ns.video, episodes, ns.seed, ns.overwrite)
+    print(json.dumps(result))
+    print(f"video: {', '.join(result['video'])}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(ns: Export) -> int:
+    from algd.policy import export_policy
+
+    result = export_policy(ns.run_dir, ns.out, ns.overwrite)
+    print(json.dumps(result))
+    print(f"policy: {result['out']} ({result['bytes'] / 1024:.1f} KiB)", file=sys.stderr)
     return 0
 
 
@@ -433,6 +482,18 @@ def _cmd_landscape(ns: Landscape) -> int:
     return 0
 
 
+def _cmd_plot(ns: Plot) -> int:
+    from algd.bench.plot import plot
+
+    if not ns.run_dirs:
+        raise UsageError("algd plot: give at least one RUN_DIR")
+    out = ns.out if ns.out is not None else str(Path(ns.run_dirs[0]) / "plots")
+    result = plot(list(ns.run_dirs), out, ns.overwrite)
+    print(json.dumps(result))
+    print(f"figure: {out}/plot.png (and .svg)", file=sys.stderr)
+    return 0
+
+
 def _cmd_bench(ns: Bench) -> int:
     from algd.bench.grid import expand, print_progress, run_grid, spec_from_args
 
@@ -481,10 +542,12 @@ def _cmd_report(ns: Report) -> int:
 
 HANDLERS: dict[str, Any] = {
     "eval": _cmd_eval,
+    "export": _cmd_export,
     "list": _cmd_list,
     "bench-speed": _cmd_speed,
     "bench-memory": _cmd_memory,
     "landscape": _cmd_landscape,
+    "plot": _cmd_plot,
     "bench": _cmd_bench,
     "report": _cmd_report,
 }

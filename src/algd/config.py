@@ -253,6 +253,15 @@ class TrainConfig:
     """Replace an existing run directory."""
     progress: bool = True
     """Show the live progress display (plain lines when not a terminal)."""
+    wandb: bool = False
+    """Also log metrics and evaluations to Weights & Biases (pip install 'algd[wandb]'), one W&B
+    run per run directory, files under RUN_DIR/wandb."""
+    wandb_project: str = "algd"
+    """W&B project."""
+    wandb_group: str | None = None
+    """W&B group (algd bench sets the grid's folder name; a group of seeds, its folder)."""
+    wandb_mode: Literal["online", "offline"] = "online"
+    """online, or offline (no network; upload later with wandb sync RUN_DIR/wandb/offline-*)."""
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def __post_init__(self) -> None:

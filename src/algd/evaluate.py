@@ -3,6 +3,7 @@ paper's velocity limits are stated in)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,11 @@ def evaluate(
     seed: int,
     eval_index: int,
     gamma_c: float,
+    observer: Callable[[int, int, float, float, float], None] | None = None,
 ) -> dict[str, float]:
-    """Run ``episodes`` deterministic episodes; returns means, stds and the share over the limit."""
+    """Run ``episodes`` deterministic episodes; returns means, stds and the share over the limit.
+    ``observer(episode, t, reward, cost, episode_cost)`` is called after each reset (t = 0,
+    reward and cost 0) and after each step (t = steps taken)."""
     returns, costs, disc_costs, lengths = [], [], [], []
     spec = env.spec
     for ep in range(episodes):
@@ -37,6 +41,8 @@ def evaluate(
         noise = NoiseStream(agent.noise_shape(), seed, EVAL_STREAM, eval_index, ep)
         ret = cost = disc = 0.0
         t = 0
+        if observer is not None:
+            observer(ep, 0, 0.0, 0.0, 0.0)
         while True:
             action = agent.act(state, obs, noise(t), deterministic=True)
             obs, r, c, terminated, truncated, _ = env.step(action)
@@ -44,6 +50,8 @@ def evaluate(
             cost += c
             disc += gamma_c**t * c
             t += 1
+            if observer is not None:
+                observer(ep, t, r, c, cost)
             if terminated or truncated:
                 break
         returns.append(ret)

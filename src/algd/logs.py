@@ -17,10 +17,10 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from algd.checkpoint import atomic_write_bytes
-from algd.errors import WriteError
+from algd.errors import AlgdError, WriteError
 
 
 def _fmt(v: Any) -> str:
@@ -141,6 +141,69 @@ class TensorBoard:
         with contextlib.suppress(OSError):  # event files are a convenience copy of the CSV logs
             self._writer.flush()
             self._writer.close()
+
+
+class Wandb:
+    """Weights & Biases, an optional sink beside the CSV logs and TensorBoard (``--wandb``;
+    ``pip install 'algd[wandb]'``). One W&B run per run directory: its id derives from the
+    directory's absolute path, so a resumed run continues the same W&B run. Files go under
+    RUN_DIR/wandb; ``mode`` offline needs no network (``wandb sync RUN_DIR/wandb/offline-*``
+    uploads later)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        project: str,
+        group: str | None,
+        mode: Literal["online", "offline"],
+    ) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise AlgdError(
+                "--wandb needs the wandb package: pip install 'algd[wandb]' (or bash "
+                "scripts/setup.sh, which installs it)"
+            ) from None
+        import hashlib
+
+        path = run_dir.resolve()
+        run_id = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        name = (
+            path.name
+            if group is None or path.parent.name == group
+            else (f"{path.parent.name}/{path.name}")
+        )
+        (run_dir / "wandb").mkdir(exist_ok=True)
+        try:
+            self._run = wandb.init(
+                project=project,
+                group=group,
+                name=name,
+                id=run_id,
+                resume="allow",
+                dir=str(run_dir),
+                config=config,
+                mode=mode,
+                settings=wandb.Settings(silent=True, console="off"),
+                reinit="create_new",
+            )
+        except Exception as exc:  # wandb raises its own types for network and login problems
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AlgdError(
+                f"--wandb: W&B could not start a run ({reason}); use --wandb-mode offline "
+                "without a network or login"
+            ) from None
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        finite = {
+            k: v for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)
+        }
+        self._run.log(finite, step=step)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a convenience copy of the CSV logs
+            self._run.finish()
 
 
 class Throughput:

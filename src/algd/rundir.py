@@ -35,7 +35,17 @@ SUMMARY_NAME = "summary.json"
 LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
 # Everything a run (and `algd landscape`'s default output) writes into its directory.
 RUN_ENTRIES = frozenset(
-    {CONFIG_NAME, SUMMARY_NAME, CHECKPOINT_NAME, CHECKPOINT_NEXT, *LOG_FILES, "tb", "landscape"}
+    {
+        CONFIG_NAME,
+        SUMMARY_NAME,
+        CHECKPOINT_NAME,
+        CHECKPOINT_NEXT,
+        *LOG_FILES,
+        "tb",
+        "wandb",
+        "landscape",
+        "plots",
+    }
 )
 _STAGING = re.compile(r"^\.(?P<name>.+)\.tmp-\d+$")  # checkpoint.atomic_write's staging files
 # Room kept under the path-length limit for the longest file name a run writes inside.

@@ -46,7 +46,7 @@ from algd.config import TrainConfig, to_dict
 from algd.envs import EnvSpec, SafeEnv, env_for
 from algd.errors import AlgdError, NumericalError, RunDirError, Stopped
 from algd.evaluate import episode_seed, evaluate
-from algd.logs import Console, CsvLog, TensorBoard, Throughput, truncate_after
+from algd.logs import Console, CsvLog, TensorBoard, Throughput, Wandb, truncate_after
 from algd.noise import NoiseStream
 from algd.rundir import (
     CONFIG_NAME,
@@ -566,7 +566,7 @@ class Trainer:
                     "updates_per_s": ups,
                 }
             )
-            logs.tb.scalars(
+            logs.scalars(
                 lp.env_step, {**row, "perf/env_steps_per_s": sps, "perf/updates_per_s": ups}
             )
             means.append((row["train/return"], row["train/cost"], row["lambda"]))
@@ -590,7 +590,7 @@ class Trainer:
             )
             lp.eval_index += 1
             logs.eval.write({"step": lp.env_step, **result})
-            logs.tb.scalars(lp.env_step, {f"eval/{k}": v for k, v in result.items()})
+            logs.scalars(lp.env_step, {f"eval/{k}": v for k, v in result.items()})
             who = f"seed {m.seed} " if len(self.members) > 1 else ""
             self.console.message(
                 f"{who}eval @ {lp.env_step}: return {result['return_mean']:.2f} +- "
@@ -606,7 +606,7 @@ class Trainer:
         self.console = Console(cfg.total_steps, self.env_step, self.console_enabled)
         self.throughput = Throughput()
         for m in self.members:
-            m.logs = RunLogs(m.run_dir)
+            m.logs = RunLogs(m.run_dir, m.cfg)
 
     def close_logs(self) -> None:
         for m in self.members:
@@ -729,19 +729,33 @@ def _group_act(agent: Agent, actor: Any, obs: jax.Array, noise: jax.Array) -> ja
 
 
 class RunLogs:
-    """The files one seed's run writes as it goes: four CSV logs and TensorBoard."""
+    """The files one seed's run writes as it goes: four CSV logs, TensorBoard, and (with
+    ``--wandb``) Weights & Biases."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, cfg: TrainConfig | None = None) -> None:
         self.episodes = CsvLog(run_dir / "episodes.csv")
         self.eval = CsvLog(run_dir / "eval.csv")
         self.metrics = CsvLog(run_dir / "metrics.csv")
         self.timing = CsvLog(run_dir / "timing.csv")
         self.tb = TensorBoard(run_dir / "tb")
+        self.wandb: Wandb | None = None
+        if cfg is not None and cfg.wandb:
+            self.wandb = Wandb(
+                run_dir, to_dict(cfg), cfg.wandb_project, cfg.wandb_group, cfg.wandb_mode
+            )
         self.t0 = time.time()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        """Scalars to TensorBoard (and W&B)."""
+        self.tb.scalars(step, values)
+        if self.wandb is not None:
+            self.wandb.scalars(step, values)
 
     def close(self) -> None:
         for sink in (self.episodes, self.eval, self.metrics, self.timing, self.tb):
             sink.close()
+        if self.wandb is not None:
+            self.wandb.close()
 
 
 def make_trainer(
@@ -857,6 +871,8 @@ def train_seeds(
                 f"group directory {group} already exists (pass --overwrite to replace it, or "
                 f"--resume {group} to continue it)"
             )
+        if cfg.wandb and cfg.wandb_group is None:  # the group's seeds as one W&B group
+            cfg = replace(cfg, wandb_group=group.resolve().name)
         cfgs = [replace(cfg, seed=s, run_dir=str(member_dir(group, s))) for s in seeds]
         _check_new(cfgs)
         if flag.signum is not None:

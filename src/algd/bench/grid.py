@@ -178,7 +178,10 @@ def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
             progress=False,
             overwrite=False,
         )
-        points.append((make_config(overrides, preset=spec.base), run_dir))
+        cfg = make_config(overrides, preset=spec.base)
+        if cfg.wandb and cfg.wandb_group is None:  # one W&B group per grid
+            cfg = replace(cfg, wandb_group=out.resolve().name)
+        points.append((cfg, run_dir))
     return points
 
 

@@ -69,10 +69,12 @@ def make_env(
     episode_length: int | None = None,
     cost_limit: float | None = None,
     layout_seed: int | None = None,
+    render_size: tuple[int, int] | None = None,
 ) -> SafeEnv:
     """Build an environment. Raises EnvError for unknown ids and envs without a cost signal.
     ``layout_seed`` (Safety-Gymnasium navigation tasks only): every reset uses this seed, so
-    every episode has the same layout."""
+    every episode has the same layout. ``render_size`` (width, height): the simulator renders
+    frames off-screen (``env.render()``)."""
     kind = env_kind(env_id)
     if layout_seed is not None and not (kind == "safety_gym" and is_navigation_id(env_id)):
         raise EnvError(
@@ -81,15 +83,15 @@ def make_env(
     if kind == "builtin":
         return BUILTIN[env_id](episode_length, cost_limit)
     if kind == "velocity":
-        return make_velocity(env_id, episode_length, cost_limit)
+        return make_velocity(env_id, episode_length, cost_limit, render_size)
     if kind == "safety_gym":
-        return SafetyGymEnv(env_id, episode_length, cost_limit, layout_seed)
-    return make_info_cost(env_id, episode_length, cost_limit)
+        return SafetyGymEnv(env_id, episode_length, cost_limit, layout_seed, render_size)
+    return make_info_cost(env_id, episode_length, cost_limit, render_size)
 
 
-def env_for(cfg: TrainConfig) -> SafeEnv:
+def env_for(cfg: TrainConfig, render_size: tuple[int, int] | None = None) -> SafeEnv:
     """The env a run's config describes (id, episode length, cost limit, layout)."""
-    return make_env(cfg.env, cfg.episode_length, cfg.cost_limit, layout_seed(cfg))
+    return make_env(cfg.env, cfg.episode_length, cfg.cost_limit, layout_seed(cfg), render_size)
 
 
 def layout_seed(cfg: TrainConfig) -> int | None:

@@ -63,6 +63,10 @@ class SafeEnv:
     def set_state(self, state: dict[str, Any]) -> None:
         raise EnvError(f"env {self.spec.id}: mid-episode state cannot be restored")
 
+    def render(self) -> np.ndarray:
+        """The current frame, (height, width, 3) uint8 (envs made with a render size)."""
+        raise EnvError(f"env {self.spec.id} cannot render frames (no simulator view)")
+
     # How the authors' samplers end an episode for the critics (``bootstrap=reference``):
     # "terminated" (envs they did not run), "goal" (their Safety-Gym sampler: the reward critic
     # stops at a met goal or a true end, the cost critics never stop), "any_end" (their MuJoCo

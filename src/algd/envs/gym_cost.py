@@ -57,12 +57,15 @@ class GymCostEnv(SafeEnv):
         episode_length: int | None,
         obs_dim: int | None = None,
         reference_end: str = "terminated",
+        render_size: tuple[int, int] | None = None,
     ) -> None:
         gym = quiet_gymnasium()
         self.reference_end = reference_end
         kwargs: dict[str, Any] = {}
         if episode_length is not None:
             kwargs["max_episode_steps"] = episode_length
+        if render_size is not None:
+            kwargs.update(render_mode="rgb_array", width=render_size[0], height=render_size[1])
         try:
             self._env = gym.make(gym_id, **kwargs)
         except Exception as exc:  # gymnasium raises several types for unknown or broken ids
@@ -98,6 +101,9 @@ class GymCostEnv(SafeEnv):
             ) from None
         return np.asarray(obs)[: self._keep], reward, cost, terminated, truncated, info
 
+    def render(self) -> np.ndarray:
+        return np.asarray(self._env.render())
+
     def close(self) -> None:
         self._env.close()
 
@@ -107,7 +113,12 @@ class GymCostEnv(SafeEnv):
         return self._env.unwrapped
 
 
-def make_velocity(env_id: str, episode_length: int | None, cost_limit: float | None) -> GymCostEnv:
+def make_velocity(
+    env_id: str,
+    episode_length: int | None,
+    cost_limit: float | None,
+    render_size: tuple[int, int] | None = None,
+) -> GymCostEnv:
     task = VELOCITY_TASKS[env_id]
     limit = task.discounted_limit if cost_limit is None else cost_limit
     return GymCostEnv(
@@ -119,10 +130,16 @@ def make_velocity(env_id: str, episode_length: int | None, cost_limit: float | N
         episode_length,
         task.obs_dim,
         reference_end="any_end",  # the authors' MuJoCo sampler: the time limit ends it too
+        render_size=render_size,
     )
 
 
-def make_info_cost(env_id: str, episode_length: int | None, cost_limit: float | None) -> GymCostEnv:
+def make_info_cost(
+    env_id: str,
+    episode_length: int | None,
+    cost_limit: float | None,
+    render_size: tuple[int, int] | None = None,
+) -> GymCostEnv:
     """Any registered Gymnasium env; it must report ``info["cost"]`` (checked on one step)."""
     env = GymCostEnv(
         env_id,
@@ -131,6 +148,7 @@ def make_info_cost(env_id: str, episode_length: int | None, cost_limit: float | 
         25.0 if cost_limit is None else cost_limit,
         "episode",
         episode_length,
+        render_size=render_size,
     )
     env.reset(seed=0)
     env.step(np.asarray(env.spec.act_low))  # raises EnvError when info["cost"] is missing

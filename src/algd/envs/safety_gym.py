@@ -42,12 +42,15 @@ class SafetyGymEnv(SafeEnv):
         episode_length: int | None,
         cost_limit: float | None,
         layout_seed: int | None = None,
+        render_size: tuple[int, int] | None = None,
     ) -> None:
         self._layout_seed = layout_seed
         sg = import_safety_gymnasium()
         kwargs: dict[str, Any] = {}
         if episode_length is not None:
             kwargs["max_episode_steps"] = episode_length
+        if render_size is not None:
+            kwargs.update(render_mode="rgb_array", width=render_size[0], height=render_size[1])
         self._env = sg.make(env_id, **kwargs)
         low, high = box_bounds(self._env.action_space, env_id)
         spec = EnvSpec(
@@ -73,6 +76,9 @@ class SafetyGymEnv(SafeEnv):
 
     def _step(self, action: np.ndarray) -> tuple[Any, float, float, bool, bool, dict[str, Any]]:
         return self._env.step(action.astype(self._act_dtype))
+
+    def render(self) -> np.ndarray:
+        return np.asarray(self._env.render())
 
     def close(self) -> None:
         self._env.close()

@@ -1,0 +1,190 @@
+"""Videos of evaluation episodes, rendered off-screen (no display needed).
+
+MuJoCo renders through EGL by default here (``MUJOCO_GL=egl``, with Mesa's software renderer on
+a machine without a GPU); a ``MUJOCO_GL`` already set (``osmesa``, ``glfw``) is respected. Each
+frame carries a band with the step, the step's reward and cost, the episode's running cost and
+the limit: the band turns red once the episode is over its limit, and the frame gets a red
+border on every step that costs something.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algd.errors import AlgdError, EnvError, RunDirError
+
+BAND = 32  # pixels of the text band above each frame
+SIZE = (480, 480)  # width, height of the simulator's frame
+FPS = 30
+RED, WHITE, GREEN = (220, 40, 40), (240, 240, 240), (60, 180, 75)
+
+
+def headless_backend() -> str:
+    """The OpenGL backend MuJoCo will use (set before MuJoCo is first imported)."""
+    return os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def annotate(frame: np.ndarray, text: str, over_limit: bool, step_cost: float) -> np.ndarray:
+    """The frame with a text band on top (red when over the limit) and a red border where the
+    step cost something."""
+    from PIL import Image, ImageDraw
+
+    h, w = frame.shape[:2]
+    canvas = Image.new("RGB", (w, h + BAND), (20, 20, 20))
+    canvas.paste(Image.fromarray(np.ascontiguousarray(frame[..., :3])), (0, BAND))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, w, BAND - 1], fill=RED if over_limit else (30, 30, 30))
+    draw.text((6, 9), text, fill=WHITE)
+    if step_cost > 0:
+        draw.rectangle([0, BAND, w - 1, h + BAND - 1], outline=RED, width=4)
+    else:
+        draw.rectangle([0, BAND, w - 1, h + BAND - 1], outline=GREEN, width=1)
+    return np.asarray(canvas)
+
+
+class VideoWriter:
+    """Frames of the episodes to one .mp4 file, or one file per episode in a folder; written
+    to a staging folder and moved into place only when complete."""
+
+    def __init__(self, out: Path, overwrite: bool) -> None:
+        self.out, self.one_file = out, out.suffix == ".mp4"
+        if out.exists() and not overwrite:
+            raise RunDirError(f"{out} already exists (pass --overwrite to replace it)")
+        if not out.parent.is_dir():
+            raise RunDirError(f"{out.parent} is not a folder")
+        try:
+            import imageio.v2 as imageio
+            import imageio_ffmpeg  # noqa: F401  (the encoder imageio uses)
+        except ImportError as exc:
+            raise AlgdError(
+                f"video needs imageio and imageio-ffmpeg ({exc.name} is not installed): run "
+                "bash scripts/setup.sh"
+            ) from None
+        self._imageio = imageio
+        self._stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        self._writer: Any = None
+        self._episode = -1
+        self.frames: list[int] = []
+
+    def _open(self, episode: int) -> None:
+        if self._writer is not None and not self.one_file:
+            self._writer.close()
+            self._writer = None
+        if self._writer is None:
+            name = self.out.name if self.one_file else f"episode_{episode:03d}.mp4"
+            self._writer = self._imageio.get_writer(
+                self._stage / name, fps=FPS, codec="libx264", macro_block_size=16
+            )
+        self._episode = episode
+        self.frames.append(0)
+
+    def add(self, episode: int, frame: np.ndarray) -> None:
+        if episode != self._episode:
+            self._open(episode)
+        self._writer.append_data(frame)
+        self.frames[-1] += 1
+
+    def close(self) -> list[str]:
+        """Finish the files and put them in place; returns their paths."""
+        if self._writer is not None:
+            self._writer.close()
+        if self.one_file:
+            os.replace(self._stage / self.out.name, self.out)
+            shutil.rmtree(self._stage)
+            return [str(self.out)]
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        os.replace(self._stage, self.out)
+        return [str(p) for p in sorted(self.out.glob("*.mp4"))]
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # the partial file is removed either way
+                self._writer.close()
+        shutil.rmtree(self._stage, ignore_errors=True)
+
+
+def record(
+    run_dir: str | Path,
+    out: str | Path,
+    episodes: int,
+    seed: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Evaluate run ``run_dir`` deterministically (as ``algd eval``) for ``episodes`` episodes
+    and write their frames to ``out`` (an .mp4, or a folder: one file per episode)."""
+    backend = headless_backend()
+    from algd.api import load_agent
+    from algd.envs import env_for
+    from algd.evaluate import evaluate
+
+    out_path = Path(out)
+    if out_path.suffix not in ("", ".mp4"):
+        raise AlgdError(f"--video {out_path}: give an .mp4 file or a folder")
+    cfg, agent, state, meta = load_agent(run_dir)
+    env = env_for(cfg, render_size=SIZE)
+    try:
+        writer = VideoWriter(out_path, overwrite)
+    except BaseException:
+        env.close()
+        raise
+    spec = env.spec
+    discounted = spec.cost_limit_kind == "discounted"
+    gamma_c = cfg.agent.gamma_c
+    running = {"disc": 0.0}
+
+    def observe(ep: int, t: int, reward: float, cost: float, ep_cost: float) -> None:
+        running["disc"] = 0.0 if t == 0 else running["disc"] + gamma_c ** (t - 1) * cost
+        judged = running["disc"] if discounted else ep_cost
+        kind = "disc. cost" if discounted else "cost"
+        text = (
+            f"ep {ep}  step {t}  reward {reward:+.3f}  cost {cost:.2f}  "
+            f"episode {kind} {judged:.2f} / limit {spec.cost_limit:g}"
+        )
+        try:
+            frame = env.render()
+        except EnvError:
+            raise
+        except Exception as exc:  # the GL stack raises many types
+            raise AlgdError(
+                f"video: off-screen rendering failed with MUJOCO_GL={backend} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "EGL needs libEGL and Mesa's drivers (Debian/Ubuntu: apt-get install libegl1 "
+                "libegl-mesa0 libgl1-mesa-dri), or set MUJOCO_GL=osmesa with libosmesa6"
+            ) from None
+        writer.add(ep, annotate(frame, text, judged > spec.cost_limit, cost))
+
+    try:
+        result = evaluate(
+            agent,
+            state,
+            env,
+            episodes,
+            cfg.seed if seed is None else seed,
+            0,
+            gamma_c,
+            observer=observe,
+        )
+        files = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        env.close()
+    return {
+        "run_dir": str(run_dir),
+        "env_steps": meta["loop"]["env_step"],
+        "episodes": episodes,
+        "cost_limit": spec.cost_limit,
+        **result,
+        "video": files,
+        "frames": writer.frames,
+        "mujoco_gl": backend,
+    }
