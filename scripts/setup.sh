@@ -33,6 +33,17 @@ install_gpu() {
   .venv/bin/python -c 'import jax; print("JAX backend:", jax.default_backend(), jax.devices())'
 }
 
+# Videos (algd eval --video) render headless through EGL: Mesa's libEGL and its drivers.
+check_egl() {
+  if ldconfig -p 2>/dev/null | grep -q 'libEGL_mesa.so.0'; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    timeout 300 apt-get install -y -q libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null 2>&1 &&
+      return 0
+  fi
+  echo "note: no EGL found (libegl1, libegl-mesa0, libgl1-mesa-dri): training works, but" \
+    "algd eval --video needs them (or MUJOCO_GL=osmesa with libosmesa6)" >&2
+}
+
 stamp=".venv/.algd-lock-$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ -x .venv/bin/algd ]; then
   [ "$gpu" = 1 ] && install_gpu
@@ -47,5 +58,6 @@ py="$(pick_python)"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 rm -f .venv/.algd-lock-*
 touch "$stamp"
+check_egl
 [ "$gpu" = 1 ] && install_gpu
 echo "algd environment ready in .venv/"

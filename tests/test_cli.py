@@ -49,6 +49,8 @@ def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
         "cal",
         "sac",
         "sac_auglag_quadratic",
+        "hj",
+        "ppo_lag",
     ]
     assert main(["list", "envs"]) == 0
     envs = capsys.readouterr().out.splitlines()

@@ -160,7 +160,8 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 @STRAIGHT
-@pytest.mark.parametrize("how", ["sigkill", "sigterm"])
+# SIGKILL before the first checkpoint: also test_a_run_killed_before_its_first_checkpoint_...
+@pytest.mark.parametrize("how", [pytest.param("sigkill", marks=pytest.mark.slow), "sigterm"])
 def test_stop_before_the_first_checkpoint(straight, tmp_path: Path, how: str) -> None:
     run = tmp_path / "run"
     proc = _spawn(["train", *CRASH, "--run-dir", str(run)])

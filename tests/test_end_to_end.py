@@ -72,7 +72,8 @@ def test_algorithms_train_on_safety_gymnasium(algo: str, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "variant",
     [
-        ["--algo", "algd", "--agent.diffusion", "ddpm"],
+        # DDPM's update and chains are checked against the reference in tests/test_parity.py.
+        pytest.param(["--algo", "algd", "--agent.diffusion", "ddpm"], marks=pytest.mark.slow),
         pytest.param(["--algo", "lgd", "--agent.multiplier", "pid"], marks=pytest.mark.slow),
         pytest.param(
             ["--algo", "algd", "--agent.score-space", "latent", "--agent.score-time", "input"],

@@ -124,3 +124,11 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert ppo_sg.warmup_steps == 0 and ppo_sg.total_steps == 20_000
     paper_hj = next(c for c, _ in paper if c.algo == "hj")
     assert paper_hj.agent.hj_threshold == 1.0 and paper_hj.agent.cost_ensemble == 1
+
+
+def test_a_grid_is_one_wandb_group(tmp_path: Path) -> None:
+    spec = replace(SPEC, overrides={**SHORT, "wandb": True, "wandb_mode": "offline"})
+    points = expand(spec, tmp_path / "my-grid")
+    assert {c.wandb_group for c, _ in points} == {"my-grid"}
+    # Without --wandb the configs stay as before (a re-run of an older grid still matches).
+    assert {c.wandb_group for c, _ in expand(SPEC, tmp_path / "g")} == {None}

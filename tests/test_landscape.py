@@ -44,7 +44,7 @@ def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
         "--out",
         str(out),
         "--grid",
-        "21",
+        "11",
         "--samples",
         "200",
     ]
@@ -56,7 +56,7 @@ def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
     for name in ("L", "L_A"):
         d = printed[name]
         assert 0.0 <= d["indefinite_share"] <= d["not_psd_share"] <= 1.0
-    assert printed["rho"] == 1.0 and printed["grid"] == 21
+    assert printed["rho"] == 1.0 and printed["grid"] == 11
     samples = printed["samples"]
     assert set(samples) == {str(tmp_path / "algd"), str(tmp_path / "algd1")}
     assert all(0.0 <= v["feasible_share"] <= 1.0 for v in samples.values())

@@ -89,7 +89,7 @@ def test_resume_is_exact(tmp_path: Path) -> None:
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:
-    short = {**SHORT, "total_steps": 600}
+    short = {**SHORT, "total_steps": 400}
     train(toy("algd", tmp_path / "a", **short), console=False)
     train(toy("algd", tmp_path / "b", **short), console=False)
     train(toy("algd", tmp_path / "c", seed=1, **short), console=False)

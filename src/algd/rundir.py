@@ -54,7 +54,12 @@ _INNER_NAME_ROOM = 64
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.algo}_{cfg.env}_s{cfg.seed}_{stamp}"
+    return Path("runs") / f"{cfg.algo}_{_name(cfg.env)}_s{cfg.seed}_{stamp}"
+
+
+def _name(env_id: str) -> str:
+    """An env id as part of a folder name (``module:EnvId`` -> ``EnvId``)."""
+    return env_id.rpartition(":")[2]
 
 
 def _is_run_entry(name: str) -> bool:
@@ -349,7 +354,7 @@ def member_dir(group_dir: Path, seed: int) -> Path:
 
 def default_group_dir(cfg: TrainConfig, seeds: list[int]) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.algo}_{cfg.env}_seeds{seeds[0]}-{seeds[-1]}_{stamp}"
+    return Path("runs") / f"{cfg.algo}_{_name(cfg.env)}_seeds{seeds[0]}-{seeds[-1]}_{stamp}"
 
 
 def is_group_dir(path: Path) -> bool:

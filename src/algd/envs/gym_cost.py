@@ -67,7 +67,7 @@ class GymCostEnv(SafeEnv):
         if render_size is not None:
             kwargs.update(render_mode="rgb_array", width=render_size[0], height=render_size[1])
         try:
-            self._env = gym.make(gym_id, **kwargs)
+            self._env = gym.make(import_env_module(gym_id), **kwargs)
         except Exception as exc:  # gymnasium raises several types for unknown or broken ids
             raise EnvError(f"env {env_id}: gymnasium could not make it ({exc})") from None
         low, high = box_bounds(self._env.action_space, env_id)
@@ -155,5 +155,23 @@ def make_info_cost(
     return env
 
 
+def import_env_module(env_id: str) -> str:
+    """Gymnasium's ``module:EnvId`` form: import ``module`` (which registers the env, as
+    ``gymnasium.make`` does) and return ``EnvId``; a plain id is returned unchanged."""
+    if ":" not in env_id:
+        return env_id
+    module, _, name = env_id.partition(":")
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvError(
+            f"env {env_id}: cannot import module '{module}' ({exc}); is its folder on "
+            "PYTHONPATH?"
+        ) from None
+    return name
+
+
 def is_gym_id(env_id: str) -> bool:
-    return env_id in quiet_gymnasium().registry
+    return import_env_module(env_id) in quiet_gymnasium().registry
