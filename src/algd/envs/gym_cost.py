@@ -167,8 +167,7 @@ def import_env_module(env_id: str) -> str:
         importlib.import_module(module)
     except ImportError as exc:
         raise EnvError(
-            f"env {env_id}: cannot import module '{module}' ({exc}); is its folder on "
-            "PYTHONPATH?"
+            f"env {env_id}: cannot import module '{module}' ({exc}); is its folder on PYTHONPATH?"
         ) from None
     return name
 
