@@ -51,6 +51,8 @@ class SafetyGymEnv(SafeEnv):
             kwargs["max_episode_steps"] = episode_length
         if render_size is not None:
             kwargs.update(render_mode="rgb_array", width=render_size[0], height=render_size[1])
+            if is_navigation_id(env_id):  # from above, following the robot (not its own eyes)
+                kwargs["camera_name"] = "track"
         self._env = sg.make(env_id, **kwargs)
         low, high = box_bounds(self._env.action_space, env_id)
         spec = EnvSpec(
