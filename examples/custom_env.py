@@ -121,6 +121,9 @@ def main() -> None:
                 "agent.critic_hidden": (64, 64),
                 "agent.actor_hidden": (64, 64),
                 "agent.score_hidden": (64, 64, 64),
+                # Rewards here are about 0.03 per step: SAC's default temperature (alpha 1)
+                # would swamp them; ALGD has no temperature.
+                "agent.alpha_init": 0.01,
                 "run_dir": f"{args.out}/{algo}",
                 "overwrite": True,
             }
