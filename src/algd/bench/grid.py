@@ -80,7 +80,8 @@ def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, A
 
 
 GRID_PRESETS: dict[str, GridSpec] = {
-    # The built-in task, every algorithm, two seeds: about 10 minutes on 2 cores.
+    # The built-in task, every algorithm, two seeds: about 10 minutes on 2 cores before HJ and
+    # PPO-Lag joined (not re-timed since).
     "smoke": GridSpec(
         ALL_ALGOS,
         ("ToyRing-v0",),
@@ -92,8 +93,9 @@ GRID_PRESETS: dict[str, GridSpec] = {
             "hj": {"total_steps": 6000},
         },
     ),
-    # About an hour on 2 cores (docs/experiments.md explains the choices): the built-in task with
-    # three seeds, and a real Safety-Gymnasium navigation task at reduced settings.
+    # About an hour on 2 cores before HJ and PPO-Lag joined (docs/experiments.md explains the
+    # choices): the built-in task with three seeds, and a real Safety-Gymnasium navigation task
+    # at reduced settings.
     "cpu": GridSpec(
         ALL_ALGOS,
         ("ToyRing-v0", "SafetyPointGoal1-v0"),
