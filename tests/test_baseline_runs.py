@@ -11,38 +11,14 @@ import pytest
 from algd.cli import main
 from algd.train import resume, train, train_seeds
 from helpers import toy
+from test_end_to_end import TINY
 
-# A tiny budget on a real task: checks the plumbing, not learning. PPO-Lag collects 100-step
-# rollouts (one episode each, the reference's epoch flush) from step 0: updates at steps 100 and
-# 200, 10 passes of 2 minibatches (64 + 36 rows) each.
-REAL = [
-    "--total-steps",
-    "260",
-    "--learning-starts",
-    "64",
-    "--utd",
-    "1",
-    "--batch-size",
-    "32",
-    "--eval-every",
-    "0",
-    "--eval-episodes",
-    "1",
-    "--episode-length",
-    "100",
-    "--log-every",
-    "50",
-    "--quiet",
-    "--agent.critic-hidden",
-    "32",
-    "32",
-    "--agent.actor-hidden",
-    "32",
-    "32",
-    "--agent.value-hidden",
-    "32",
-    "32",
-]
+# The tiny real-task budget of tests/test_end_to_end.py (plumbing, not learning), with the
+# warm-up set per algorithm below and 32-wide value networks. PPO-Lag collects 100-step rollouts
+# (one episode each, the reference's epoch flush) from step 0: updates at steps 100 and 200, 10
+# passes of 2 minibatches (64 + 36 rows) each.
+_AT = TINY.index("--warmup-steps")
+REAL = [*TINY[:_AT], *TINY[_AT + 2 :], "--agent.value-hidden", "32", "32"]
 WARMUP = {"hj": "200", "ppo_lag": "0"}
 UPDATES = {"hj": 60, "ppo_lag": 2 * 10 * 2}
 

@@ -211,6 +211,20 @@ class GaussianActor(nn.Module):
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
+def squashed_action(
+    mean: jax.Array,
+    log_std: jax.Array,
+    noise: jax.Array | None,
+    deterministic: bool,
+    scale: jax.Array,
+    bias: jax.Array,
+) -> jax.Array:
+    """The tanh-Gaussian actor's action in the box: tanh(mean + std noise) scaled (tanh(mean)
+    when deterministic or without noise)."""
+    u = mean if deterministic or noise is None else mean + jnp.exp(log_std) * noise
+    return jnp.tanh(u) * scale + bias
+
+
 def time_embedding(t: jax.Array, dim: int) -> jax.Array:
     """Sinusoidal embedding of integer steps t (*B,) -> (*B, dim)."""
     half = dim // 2

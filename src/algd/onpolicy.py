@@ -89,7 +89,6 @@ class OnPolicyTrainer(Trainer):
         if n < 2:
             self.buffers.clear()
             return 0
-        a = self.cfg.agent
         self.state, metrics = _rollout_update(
             self.agent,
             self.state,
@@ -98,7 +97,7 @@ class OnPolicyTrainer(Trainer):
             self.k_update,
             np.int32(t),
         )
-        steps = a.ppo_epochs * -(-n // min(a.ppo_minibatch, self.agent.capacity))
+        steps = self.agent.grad_steps(n)
         self.keep_metrics(metrics, t, steps)
         self.buffers.clear()
         return steps

@@ -30,7 +30,7 @@ from algd.buffer import Rollout
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
 from algd.lagrangian import Multiplier, init_multiplier, update_multiplier
-from algd.networks import GaussianActor, StateMLP, apply_net
+from algd.networks import GaussianActor, StateMLP, apply_net, squashed_action
 
 LOG_RATIO_CLIP = 10.0  # the reference clamps log(pi / pi_old) before exponentiating
 EDGE = 1e-6  # actions are pulled this far inside the box before atanh
@@ -145,8 +145,7 @@ class PPOLag(Agent):
         self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
     ) -> jax.Array:
         mean, log_std = apply_net(self.actor_net, actor, obs)
-        u = mean if deterministic or noise is None else mean + jnp.exp(log_std) * noise
-        return jnp.tanh(u) * self.act_scale + self.act_bias
+        return squashed_action(mean, log_std, noise, deterministic, self.act_scale, self.act_bias)
 
     def log_prob(
         self, actor: Params, obs: jax.Array, action: jax.Array
@@ -164,6 +163,11 @@ class PPOLag(Agent):
 
     def values(self, params: Params, obs: jax.Array) -> jax.Array:
         return apply_net(self.value_net, params, obs)
+
+    def grad_steps(self, n: int) -> int:
+        """Gradient steps of one update on a rollout of ``n`` steps: a pass is ceil(n / mb)
+        minibatches."""
+        return self.a.ppo_epochs * -(-n // min(self.a.ppo_minibatch, self.capacity))
 
     def budget(self) -> float:
         """What the estimated episode cost is held to (``ppo_budget``)."""

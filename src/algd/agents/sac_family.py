@@ -21,7 +21,7 @@ from algd.agents.base import (
 from algd.buffer import Batch
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
-from algd.networks import GaussianActor, apply_net
+from algd.networks import GaussianActor, apply_net, squashed_action
 
 LOG_2 = jnp.log(2.0)
 
@@ -60,8 +60,7 @@ class SACFamily(OffPolicyAgent):
         self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
     ) -> jax.Array:
         mean, log_std = apply_net(self.actor_net, actor, obs)
-        u = mean if deterministic or noise is None else mean + jnp.exp(log_std) * noise
-        return jnp.tanh(u) * self.act_scale + self.act_bias
+        return squashed_action(mean, log_std, noise, deterministic, self.act_scale, self.act_bias)
 
     def alpha(self, state: TrainState) -> jax.Array:
         assert state.temperature is not None

@@ -134,7 +134,6 @@ def bench_speed(
 def _measure(
     trainer: Trainer, fill: int, seconds: float, algo: str, env: str, utd: int, batch_size: int
 ) -> dict[str, Any]:
-    seeds = len(trainer.members)
     for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
         trainer.step()
     box: dict[str, Any] = {"s": trainer.state, "t": trainer.env_step}
@@ -144,38 +143,49 @@ def _measure(
         box["t"] += 1
         jax.block_until_ready(m)
 
+    figures = _phases(trainer, update, box, utd, seconds)
+    flops = flops_per_update(trainer)
+    return {
+        "algo": algo,
+        "env": env,
+        "utd": utd,
+        "batch_size": batch_size,
+        **figures,
+        "flops_per_update": flops,
+        "gflops_per_s": flops * figures["updates_per_s_all_seeds"] / 1e9,
+        "replay": "device" if trainer.buffers.on_device else "host",
+    }
+
+
+def _phases(
+    trainer: Trainer, update: Any, box: dict[str, Any], steps_per_call: int, seconds: float
+) -> dict[str, Any]:
+    """The figures every loop shares: ``update()`` (one compiled update call of
+    ``steps_per_call`` gradient steps on ``box["s"]``) alone, after a warm-up call; then the
+    whole loop (``trainer.step``) from the updated state; then the action latency."""
+    seeds = len(trainer.members)
     update()
     c0 = _cpu_jiffies()
     n_upd, t_upd = _timed(update, seconds)
     c1 = _cpu_jiffies()
     trainer.state = box["s"]
-
     trainer.step()  # compiles the act path
     c2 = _cpu_jiffies()
     updates_before = trainer.members[0].loop.updates
     n_loop, t_loop = _timed(trainer.step, seconds)
     loop_updates = trainer.members[0].loop.updates - updates_before
     c3 = _cpu_jiffies()
-
-    latency = _latency(trainer)
-    flops = flops_per_update(trainer)
-    per_seed_updates = n_upd * utd / t_upd
+    per_seed_updates = n_upd * steps_per_call / t_upd
     return {
-        "algo": algo,
-        "env": env,
-        "utd": utd,
-        "batch_size": batch_size,
         "seeds": seeds,
         "updates_per_s": per_seed_updates,
         "updates_per_s_all_seeds": per_seed_updates * seeds,
+        "update_call_s": t_upd / n_upd,
         "env_steps_per_s": n_loop / t_loop,
         "env_steps_per_s_all_seeds": n_loop * seeds / t_loop,
         "loop_updates_per_s": loop_updates / t_loop,
-        **latency,
-        "flops_per_update": flops,
-        "gflops_per_s": flops * per_seed_updates * seeds / 1e9,
+        **_latency(trainer),
         "jax_backend": jax.default_backend(),
-        "replay": "device" if trainer.buffers.on_device else "host",
         "devices": [str(d) for d in jax.devices()],
         "cpu_steal_fraction": {
             "updates": _steal_fraction(c0, c1),
@@ -208,52 +218,27 @@ def _measure_on_policy(
 ) -> dict[str, Any]:
     """The on-policy loop: env steps/s of the whole loop (collection and the updates at each
     rollout's end), and the update on a full rollout alone (gradient steps/s)."""
-    seeds = len(trainer.members)
-    a = trainer.cfg.agent
-    cap = trainer.agent.capacity
+    agent = trainer.agent
+    cap = agent.capacity
     while trainer.buffers.size < cap - 1:  # one rollout, short of its update
         trainer.step()
     rollouts, t = trainer.buffers.columns, trainer.env_step
-    steps = a.ppo_epochs * -(-cap // min(a.ppo_minibatch, cap))
     box: dict[str, Any] = {"s": trainer.state}
 
     def update() -> None:
         box["s"], m = _rollout_update(
-            trainer.agent, box["s"], rollouts, np.int32(cap), trainer.k_update, np.int32(t)
+            agent, box["s"], rollouts, np.int32(cap), trainer.k_update, np.int32(t)
         )
         jax.block_until_ready(m)
 
-    update()
-    c0 = _cpu_jiffies()
-    n_upd, t_upd = _timed(update, seconds)
-    c1 = _cpu_jiffies()
-    trainer.state = box["s"]
-    trainer.step()  # closes the rollout: compiles nothing new
-    c2 = _cpu_jiffies()
-    updates_before = trainer.members[0].loop.updates
-    n_loop, t_loop = _timed(trainer.step, seconds)
-    loop_updates = trainer.members[0].loop.updates - updates_before
-    c3 = _cpu_jiffies()
-    latency = _latency(trainer)
-    per_seed_updates = n_upd * steps / t_upd
+    # The loop's first step closes the rollout: it compiles nothing new.
+    figures = _phases(trainer, update, box, agent.grad_steps(cap), seconds)
     return {
         "algo": algo,
         "env": env,
         "rollout": cap,
-        "grad_steps_per_rollout": steps,
-        "minibatch": min(a.ppo_minibatch, cap),
-        "seeds": seeds,
-        "updates_per_s": per_seed_updates,
-        "updates_per_s_all_seeds": per_seed_updates * seeds,
-        "rollout_update_s": t_upd / n_upd,
-        "env_steps_per_s": n_loop / t_loop,
-        "env_steps_per_s_all_seeds": n_loop * seeds / t_loop,
-        "loop_updates_per_s": loop_updates / t_loop,
-        **latency,
-        "jax_backend": jax.default_backend(),
-        "devices": [str(d) for d in jax.devices()],
-        "cpu_steal_fraction": {
-            "updates": _steal_fraction(c0, c1),
-            "loop": _steal_fraction(c2, c3),
-        },
+        "grad_steps_per_rollout": agent.grad_steps(cap),
+        "minibatch": min(trainer.cfg.agent.ppo_minibatch, cap),
+        **figures,
+        "rollout_update_s": figures["update_call_s"],
     }
