@@ -83,7 +83,8 @@ def _toy(algo: str, path: Path, **extra: object):
     )
 
 
-@pytest.mark.parametrize("algo", ["hj", "ppo_lag"])
+# HJ shares the off-policy loop's resume, tested by default for every SAC-family algorithm.
+@pytest.mark.parametrize("algo", [pytest.param("hj", marks=pytest.mark.slow), "ppo_lag"])
 def test_resume_is_exact_and_a_seed_determines_the_run(algo: str, tmp_path: Path) -> None:
     straight, again, parted = tmp_path / "straight", tmp_path / "again", tmp_path / "parted"
     train(_toy(algo, straight), console=False)
@@ -97,6 +98,7 @@ def test_resume_is_exact_and_a_seed_determines_the_run(algo: str, tmp_path: Path
     assert files(other)["metrics.csv"] != files(straight)["metrics.csv"]
 
 
+@pytest.mark.slow
 def test_ppo_lag_group_matches_seeds_alone(tmp_path: Path) -> None:
     """Two seeds trained as one group (one vmapped update per rollout) end where each ends
     alone, up to float rounding."""
@@ -112,6 +114,7 @@ def test_ppo_lag_group_matches_seeds_alone(tmp_path: Path) -> None:
 LIMIT = 5.0
 
 
+@pytest.mark.slow
 def test_ppo_lag_learns_within_the_limit(tmp_path: Path) -> None:
     """The toy preset for PPO-Lag: 40000 steps of 1000-step rollouts (an on-policy learner needs
     ten times the off-policy methods' 4000 steps here; about 40 s on 2 cores). Measured (seeds
@@ -123,6 +126,7 @@ def test_ppo_lag_learns_within_the_limit(tmp_path: Path) -> None:
     assert ev["cost_mean"] <= LIMIT and ev["return_mean"] > 90.0, ev
 
 
+@pytest.mark.slow
 def test_hj_learns_within_the_limit(tmp_path: Path) -> None:
     """HJ on the toy preset (threshold 0: Q_h <= 0, never reach a cost), 6000 steps. HJ holds a
     hard constraint with a multiplier that only grows while Q_h > 0, so it is safe but

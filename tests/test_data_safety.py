@@ -132,6 +132,7 @@ def _two_at_once(args: list[str]) -> list[tuple[int, str]]:
     return sorted((p.returncode, err) for p, (_, err) in zip(procs, outs))
 
 
+@pytest.mark.slow
 def test_two_runs_and_two_resumes_of_one_directory(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "--total-steps", "1500", "--warmup-steps", "300", "--log-every", "100"]

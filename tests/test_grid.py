@@ -33,6 +33,7 @@ def conflicting(out: Path, spec: GridSpec, seed: int) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
     spec = SPEC  # seed 1's run dir conflicts: it fails, seed 0 runs
     for backend in ("local", "ray"):

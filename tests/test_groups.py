@@ -175,6 +175,7 @@ def _logs(group: Path) -> dict[str, str]:
         pytest.param(CHECKPOINT_NEXT, 5, 300, marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_group_killed_while_saving_resumes_exactly(
     tmp_path: Path, name: str, nth: int, settled: int
 ) -> None:
@@ -219,6 +220,7 @@ def test_group_sigterm_then_resume_matches(tmp_path: Path) -> None:
 SPEC = GridSpec(("sac_lag", "sac_auglag"), ("ToyRing-v0",), (0, 1, 2), base="toy", overrides=LEARN)
 
 
+@pytest.mark.slow
 def test_grid_runs_seeds_as_groups_and_reports_as_seed_by_seed(tmp_path: Path) -> None:
     points = expand(SPEC, tmp_path / "grouped")
     assert [len(g) for g in groups(points, None)] == [3, 3]

@@ -96,6 +96,23 @@ def test_ensemble_upper_bound() -> None:
     assert float(ensemble_upper_bound(qc[:1], 1.0)[0]) == 1.0
 
 
+def test_ensemble_upper_bound_gradient_where_members_agree() -> None:
+    """Two members with equal outputs (which happens over a run of an ensemble of 2): the
+    bound's gradient is the mean's, not NaN; with a spread it is jnp.std's."""
+
+    def bound(a: jax.Array, offset: float) -> jax.Array:
+        qc = jnp.stack([2.0 * a, 2.0 * a + offset])  # two members, d/da = 2 each
+        return ensemble_upper_bound(qc, 1.0)
+
+    assert float(jax.grad(bound)(jnp.float32(0.5), 0.0)) == 2.0
+    ref = jax.grad(
+        lambda a: jnp.stack([2.0 * a, 3.0 * a]).mean() + jnp.stack([2 * a, 3 * a]).std(ddof=1)
+    )
+    mine = jax.grad(lambda a: ensemble_upper_bound(jnp.stack([2.0 * a, 3.0 * a]), 1.0))
+    assert float(mine(jnp.float32(0.5))) == pytest.approx(float(ref(jnp.float32(0.5))))
+    assert float(ensemble_upper_bound(jnp.stack([jnp.ones(3), jnp.ones(3)]), 1.0)[0]) == 1.0
+
+
 def test_per_state_budget() -> None:
     assert per_state_budget(25.0, "episode", 1000, 0.99) == pytest.approx(
         25 * (1 - 0.99**1000) / 10

@@ -24,6 +24,7 @@ def test_curvature_known_values() -> None:
     assert d["mean_min_eigenvalue"] == pytest.approx((-1 + 1 - 2 - 1) / 4)
 
 
+@pytest.mark.slow
 def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
     short = {
         "total_steps": 500,

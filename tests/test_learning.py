@@ -69,6 +69,7 @@ def check_baselines(results: dict[str, tuple[float, float]]) -> None:
         assert ret > 100.0, (algo, results)
 
 
+@pytest.mark.slow
 def test_safe_baselines_respect_the_limit_and_sac_does_not(tmp_path: Path) -> None:
     check_baselines(train_baselines(tmp_path, 0))
     # The contrast with ALGD's policy below: SAC-Lag's tanh-Gaussian puts (almost) all its

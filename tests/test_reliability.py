@@ -304,6 +304,7 @@ def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> No
 
 
 @pytest.mark.xdist_group("straight")
+@pytest.mark.slow
 def test_sigkill_while_writing_checkpoint(straight, tmp_path: Path) -> None:
     """Killed between writing the staging file and renaming it over the 2nd checkpoint."""
     run = tmp_path / "run"

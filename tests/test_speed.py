@@ -21,6 +21,11 @@ def test_bench_speed_reports_every_figure() -> None:
     for phase in ("updates", "loop"):
         steal = out["cpu_steal_fraction"][phase]
         assert steal is None or 0.0 <= steal <= 1.0
+    # --set agent.KEY=VALUE measures another configuration: narrower networks, fewer FLOPs.
+    narrow = {"agent.critic_hidden": [16, 16], "agent.actor_hidden": [16, 16]}
+    small = bench_speed("sac", "ToyRing-v0", 2, 32, 0.3, 0, sets=narrow)
+    assert small["sets"] == narrow and out["sets"] == {}
+    assert 0 < small["flops_per_update"] < out["flops_per_update"] / 2
 
 
 def test_bench_speed_of_the_on_policy_loop() -> None:
@@ -42,3 +47,19 @@ def test_bench_speed_of_the_on_policy_loop() -> None:
         assert out[key] > 0, key
     assert out["updates_per_s_all_seeds"] == pytest.approx(2 * out["updates_per_s"])
     assert 0.0 <= out["loop_updates_per_s"] <= 0.2 * out["env_steps_per_s"] + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("utd=2", "--set takes agent fields (agent.KEY=VALUE), got 'utd'"),
+        ("agent.rho", "--set takes KEY=VALUE (got 'agent.rho')"),
+        ("agent.nope=1", "config field 'agent.nope': unknown field"),
+    ],
+)
+def test_bench_speed_refuses_a_bad_set(item: str, message: str, capsys) -> None:
+    from algd.cli import main
+
+    assert main(["bench-speed", "--env", "ToyRing-v0", "--set", item]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1 and message in err, err

@@ -88,6 +88,7 @@ def test_damaged_or_newer_policy_files_are_refused(finished, tmp_path: Path) -> 
 # --- videos ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_video_of_an_evaluation(tmp_path: Path) -> None:
     """A short episode of a velocity task rendered headless: one frame per step plus the first,
     with the text band on top; a folder gets one file per episode."""
@@ -144,6 +145,7 @@ def test_wandb_offline_run(tmp_path: Path) -> None:
 # --- your own environment -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_custom_env_example_runs(tmp_path: Path) -> None:
     """examples/custom_env.py through the API (ALGD and SAC-Lag) and its env through the CLI."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "examples")}

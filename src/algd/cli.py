@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import tyro
 
-from algd.config import TrainConfig
+from algd.config import TrainConfig, parse_sets
 from algd.errors import AlgdError, Stopped
 from algd.stop import StopFlag, stop_signals
 
@@ -107,6 +107,9 @@ class BenchSpeed:
     seeds: str = "1"
     """Group sizes to measure, side by side in this process (e.g. 1,2,4): each a group of that
     many seeds (seed, seed + 1, ...) trained as one program."""
+    set: tuple[str, ...] = ()
+    """agent.KEY=VALUE override of the algorithm's defaults (agent.critic_hidden=[128,128]);
+    repeatable."""
 
 
 @dataclass(frozen=True)
@@ -444,8 +447,17 @@ def _cmd_speed(ns: BenchSpeed) -> int:
         ) from None
     if not sizes or min(sizes) < 1:
         raise UsageError("algd bench-speed: --seeds takes group sizes >= 1 (such as 1,2,4)")
+    agent_sets = parse_sets(list(ns.set))
+    if any(not k.startswith("agent.") for k in agent_sets):
+        bad = next(k for k in agent_sets if not k.startswith("agent."))
+        raise UsageError(
+            f"algd bench-speed: --set takes agent fields (agent.KEY=VALUE), got '{bad}'; "
+            "--utd and --batch-size are flags"
+        )
     for size in sizes:
-        result = bench_speed(ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed, size)
+        result = bench_speed(
+            ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed, size, sets=agent_sets
+        )
         print(json.dumps(result), flush=True)
     return 0
 

@@ -446,6 +446,21 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     return from_dict(data)
 
 
+def parse_sets(items: list[str], flag: str = "--set") -> dict[str, Any]:
+    """``KEY=VALUE`` items as overrides: a JSON value where the text parses as JSON (numbers,
+    lists, true/false, null), else the text itself."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise AlgdError(f"{flag} takes KEY=VALUE (got '{item}')")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
     """Seeds from ``0,1,2``, a range ``0-4`` (both ends included) or a mix (``0-2,7``)."""
     seeds: list[int] = []

@@ -50,11 +50,17 @@ def ensemble_upper_bound(qc: jax.Array, k: float) -> jax.Array:
     """Qc_bar = mean_j Qc^j + k std_j Qc^j over the leading ensemble axis of qc (E, *B).
 
     The std uses Bessel's correction (torch's default, as the reference code uses); a single
-    member has no spread and gives Qc_bar = Qc.
+    member has no spread and gives Qc_bar = Qc. Where the members agree exactly the std's
+    gradient is taken as 0 (sqrt's derivative is infinite at 0, so torch's and jnp.std's give
+    NaN there: with two members, two float32 outputs coincide often enough over a run to end it);
+    everywhere else values and gradients are jnp.std's.
     """
     if qc.shape[0] == 1:
         return qc[0]
-    return qc.mean(0) + k * qc.std(0, ddof=1)
+    var = qc.var(0, ddof=1)
+    spread = var > 0
+    std = jnp.where(spread, jnp.sqrt(jnp.where(spread, var, 1.0)), 0.0)
+    return qc.mean(0) + k * std
 
 
 # --- multiplier updates -------------------------------------------------------------------------

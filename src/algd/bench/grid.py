@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from algd.config import TrainConfig, from_dict, to_dict
+from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
 
 NAVIGATION = (
@@ -404,15 +404,7 @@ def spec_from_args(
         from algd.config import parse_seeds
 
         fields["seeds"] = tuple(parse_seeds(seeds))
-    overrides = dict(spec.overrides)
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise AlgdError(f"--set takes KEY=VALUE (got '{item}')")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
+    overrides = {**spec.overrides, **parse_sets(sets)}
     spec = GridSpec(**{**spec.__dict__, **fields, "overrides": overrides})
     if not (spec.algos and spec.envs and spec.seeds):
         raise AlgdError(

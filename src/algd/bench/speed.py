@@ -28,6 +28,7 @@ import numpy as np
 
 from algd.agents import default_config, is_on_policy
 from algd.buffer import sample_group
+from algd.config import apply_overrides
 from algd.errors import AlgdError
 from algd.onpolicy import OnPolicyTrainer, _rollout_update
 from algd.rundir import create
@@ -88,10 +89,12 @@ def bench_speed(
     seconds: float,
     seed: int,
     seeds: int = 1,
+    sets: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """One group of ``seeds`` seeds (seed, seed + 1, ...) of the algorithm's defaults on
-    ``env``: updates/s and env steps/s per seed and in all, action latency, FLOPs."""
+    ``env``, with ``sets`` (dotted keys, ``agent.mc_samples``) applied: updates/s and env
+    steps/s per seed and in all, action latency, FLOPs."""
     if utd < 1 or batch_size < 1 or seconds <= 0 or seeds < 1:
         raise AlgdError(
             "bench-speed: --utd, --batch-size and --seeds must be >= 1 and --seconds > 0"
@@ -116,6 +119,7 @@ def bench_speed(
         progress=False,
         **overrides,
     )
+    cfg = apply_overrides(cfg, sets) if sets else cfg
     with tempfile.TemporaryDirectory() as tmp:
         cfgs = [replace(cfg, seed=seed + i, run_dir=f"{tmp}/s{seed + i}") for i in range(seeds)]
         with contextlib.ExitStack() as stack:
@@ -125,8 +129,10 @@ def bench_speed(
             trainer.open_logs()
             try:
                 if isinstance(trainer, OnPolicyTrainer):
-                    return _measure_on_policy(trainer, seconds, algo, env)
-                return _measure(trainer, fill, seconds, algo, env, utd, batch_size)
+                    out = _measure_on_policy(trainer, seconds, algo, env)
+                else:
+                    out = _measure(trainer, fill, seconds, algo, env, utd, batch_size)
+                return {**out, "sets": dict(sets or {})}
             finally:
                 trainer.close_logs()
 
