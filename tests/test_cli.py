@@ -161,3 +161,13 @@ def test_train_help_shows_the_chosen_algorithms_defaults(
     out = capsys.readouterr().out
     line = next(i for i, text in enumerate(out.splitlines()) if "--agent.cost-ensemble" in text)
     assert "(default: 1)" in " ".join(out.splitlines()[line : line + 4])
+
+
+def test_train_offers_every_named_preset() -> None:
+    import typing
+
+    from algd.cli import Train
+    from algd.presets import PRESETS
+
+    literal, none = typing.get_args(typing.get_type_hints(Train)["preset"])
+    assert none is type(None) and set(typing.get_args(literal)) == set(PRESETS)

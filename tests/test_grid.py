@@ -52,13 +52,16 @@ def test_ray_cluster_matches_local_backend(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # tests/test_groups.py re-runs a grouped grid (skips, a resumed seed)
 def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "grid"
-    (cfg0, dir0), (cfg1, dir1) = expand(SPEC, out)
+    """... also after the results folder moved (its configs name the old run directories)."""
+    first, out = tmp_path / "first", tmp_path / "grid"
+    (cfg0, _), (cfg1, _) = expand(SPEC, first)
+    dir0, dir1 = (out / d.relative_to(first) for _, d in expand(SPEC, first))
     train(cfg0, console=False)  # finished
     # Interrupted: the same run stopped at its step-300 checkpoint.
     train(replace(cfg1, total_steps=300), console=False)
-    (dir1 / "config.json").write_text(to_json(cfg1) + "\n")
-    (dir1 / "summary.json").unlink()
+    (first / dir1.relative_to(out) / "config.json").write_text(to_json(cfg1) + "\n")
+    (first / dir1.relative_to(out) / "summary.json").unlink()
+    first.rename(out)
     finished = {p.name: p.stat().st_mtime_ns for p in dir0.iterdir() if p.is_file()}
     bad = conflicting(out, replace(SPEC, seeds=(2,)), 2)
     bad_config = (bad / "config.json").read_text()
@@ -125,6 +128,29 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert ppo_sg.warmup_steps == 0 and ppo_sg.total_steps == 20_000
     paper_hj = next(c for c, _ in paper if c.algo == "hj")
     assert paper_hj.agent.hj_threshold == 1.0 and paper_hj.agent.cost_ensemble == 1
+    # cpu-real: the cpu training preset (task settings included) on two real tasks.
+    real = {
+        (c.env, c.algo): c for c, _ in expand(GRID_PRESETS["cpu-real"], tmp_path) if c.seed == 0
+    }
+    assert len(real) == 2 * 8
+    nav = real["SafetyPointButton1-v0", "algd"]
+    assert (nav.episode_length, nav.cost_limit, nav.layout, nav.utd) == (400, 10.0, "fixed", 1)
+    assert (nav.agent.mc_samples, nav.agent.cost_ensemble, nav.agent.critic_hidden) == (
+        2,
+        2,
+        (128, 128),
+    )
+    assert nav == preset(
+        "cpu", algo="algd", env="SafetyPointButton1-v0", seed=0, run_dir=nav.run_dir, progress=False
+    )
+    cheetah = "PaperHalfCheetahVelocity-v0"
+    assert real[cheetah, "cal"].agent.cost_ensemble == 4 and real[cheetah, "sac"].utd == 1
+    assert real[cheetah, "hj"].agent.hj_threshold == pytest.approx(151.989 * 0.01)
+    assert real["SafetyPointButton1-v0", "hj"].agent.hj_threshold == 0.0
+    assert (
+        real[cheetah, "ppo_lag"].warmup_steps == 0
+        and real[cheetah, "ppo_lag"].total_steps == 50_000
+    )
 
 
 def test_a_grid_is_one_wandb_group(tmp_path: Path) -> None:

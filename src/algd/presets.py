@@ -59,7 +59,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The defaults are the authors' settings; what depends on the task family is added by
     # reference_for_env (the env given with the preset decides).
     "reference": {},
+    # The authors' protocol (as "reference", task settings included) at a cost per environment
+    # step a 2-core CPU can afford, chosen from pilot runs (docs/experiments.md): one update
+    # per step, minibatches of 128, 128-wide critics and actors, 2000 warm-up steps, and a dual
+    # step ten times the reference's (at 3e-4 the multiplier of SAC-Lag fell to 0.001 before
+    # the HalfCheetah constraint began to bind and could not climb back within 50k steps).
+    "cpu": {
+        "total_steps": 50_000,
+        "warmup_steps": 2000,
+        "learning_starts": 1000,
+        "utd": 1,
+        "batch_size": 128,
+        "eval_every": 5000,
+        "eval_episodes": 5,
+        "log_every": 1000,
+        "checkpoint_every": 10_000,
+        "agent.critic_hidden": (128, 128),
+        "agent.actor_hidden": (128, 128),
+        "agent.lambda_lr": 3e-3,
+    },
 }
+# Presets that add the task family's reference settings of the env (reference_for_env).
+TASK_PROTOCOL_PRESETS = ("reference", "cpu")
 
 # The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
 # per episode, one layout per run. Velocity tasks need nothing beyond the defaults: the
@@ -90,7 +111,7 @@ def make_config(
             raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
         cfg = apply_overrides(cfg, PRESETS[preset])
         cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(preset, {})))
-        if preset == "reference":
+        if preset in TASK_PROTOCOL_PRESETS:
             cfg = apply_overrides(cfg, reference_for_env(str(overrides.get("env", cfg.env))))
     return apply_overrides(cfg, overrides)
 

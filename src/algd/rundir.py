@@ -333,9 +333,12 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     except OSError as exc:
         raise RunDirError(f"cannot read {cfg_path}: {exc.strerror}") from None
     try:
-        return from_dict(data)
+        cfg = from_dict(data)
     except ConfigError as exc:
         raise RunDirError(f"{cfg_path}: {exc}") from None
+    # Where the run is now: a run directory may have been moved or copied (a results folder
+    # committed on one machine and cloned on another) since its config was written.
+    return replace(cfg, run_dir=str(run_dir))
 
 
 def write_config(run: RunDir, cfg: TrainConfig) -> None:

@@ -43,6 +43,9 @@ REGISTRY: dict[str, AlgoInfo] = {}
 # The AgentConfig defaults are ALGD's (and LGD's and CAL's: a 4-member cost ensemble, k = 1);
 # the authors ran the other SAC variants with one cost critic.
 _ONE_COST_CRITIC = AgentConfig(cost_ensemble=1, cost_k=0.0)
+# The cpu preset's diffusion agents: 2 Monte-Carlo samples and 2 cost critics (pilot runs,
+# docs/experiments.md).
+_DIFFUSION_CPU = {"agent.mc_samples": 2, "agent.cost_ensemble": 2}
 
 
 def register(info: AlgoInfo) -> None:
@@ -52,7 +55,13 @@ def register(info: AlgoInfo) -> None:
 
 
 register(
-    AlgoInfo("algd", ALGD, "diffusion policy guided by the augmented Lagrangian L_A", AgentConfig())
+    AlgoInfo(
+        "algd",
+        ALGD,
+        "diffusion policy guided by the augmented Lagrangian L_A",
+        AgentConfig(),
+        preset_overrides={"cpu": _DIFFUSION_CPU},
+    )
 )
 register(
     AlgoInfo(
@@ -60,6 +69,7 @@ register(
         partial(ALGD, energy="lagrangian"),
         "ALGD with the standard Lagrangian energy L (ablation)",
         AgentConfig(),
+        preset_overrides={"cpu": _DIFFUSION_CPU},
     )
 )
 register(
@@ -102,7 +112,7 @@ register(
         replace(_ONE_COST_CRITIC, alpha_loss="log_alpha"),
         # The reference threshold (1) never binds on ToyRing's costs in [0, 1]: the toy preset
         # uses RCRL's own feasibility threshold, 0 (presets.py has the measurements).
-        preset_overrides={"toy": {"agent.hj_threshold": 0.0}},
+        preset_overrides={"toy": {"agent.hj_threshold": 0.0}, "cpu": {"agent.hj_threshold": 0.0}},
     )
 )
 # PPO-Lag learns from on-policy rollouts: no warm-up. On the built-in task the toy preset's
@@ -126,7 +136,15 @@ register(
                 "agent.ppo_epoch_flush": False,
                 "agent.ppo_minibatch": 100,
                 "agent.lambda_lr": 0.05,
-            }
+            },
+            # One dual step per rollout: 50 in a 50k-step run. The reference networks (PPO's
+            # cost is the simulator's, not its updates), no warm-up.
+            "cpu": {
+                "warmup_steps": 0,
+                "batch_size": 256,
+                "agent.actor_hidden": (256, 256),
+                "agent.lambda_lr": 0.05,
+            },
         },
     )
 )
