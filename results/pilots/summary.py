@@ -35,8 +35,12 @@ def main(tasks: list[str]) -> None:
             ev = rows(run / "eval.csv")
             by_step = {int(e["step"]): e for e in ev}
             cells = []
-            for s in marks:
-                e = by_step.get(s)
+            for m in marks:  # the last evaluation at or before m, if within 3000 steps of it
+                e = max(
+                    (by_step[t] for t in by_step if m - 3000 < t <= m),
+                    key=lambda r: int(r["step"]),
+                    default=None,
+                )
                 cells.append(
                     f"{float(e['return_mean']):.0f} / {float(e['discounted_cost_mean']):.0f}"
                     if e
