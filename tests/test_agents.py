@@ -107,7 +107,10 @@ def test_tanh_gaussian_log_prob_matches_change_of_variables() -> None:
     np.testing.assert_allclose(logp, expected, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize(("algo", "energy"), [("algd", "augmented"), ("lgd", "lagrangian")])
+@pytest.mark.parametrize(
+    ("algo", "energy"),
+    [("algd", "augmented"), pytest.param("lgd", "lagrangian", marks=pytest.mark.slow)],
+)
 def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
     """With score weight 0 the actor loss is the mean energy of the chain's final actions."""
     agent, state = make(algo, score_weight=0.0)

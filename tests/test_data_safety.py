@@ -253,6 +253,7 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="tmpfs")
 def test_full_disk_is_one_line_and_leaves_no_staging_file(tmp_path: Path) -> None:
     disk = tmp_path / "disk"

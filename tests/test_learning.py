@@ -83,6 +83,7 @@ def test_safe_baselines_on_a_second_seed(tmp_path: Path) -> None:
     check_baselines(train_baselines(tmp_path, 1))
 
 
+@pytest.mark.slow
 def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     # The diffusion policy converges more slowly than a Gaussian here: 6000 steps, not 4000.
     summary = train(toy("algd", tmp_path / "algd", total_steps=6000), console=False)

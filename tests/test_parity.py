@@ -194,7 +194,7 @@ class Capture(NamedTuple):
         return self.grads[-1]
 
 
-@pytest.mark.parametrize("variant", ["ve", "ddpm"])
+@pytest.mark.parametrize("variant", ["ve", pytest.param("ddpm", marks=pytest.mark.slow)])
 def test_one_whole_update(variant: str) -> None:
     """critics -> actor -> multiplier -> targets, as the authors' update_parameters(…, 0)."""
     ag, state = make(variant)

@@ -291,6 +291,7 @@ def _resume_and_compare(run: Path, straight: dict[str, str]) -> None:
     assert not list(run.glob(".checkpoint.npz.tmp-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("straight")
 def test_sigkill_during_training_resumes_exactly(straight, tmp_path: Path) -> None:
     run = tmp_path / "run"

@@ -143,7 +143,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
         resume(run, total_steps=600, console=False)
 
 
-@pytest.mark.parametrize("cap", [5.0, None])
+@pytest.mark.parametrize("cap", [5.0, pytest.param(None, marks=pytest.mark.slow)])
 def test_update_cap_halves_the_first_epochs_updates(tmp_path: Path, cap) -> None:
     """The reference caps an epoch's gradient steps at 5 x the environment steps since the
     warm-up: at UTD 10 the first epoch (one 100-step ToyRing episode) updates on every second
