@@ -63,3 +63,10 @@ def test_bench_speed_refuses_a_bad_set(item: str, message: str, capsys) -> None:
     assert main(["bench-speed", "--env", "ToyRing-v0", "--set", item]) == 2
     err = capsys.readouterr().err
     assert err.startswith("algd: error:") and err.count("\n") == 1 and message in err, err
+
+
+def test_bench_speed_set_is_repeatable() -> None:
+    from algd.cli import BenchSpeed, parse
+
+    ns = parse(BenchSpeed, "bench-speed", ["--set", "agent.rho=2", "--set", "agent.beta=3"])
+    assert ns.set == ("agent.rho=2", "agent.beta=3")

@@ -1,4 +1,5 @@
-"""The pilot runs' figures as a markdown table: python results/pilots/summary.py [TASK ...].
+"""The pilot runs' figures as markdown tables: python results/pilots/summary.py [TASK ...];
+with --speed, the cost per step of their settings (results/pilots/speed.jsonl).
 
 One row per pilot (results/pilots/<task>/<name>/.../s0): the deterministic evaluation's return
 and discounted cost at a few step counts, the last one, and the multiplier at the end. The
@@ -54,5 +55,28 @@ def main(tasks: list[str]) -> None:
             )
 
 
+def speed_table(path: Path) -> None:
+    """The lines of results/pilots/speed.sh (bench-speed JSON) as a markdown table."""
+    import json
+
+    runs = [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    print(
+        "| env | algorithm | UTD | batch | overrides | updates/s per seed | env steps/s per seed (whole loop) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in runs:
+        sets = (
+            ", ".join(f"{k.removeprefix('agent.')}={v}" for k, v in r["sets"].items())
+            or "reference"
+        )
+        print(
+            f"| {r['env']} | {r['algo']} | {r['utd']} | {r['batch_size']} | {sets} | "
+            f"{r['updates_per_s']:.1f} | {r['env_steps_per_s']:.1f} |"
+        )
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--speed"]:
+        speed_table(HERE / "speed.jsonl")
+    else:
+        main(sys.argv[1:])

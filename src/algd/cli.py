@@ -108,7 +108,7 @@ class BenchSpeed:
     seeds: str = "1"
     """Group sizes to measure, side by side in this process (e.g. 1,2,4): each a group of that
     many seeds (seed, seed + 1, ...) trained as one program."""
-    set: tuple[str, ...] = ()
+    set: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
     """agent.KEY=VALUE override of the algorithm's defaults (agent.critic_hidden=[128,128]);
     repeatable."""
 
@@ -168,7 +168,7 @@ class Bench:
     out: str
     """Results folder (one run directory per point)."""
     preset: str | None = None
-    """Grid preset: smoke, cpu, paper, safety-gymnasium."""
+    """Grid preset: smoke, cpu, cpu-real, paper, safety-gymnasium."""
     spec: str | None = None
     """JSON grid spec (fields of algd.bench.grid.GridSpec)."""
     base: str | None = None
