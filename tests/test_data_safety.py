@@ -209,6 +209,7 @@ def test_signal_before_the_run_directory_exists_writes_nothing(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @STRAIGHT
 def test_kill_between_the_last_checkpoint_and_the_summary(straight, tmp_path: Path) -> None:
     run = tmp_path / "run"
