@@ -449,8 +449,8 @@ def _cmd_speed(ns: BenchSpeed) -> int:
     if not sizes or min(sizes) < 1:
         raise UsageError("algd bench-speed: --seeds takes group sizes >= 1 (such as 1,2,4)")
     agent_sets = parse_sets(list(ns.set))
-    if any(not k.startswith("agent.") for k in agent_sets):
-        bad = next(k for k in agent_sets if not k.startswith("agent."))
+    bad = next((k for k in agent_sets if not k.startswith("agent.")), None)
+    if bad is not None:
         raise UsageError(
             f"algd bench-speed: --set takes agent fields (agent.KEY=VALUE), got '{bad}'; "
             "--utd and --batch-size are flags"

@@ -949,8 +949,8 @@ def run_members(
         if not pending and total_steps is not None:
             raise _finished_error(paths[0], checkpoint_step(paths[0] / CHECKPOINT_NAME))
         for step, members in pending.items():
-            # A run directory may have moved since its config was saved: it trains where it is.
-            cfgs = [replace(c, run_dir=str(paths[i])) for i, c in members]
+            # load_run_config names where each run directory is now (it may have moved).
+            cfgs = [c for _, c in members]
             if step is None:
                 out = make_trainer(cfgs, resume=False, console=console, stop=flag).run()
                 status = "trained"
