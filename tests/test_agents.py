@@ -151,10 +151,26 @@ def test_diffusion_update_runs_and_is_finite(agent_kw: dict) -> None:
 def test_multiplier_uses_replayed_actions() -> None:
     agent, state = make("algd")
     b = batch()
-    _, m = agent.multiplier_step(state, b)
+    _, m = agent.multiplier_step(state, b, jax.random.PRNGKey(3))
     qc = np.asarray(agent.qc_all(state.qc, jnp.asarray(b.obs), jnp.asarray(b.action)))
     expected = np.mean(qc.mean(0) + qc.std(0, ddof=1) - agent.h)
     assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert "qc_bar/policy" not in m
+
+
+@pytest.mark.parametrize("algo", ["algd", "sac_lag"])
+def test_multiplier_can_use_the_current_policys_actions(algo: str) -> None:
+    agent, state = make(algo, violation_actions="policy")
+    b = batch()
+    key = jax.random.PRNGKey(3)
+    new, m = agent.multiplier_step(state, b, key)
+    action, _ = agent.next_action(state, jnp.asarray(b.obs), key)
+    qc = np.asarray(agent.qc_all(state.qc, jnp.asarray(b.obs), action))
+    std = qc.std(0, ddof=1) if qc.shape[0] > 1 else 0.0
+    expected = np.mean(qc.mean(0) + agent.a.cost_k * std - agent.h)
+    assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert float(m["qc_bar/policy"]) != pytest.approx(float(m["qc_bar/replay"]), abs=1e-6)
+    assert float(new.mult.lam) != float(state.mult.lam)
 
 
 def capture_grad(tx: optax.GradientTransformation, seen: dict) -> optax.GradientTransformation:

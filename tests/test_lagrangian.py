@@ -130,6 +130,21 @@ def test_dual_update_raises_lambda_under_violation_and_lowers_it_otherwise() -> 
     assert float(down.lam) == pytest.approx(0.6931 * np.exp(-0.1), rel=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["dual", "multipliers", "pid"])
+def test_lambda_floor_holds_under_slack_and_lets_lambda_rise(kind: str) -> None:
+    cfg = AgentConfig(lambda_lr=0.1, lambda_min=0.05)
+    free = AgentConfig(lambda_lr=0.1)
+    s = f = init_multiplier(kind, 0.6931, cfg.pid_ki)
+    for _ in range(200):  # a long slack spell
+        s = update_multiplier(kind, s, jnp.float32(-5.0), cfg)
+        f = update_multiplier(kind, f, jnp.float32(-5.0), free)
+    assert float(s.lam) == pytest.approx(0.05, rel=1e-5)
+    assert float(f.lam) < 0.02  # without the floor it goes below
+    for _ in range(35):  # Adam's momentum turns first
+        s = update_multiplier(kind, s, jnp.float32(5.0), cfg)
+    assert float(s.lam) > 0.1
+
+
 def test_method_of_multipliers_update() -> None:
     cfg = AgentConfig(rho=0.5, mom_step=0.5, mom_every=2)
     s = init_multiplier("multipliers", 1.0, cfg.pid_ki)

@@ -222,7 +222,7 @@ def test_one_whole_update(variant: str) -> None:
         chain = chain_draws(start, steps, n)
         mc_noise = jnp.asarray(mc.transpose(1, 0, 2))
         state, m_actor = ag.actor_update(state, b, chain, jnp.asarray(tau), mc_noise)
-        state, _ = ag.multiplier_step(state, b)
+        state, _ = ag.multiplier_step(state, b, jax.random.PRNGKey(0))
         state = ag.target_step(state.replace(step=state.step + 1), jnp.int32(0))
         return state, m_critic, m_actor, [c.grad for c in captures]
 

@@ -13,7 +13,7 @@ from algd.agents import build_agent
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
 from algd.config import AgentConfig
 from algd.errors import CheckpointError, RunDirError
-from algd.train import load_run_config, resume, train
+from algd.train import load_run_config, resume, run_members, train
 from helpers import toy
 
 SHORT = {
@@ -86,6 +86,22 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     train(toy("sac_lag", parted, **{**SHORT, "total_steps": 500}), console=False)
     resume(parted, total_steps=1000, console=False)
     assert files(parted) == files(straight)
+
+
+def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(tmp_path: Path) -> None:
+    """Committed results keep a run's small files only: a re-run skips it and leaves them be."""
+    run = tmp_path / "run"
+    train(toy("sac_lag", run, **{**SHORT, "total_steps": 500}), console=False)
+    for ckpt in run.glob("checkpoint*"):
+        ckpt.unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    (record,) = run_members([run], console=False)
+    assert record["status"] == "skipped" and record["env_steps"] == 500
+    with pytest.raises(RunDirError, match="is finished"):
+        resume(run, console=False)
+    with pytest.raises(RunDirError, match="has no checkpoint to continue from"):
+        resume(run, total_steps=1000, console=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:

@@ -57,6 +57,15 @@ class AgentConfig:
     lambda_max: float | None = None
     """Cap on lambda (None: uncapped, as every reference agent runs; PPO-Lag's configuration
     declares 80, but its clamp acts on a copy and never binds)."""
+    lambda_min: float | None = None
+    """Floor on lambda (None: none, the reference). Under multiplier=dual, lambda decays
+    geometrically while the constraint is slack and then needs log(1/lambda) / lambda_lr steps
+    to recover; a floor bounds that delay."""
+    violation_actions: Literal["replay", "policy"] = "replay"
+    """Actions at which the multiplier's violation mean(Qc_bar(s, a) - h) is taken, s from the
+    minibatch: the replayed ones (the reference), or fresh draws a ~ pi(.|s) of the current
+    policy, so that the signal follows the policy rather than the replay's history (off-policy
+    Lagrangian agents: ALGD, LGD, SAC-Lag, SAC-AugLag, CAL)."""
     mom_step: float = 1.0
     """Step size of the method-of-multipliers update (classically rho, whose default is 1)."""
     mom_every: int = 1
@@ -319,10 +328,15 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
     _finite(
         a,
         p,
-        ("mom_step", "lambda_max", "ppo_clip", "max_grad_norm"),
+        ("mom_step", "lambda_max", "lambda_min", "ppo_clip", "max_grad_norm"),
         1e-12,
         1e9,
         "a positive number",
+    )
+    _check(
+        a.lambda_min is None or a.lambda_max is None or a.lambda_min <= a.lambda_max,
+        p + "lambda_min",
+        "must be <= lambda_max",
     )
     _finite(a, p, ("hj_threshold",), -1e9, 1e9, "a finite number")
     _finite(a, p, ("vf_coef", "cost_vf_coef", "entropy_coef"), 0.0, 1e9, "a number >= 0")

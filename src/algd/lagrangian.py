@@ -95,7 +95,8 @@ def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> Multipl
 def update_multiplier(
     kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: Any
 ) -> Multiplier:
-    """One multiplier step from violation = mean(Qc_bar(s, a_replay) - h).
+    """One multiplier step from violation = mean(Qc_bar(s, a) - h), kept in [lambda_min,
+    lambda_max] where those are set.
 
     - dual: Adam step on log lam minimising lam * mean(h - Qc_bar) (the reference).
     - multipliers: every ``mom_every`` calls, lam <- max(0, lam + mom_step * violation).
@@ -114,17 +115,20 @@ def update_multiplier(
         log_lam = state.log_lam - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
         if cfg.lambda_max is not None:
             log_lam = jnp.minimum(log_lam, jnp.log(jnp.float32(cfg.lambda_max)))
+        if cfg.lambda_min is not None:
+            log_lam = jnp.maximum(log_lam, jnp.log(jnp.float32(cfg.lambda_min)))
         return state.replace(log_lam=log_lam, adam_m=m, adam_v=v, lam=jnp.exp(log_lam))
     cap = jnp.inf if cfg.lambda_max is None else cfg.lambda_max
+    floor = 0.0 if cfg.lambda_min is None else cfg.lambda_min
     if kind == "multipliers":
-        stepped = jnp.clip(state.lam + cfg.mom_step * violation, 0.0, cap)
+        stepped = jnp.clip(state.lam + cfg.mom_step * violation, floor, cap)
         return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
     if kind == "pid":
         ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
         integral = jnp.maximum(0.0, state.pid_i + violation)
         deriv = jnp.maximum(0.0, ema - state.pid_prev)
         lam = jnp.clip(
-            cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, 0.0, cap
+            cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, floor, cap
         )
         return state.replace(pid_i=integral, pid_prev=ema, lam=lam)
     raise ValueError(kind)  # pragma: no cover - the config validates the choice

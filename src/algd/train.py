@@ -904,6 +904,15 @@ def _finished_error(path: Path, done: int) -> RunDirError:
     )
 
 
+def _finished_steps(path: Path) -> int | None:
+    """The steps of a run whose summary says it finished; None otherwise."""
+    summary = path / SUMMARY_NAME
+    if not summary.exists():
+        return None
+    record = json.loads(summary.read_text())
+    return int(record["env_steps"]) if record.get("finished") else None
+
+
 def _skipped(path: Path) -> dict[str, Any]:
     return {"status": "skipped", **json.loads((path / SUMMARY_NAME).read_text())}
 
@@ -928,6 +937,17 @@ def run_members(
         for i, (path, run) in enumerate(zip(paths, runs)):
             saved = load_run_config(path)
             cfg = saved if total_steps is None else replace(saved, total_steps=total_steps)
+            if not run.has_checkpoint and (done := _finished_steps(path)) is not None:
+                # Finished, its checkpoint gone (committed results keep only the small files).
+                if cfg.total_steps > done:
+                    raise RunDirError(
+                        f"run {path} is finished ({done} steps) and has no checkpoint to "
+                        "continue from"
+                    )
+                if alone:
+                    raise _finished_error(path, done)
+                records[i] = _skipped(path)
+                continue
             if not run.has_checkpoint:
                 run.clear(keep=(CONFIG_NAME,))
                 if cfg != saved:

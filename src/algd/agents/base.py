@@ -279,13 +279,22 @@ class OffPolicyAgent(Agent):
         qc_next = self.qc_all(state.qc_targ, b.next_obs, next_a)
         return b.cost + self.a.gamma_c * (1.0 - b.cost_done) * qc_next
 
-    def multiplier_step(self, state: TrainState, b: Batch) -> tuple[TrainState, Metrics]:
+    def multiplier_step(
+        self, state: TrainState, b: Batch, key: jax.Array
+    ) -> tuple[TrainState, Metrics]:
+        """The multiplier steps on mean(Qc_bar(s, a) - h) over the minibatch's states, at the
+        replayed actions or (violation_actions=policy) at a ~ pi(.|s)."""
         qc_bar = self.qc_bar(state.qc, b.obs, b.action)
+        metrics = {"qc_bar/replay": qc_bar.mean()}
+        if self.a.violation_actions == "policy":
+            action, _ = self.next_action(state, b.obs, key)
+            qc_bar = self.qc_bar(state.qc, b.obs, action)
+            metrics["qc_bar/policy"] = qc_bar.mean()
         violation = (qc_bar - self.h).mean()
         mult = state.mult
         if self.updates_multiplier():
             mult = update_multiplier(self.a.multiplier, mult, violation, self.a)
-        return state.replace(mult=mult), {"qc_bar/replay": qc_bar.mean(), "violation": violation}
+        return state.replace(mult=mult), {**metrics, "violation": violation}
 
     def target_step(self, state: TrainState, index: jax.Array) -> TrainState:
         """Polyak averaging after the gradient steps of a UTD block whose index in the block is
@@ -307,7 +316,8 @@ class OffPolicyAgent(Agent):
         k_critic, k_actor = jax.random.split(key)
         state, m_critic = self.critic_step(state, b, k_critic)
         state, m_actor = self.actor_step(state, b, k_actor)
-        state, m_mult = self.multiplier_step(state, b)
+        # Its own stream, folded in, so the critic's and the actor's draws do not depend on it.
+        state, m_mult = self.multiplier_step(state, b, jax.random.fold_in(key, 2))
         state = self.target_step(state.replace(step=state.step + 1), index)
         return state, {**m_critic, **m_actor, **m_mult, "lambda": state.mult.lam}
 

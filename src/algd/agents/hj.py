@@ -98,7 +98,9 @@ class HJ(SACFamily):
         new = new.replace(lam_net=lam_net, lam_net_opt=lam_net_opt)
         return new, {**metrics, "loss/lambda": l_lam, "qh/policy": qh.mean()}
 
-    def multiplier_step(self, state: TrainState, b: Batch) -> tuple[TrainState, Metrics]:
+    def multiplier_step(
+        self, state: TrainState, b: Batch, key: jax.Array
+    ) -> tuple[TrainState, Metrics]:
         """No scalar multiplier: its ``lam`` records mean lambda(s) over the minibatch (what the
         logs show as lambda)."""
         qh = self.qc_bar(state.qc, b.obs, b.action)
