@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import jax
@@ -12,7 +13,9 @@ import pytest
 from algd.agents import build_agent
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
 from algd.config import AgentConfig
+from algd.bench.grid import print_progress
 from algd.errors import CheckpointError, RunDirError
+from algd.stop import StopFlag
 from algd.train import load_run_config, resume, run_members, train
 from helpers import toy
 
@@ -102,6 +105,32 @@ def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(tmp_path: 
     with pytest.raises(RunDirError, match="has no checkpoint to continue from"):
         resume(run, total_steps=1000, console=False)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+class StopAfter(StopFlag):
+    """A stop flag that reads as SIGTERM from its ``reads``-th look on (a signal mid-run)."""
+
+    def __init__(self, reads: int) -> None:
+        self.reads = reads
+
+    @property
+    def signum(self) -> int | None:  # type: ignore[override]
+        self.reads -= 1
+        return int(signal.SIGTERM) if self.reads < 0 else None
+
+    @signum.setter
+    def signum(self, value: int | None) -> None:
+        pass
+
+
+def test_a_stopped_member_is_reported_as_stopped(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    train(toy("sac_lag", run, **{**SHORT, "total_steps": 500}), console=False)
+    (record,) = run_members([run], total_steps=1000, console=False, stop=StopAfter(150))
+    assert record["status"] == "stopped" and 500 < record["env_steps"] < 1000
+    assert record["stopped_by_signal"] == signal.SIGTERM and not record["finished"]
+    print_progress(record, 1, 1)
+    assert "stopped  ToyRing-v0 sac_lag seed 0 at step" in capsys.readouterr().err
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:

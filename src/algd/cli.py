@@ -539,6 +539,14 @@ def _cmd_bench(ns: Bench) -> int:
             f"skipped); first: {first['env']} {first['algo']} seed {first['seed']}: "
             f"{first['error']}"
         )
+    stopped = [r for r in records if r["status"] == "stopped"]
+    if stopped:
+        print(
+            f"{len(stopped)} of {len(records)} runs stopped before their budget; the same "
+            "command resumes them",
+            file=sys.stderr,
+        )
+        return 128 + int(stopped[0]["stopped_by_signal"])
     print(f"tables and plots: algd report {ns.out}", file=sys.stderr)
     return 0
 

@@ -928,7 +928,7 @@ def run_members(
     ones are skipped, ones stopped before their first checkpoint start again from step 0 with
     their saved config, the others continue from their checkpoints; seeds at the same step
     train as one group. One record per path, in order (``status``: skipped, resumed or
-    trained). With ``alone`` (one run, ``algd train --resume``), a finished run is an error."""
+    trained; stopped for one a signal stopped before its budget). With ``alone`` (one run, ``algd train --resume``), a finished run is an error."""
     with stop_signals(stop) as flag, contextlib.ExitStack() as stack:
         runs = [stack.enter_context(open_existing(p)) for p in paths]
         settle_checkpoints(list(paths))
@@ -985,7 +985,9 @@ def run_members(
                 out = trainer.run()
                 status = "resumed"
             for (i, _), record in zip(members, out):
-                records[i] = {"status": record.get("status", status), **record}
+                stopped = record.get("stopped_by_signal") is not None
+                records[i] = {"status": record.get("status", "stopped" if stopped else status)}
+                records[i].update(record)
             if flag.signum is not None:
                 break
         return [records[i] for i in sorted(records)]

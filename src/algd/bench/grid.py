@@ -361,6 +361,15 @@ def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
             flush=True,
         )
         return
+    if record["status"] == "stopped":
+        print(
+            f"[{finished}/{total}] stopped  {record['env']} {record['algo']} seed "
+            f"{record['seed']} at step {record['env_steps']} (checkpoint saved; the same command "
+            f"resumes it) -> {record['run_dir']}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     ev = record.get("final_eval") or {}
     print(
         f"[{finished}/{total}] {record['status']:8s} {record['env']} {record['algo']} "
