@@ -158,9 +158,18 @@ def test_multiplier_uses_replayed_actions() -> None:
     assert "qc_bar/policy" not in m
 
 
+def test_multiplier_can_step_on_the_episodes_violation() -> None:
+    agent, state = make("algd", violation="episodes")
+    b = batch()
+    up, m = agent.multiplier_step(state, b, jax.random.PRNGKey(3), jnp.float32(4.0))
+    down, _ = agent.multiplier_step(state, b, jax.random.PRNGKey(3), jnp.float32(-4.0))
+    assert float(m["violation"]) == 4.0
+    assert float(up.mult.lam) > float(state.mult.lam) > float(down.mult.lam)
+
+
 @pytest.mark.parametrize("algo", ["algd", "sac_lag"])
 def test_multiplier_can_use_the_current_policys_actions(algo: str) -> None:
-    agent, state = make(algo, violation_actions="policy")
+    agent, state = make(algo, violation="policy")
     b = batch()
     key = jax.random.PRNGKey(3)
     new, m = agent.multiplier_step(state, b, key)

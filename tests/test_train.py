@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -131,6 +133,31 @@ def test_a_stopped_member_is_reported_as_stopped(tmp_path: Path, capsys) -> None
     assert record["stopped_by_signal"] == signal.SIGTERM and not record["finished"]
     print_progress(record, 1, 1)
     assert "stopped  ToyRing-v0 sac_lag seed 0 at step" in capsys.readouterr().err
+
+
+def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(tmp_path: Path) -> None:
+    """violation=episodes: each update's multiplier signal is the mean cost of the last k
+    finished training episodes minus the limit, and a resumed run carries those episodes."""
+    cfg = toy("sac_lag", tmp_path / "straight", **SHORT)
+    cfg = replace(cfg, agent=replace(cfg.agent, violation="episodes", violation_episodes=2))
+    train(cfg, console=False)
+    episodes = list(csv.DictReader(open(tmp_path / "straight" / "episodes.csv")))
+    rows = list(csv.DictReader(open(tmp_path / "straight" / "metrics.csv")))
+    limit = json.loads((tmp_path / "straight" / "summary.json").read_text())["cost_limit"]
+    checked = 0
+    for row in rows:
+        step = int(row["step"])
+        if step <= cfg.learning_starts:
+            continue  # no update yet
+        done = [float(e["cost"]) for e in episodes if int(e["step"]) <= step][-2:]
+        expected = np.mean(done) - limit if done else 0.0
+        assert float(row["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+        checked += bool(done)
+    assert checked >= 3
+    parted = tmp_path / "parted"
+    train(replace(cfg, run_dir=str(parted), total_steps=500), console=False)
+    resume(parted, total_steps=1000, console=False)
+    assert files(parted) == files(tmp_path / "straight")
 
 
 def test_same_seed_same_metrics(tmp_path: Path) -> None:

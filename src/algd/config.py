@@ -61,11 +61,15 @@ class AgentConfig:
     """Floor on lambda (None: none, the reference). Under multiplier=dual, lambda decays
     geometrically while the constraint is slack and then needs log(1/lambda) / lambda_lr steps
     to recover; a floor bounds that delay."""
-    violation_actions: Literal["replay", "policy"] = "replay"
-    """Actions at which the multiplier's violation mean(Qc_bar(s, a) - h) is taken, s from the
-    minibatch: the replayed ones (the reference), or fresh draws a ~ pi(.|s) of the current
-    policy, so that the signal follows the policy rather than the replay's history (off-policy
-    Lagrangian agents: ALGD, LGD, SAC-Lag, SAC-AugLag, CAL)."""
+    violation: Literal["replay", "policy", "episodes"] = "replay"
+    """What the multiplier of the off-policy Lagrangian agents (ALGD, LGD, SAC-Lag,
+    SAC-AugLag, CAL) steps on: mean(Qc_bar(s, a) - h) over the minibatch at the replayed
+    actions (replay, the reference) or at fresh draws a ~ pi(.|s) (policy); or the mean cost of
+    the last ``violation_episodes`` training episodes minus the limit, in the limit's own units
+    (episodes: a Monte-Carlo estimate of the current policy's constraint; 0 until an episode
+    has ended)."""
+    violation_episodes: int = 5
+    """Training episodes in the episodes violation's mean (1-10)."""
     mom_step: float = 1.0
     """Step size of the method-of-multipliers update (classically rho, whose default is 1)."""
     mom_every: int = 1
@@ -338,6 +342,7 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
         p + "lambda_min",
         "must be <= lambda_max",
     )
+    _check(1 <= a.violation_episodes <= 10, p + "violation_episodes", "must be in 1..10")
     _finite(a, p, ("hj_threshold",), -1e9, 1e9, "a finite number")
     _finite(a, p, ("vf_coef", "cost_vf_coef", "entropy_coef"), 0.0, 1e9, "a number >= 0")
     _finite(a, p, ("gae_lambda", "cost_gae_lambda"), 0.0, 1.0, "in [0, 1]")

@@ -100,6 +100,9 @@ class Loop:
     ep_disc_cost: float = 0.0
     ep_len: int = 0
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # each recent episode's cost in the limit's units (discounted or summed), for
+    # violation=episodes
+    recent_limit_cost: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
 
 def episode_end(
@@ -273,7 +276,8 @@ class Trainer:
         one = jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), self.state
         )
-        out = jax.eval_shape(self.off_policy_agent._update, one, batch, self.k_update[0])
+        agent, episodes = self.off_policy_agent, jax.ShapeDtypeStruct((), f32)
+        out = jax.eval_shape(agent._update, one, batch, self.k_update[0], episodes)
         return sorted(out[1])
 
     # --- checkpoints --------------------------------------------------------------------------
@@ -312,7 +316,11 @@ class Trainer:
                 m.run_dir / (CHECKPOINT_NEXT if staged else CHECKPOINT_NAME),
                 jax.tree_util.tree_map(lambda x, i=i: x[i], host_state),
                 self.buffers.member_state(i),
-                {"obs": m.obs, "recent": recent},
+                {
+                    "obs": m.obs,
+                    "recent": recent,
+                    "recent_limit_cost": np.asarray(list(lp.recent_limit_cost), np.float64),
+                },
                 {**self._meta(), "loop": loop_meta},
             )
         if staged:
@@ -334,6 +342,8 @@ class Trainer:
             lp.ep_return, lp.ep_cost = lm["ep_return"], lm["ep_cost"]
             lp.ep_disc_cost, lp.ep_len = lm["ep_disc_cost"], lm["ep_len"]
             lp.recent.extend((float(r), float(c)) for r, c in ckpt.loop["recent"])
+            # (absent from checkpoints of runs that predate violation=episodes)
+            lp.recent_limit_cost.extend(float(c) for c in ckpt.loop.get("recent_limit_cost", ()))
             m.last_metrics = lm["last_metrics"]
             m.obs = ckpt.loop["obs"]
             if lm["env_state"] is not None:
@@ -466,6 +476,8 @@ class Trainer:
                         }
                     )
                 lp.recent.append((lp.ep_return, lp.ep_cost))
+                discounted = self.spec.cost_limit_kind == "discounted"
+                lp.recent_limit_cost.append(lp.ep_disc_cost if discounted else lp.ep_cost)
                 lp.episode += 1
                 m.new_episode()
         return rows
@@ -506,6 +518,7 @@ class Trainer:
         host with each seed's generator for step t."""
         cfg, buffers = self.cfg, self.buffers
         rows = (cfg.utd, cfg.batch_size)
+        episodes = self.episodes_violation()
         if buffers.on_device:
             return _update_from_replay(
                 self.off_policy_agent,
@@ -516,12 +529,25 @@ class Trainer:
                 self.k_update,
                 self.k_sample,
                 np.int32(t),
+                episodes,
             )
         rngs = [np.random.default_rng([m.seed, SAMPLE_STREAM, t]) for m in self.members]
         batches = buffers.sample_host(rngs, rows)
         return _update_from_batches(
-            self.off_policy_agent, state, batches, self.k_update, np.int32(t)
+            self.off_policy_agent, state, batches, self.k_update, np.int32(t), episodes
         )
+
+    def episodes_violation(self) -> np.ndarray | None:
+        """violation=episodes: each seed's mean cost of its last ``violation_episodes`` training
+        episodes minus the limit (0 before one has ended); None otherwise."""
+        a = self.cfg.agent
+        if a.violation != "episodes":
+            return None
+        out = []
+        for m in self.members:
+            last = list(m.loop.recent_limit_cost)[-a.violation_episodes :]
+            out.append(float(np.mean(last)) - self.spec.cost_limit if last else 0.0)
+        return np.asarray(out, np.float32)
 
     def _may_update(self, t: int) -> bool:
         """Whether environment step t (0-based) runs its UTD gradient steps: after the warm-up,
@@ -688,16 +714,28 @@ def _logged_eval(run_dir: Path, step: int) -> dict[str, float] | None:
 # sampled from its own buffer with fold_in(k_sample[i], t) (device buffers). The state is donated
 # (updated in place); the buffers are only read.
 def _seed_update(
-    agent: OffPolicyAgent, state: TrainState, batches: Batch, k_update: jax.Array, t: jax.Array
+    agent: OffPolicyAgent,
+    state: TrainState,
+    batches: Batch,
+    k_update: jax.Array,
+    t: jax.Array,
+    episodes: jax.Array | None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    return agent._update(state, batches, jax.random.fold_in(k_update, t))
+    return agent._update(state, batches, jax.random.fold_in(k_update, t), episodes)
 
 
 @partial(jax.jit, static_argnums=0, donate_argnums=1)
 def _update_from_batches(
-    agent: OffPolicyAgent, state: TrainState, batches: Batch, k_update: jax.Array, t: jax.Array
+    agent: OffPolicyAgent,
+    state: TrainState,
+    batches: Batch,
+    k_update: jax.Array,
+    t: jax.Array,
+    episodes: jax.Array | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    return jax.vmap(lambda s, b, k: _seed_update(agent, s, b, k, t))(state, batches, k_update)
+    return jax.vmap(lambda s, b, k, e: _seed_update(agent, s, b, k, t, e))(
+        state, batches, k_update, episodes
+    )
 
 
 @partial(jax.jit, static_argnums=(0, 1), donate_argnums=2)
@@ -710,12 +748,13 @@ def _update_from_replay(
     k_update: jax.Array,
     k_sample: jax.Array,
     t: jax.Array,
+    episodes: jax.Array | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    def one(s: TrainState, c: Batch, ku: jax.Array, ks: jax.Array) -> Any:
+    def one(s: TrainState, c: Batch, ku: jax.Array, ks: jax.Array, e: Any) -> Any:
         batches = sample(c, size, jax.random.fold_in(ks, t), rows)
-        return _seed_update(agent, s, batches, ku, t)
+        return _seed_update(agent, s, batches, ku, t, e)
 
-    return jax.vmap(one)(state, columns, k_update, k_sample)
+    return jax.vmap(one)(state, columns, k_update, k_sample, episodes)
 
 
 @partial(jax.jit, static_argnums=0)

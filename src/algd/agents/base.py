@@ -171,10 +171,11 @@ class OffPolicyAgent(Agent):
         self.actor_tx = optax.adam(a.actor_lr)
 
     def update(
-        self, state: TrainState, batches: Batch, key: jax.Array
+        self, state: TrainState, batches: Batch, key: jax.Array, episodes: jax.Array | None = None
     ) -> tuple[TrainState, Metrics]:
-        """All UTD gradient steps of one environment step (compiled; donates ``state``)."""
-        return _compiled_update(self, state, batches, key)
+        """All UTD gradient steps of one environment step (compiled; donates ``state``);
+        ``episodes``: the violation=episodes signal."""
+        return _compiled_update(self, state, batches, key, episodes)
 
     # --- what an algorithm supplies -----------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Params, optax.OptState, Temperature | None]:
@@ -280,17 +281,22 @@ class OffPolicyAgent(Agent):
         return b.cost + self.a.gamma_c * (1.0 - b.cost_done) * qc_next
 
     def multiplier_step(
-        self, state: TrainState, b: Batch, key: jax.Array
+        self, state: TrainState, b: Batch, key: jax.Array, episodes: jax.Array | None = None
     ) -> tuple[TrainState, Metrics]:
         """The multiplier steps on mean(Qc_bar(s, a) - h) over the minibatch's states, at the
-        replayed actions or (violation_actions=policy) at a ~ pi(.|s)."""
+        replayed actions or (violation=policy) at a ~ pi(.|s); or (violation=episodes) on
+        ``episodes``, the loop's mean cost of the last training episodes minus the limit."""
         qc_bar = self.qc_bar(state.qc, b.obs, b.action)
         metrics = {"qc_bar/replay": qc_bar.mean()}
-        if self.a.violation_actions == "policy":
+        if self.a.violation == "policy":
             action, _ = self.next_action(state, b.obs, key)
             qc_bar = self.qc_bar(state.qc, b.obs, action)
             metrics["qc_bar/policy"] = qc_bar.mean()
         violation = (qc_bar - self.h).mean()
+        if self.a.violation == "episodes":
+            if episodes is None:
+                raise ValueError("violation=episodes needs the episodes' violation")
+            violation = jnp.asarray(episodes, jnp.float32)
         mult = state.mult
         if self.updates_multiplier():
             mult = update_multiplier(self.a.multiplier, mult, violation, self.a)
@@ -311,25 +317,33 @@ class OffPolicyAgent(Agent):
         return state.replace(q_targ=q_targ, qc_targ=qc_targ)
 
     def grad_step(
-        self, state: TrainState, b: Batch, key: jax.Array, index: jax.Array
+        self,
+        state: TrainState,
+        b: Batch,
+        key: jax.Array,
+        index: jax.Array,
+        episodes: jax.Array | None = None,
     ) -> tuple[TrainState, Metrics]:
         k_critic, k_actor = jax.random.split(key)
         state, m_critic = self.critic_step(state, b, k_critic)
         state, m_actor = self.actor_step(state, b, k_actor)
         # Its own stream, folded in, so the critic's and the actor's draws do not depend on it.
-        state, m_mult = self.multiplier_step(state, b, jax.random.fold_in(key, 2))
+        state, m_mult = self.multiplier_step(state, b, jax.random.fold_in(key, 2), episodes)
         state = self.target_step(state.replace(step=state.step + 1), index)
         return state, {**m_critic, **m_actor, **m_mult, "lambda": state.mult.lam}
 
     def _update(
-        self, state: TrainState, batches: Batch, key: jax.Array
+        self, state: TrainState, batches: Batch, key: jax.Array, episodes: jax.Array | None = None
     ) -> tuple[TrainState, Metrics]:
         """All UTD gradient steps of one environment step: batches have a leading UTD axis,
-        step i draws its randomness from ``split(key, utd)[i]``."""
+        step i draws its randomness from ``split(key, utd)[i]``; ``episodes`` is the
+        violation=episodes signal (the same for every step)."""
         utd = batches.reward.shape[0]
         keys = jax.random.split(key, utd)
         state, metrics = jax.lax.scan(
-            lambda s, xs: self.grad_step(s, *xs), state, (batches, keys, jnp.arange(utd))
+            lambda s, xs: self.grad_step(s, *xs, episodes),
+            state,
+            (batches, keys, jnp.arange(utd)),
         )
         # Means over the UTD steps; a non-finite value in any step keeps the mean non-finite,
         # which is what the loop checks for (see train.check_finite).
@@ -341,9 +355,13 @@ class OffPolicyAgent(Agent):
 # distinct one once.
 @partial(jax.jit, static_argnums=0, donate_argnums=1)
 def _compiled_update(
-    agent: OffPolicyAgent, state: TrainState, batches: Batch, key: jax.Array
+    agent: OffPolicyAgent,
+    state: TrainState,
+    batches: Batch,
+    key: jax.Array,
+    episodes: jax.Array | None = None,
 ) -> tuple[TrainState, Metrics]:
-    return agent._update(state, batches, key)
+    return agent._update(state, batches, key, episodes)
 
 
 @partial(jax.jit, static_argnums=(0, 1))

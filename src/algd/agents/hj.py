@@ -99,7 +99,7 @@ class HJ(SACFamily):
         return new, {**metrics, "loss/lambda": l_lam, "qh/policy": qh.mean()}
 
     def multiplier_step(
-        self, state: TrainState, b: Batch, key: jax.Array
+        self, state: TrainState, b: Batch, key: jax.Array, episodes: jax.Array | None = None
     ) -> tuple[TrainState, Metrics]:
         """No scalar multiplier: its ``lam`` records mean lambda(s) over the minibatch (what the
         logs show as lambda)."""
