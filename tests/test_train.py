@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from algd.agents import build_agent
+from algd.bench.grid import print_progress
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
 from algd.config import AgentConfig
-from algd.bench.grid import print_progress
 from algd.errors import CheckpointError, RunDirError
 from algd.stop import StopFlag
 from algd.train import load_run_config, resume, run_members, train
@@ -141,8 +141,10 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(tmp_path: 
     cfg = toy("sac_lag", tmp_path / "straight", **SHORT)
     cfg = replace(cfg, agent=replace(cfg.agent, violation="episodes", violation_episodes=2))
     train(cfg, console=False)
-    episodes = list(csv.DictReader(open(tmp_path / "straight" / "episodes.csv")))
-    rows = list(csv.DictReader(open(tmp_path / "straight" / "metrics.csv")))
+    episodes = list(
+        csv.DictReader((tmp_path / "straight" / "episodes.csv").read_text().splitlines())
+    )
+    rows = list(csv.DictReader((tmp_path / "straight" / "metrics.csv").read_text().splitlines()))
     limit = json.loads((tmp_path / "straight" / "summary.json").read_text())["cost_limit"]
     checked = 0
     for row in rows:
