@@ -128,6 +128,13 @@ def test_one_diverged_seed_leaves_the_others_training(tmp_path: Path) -> None:
     meta, _ = read_checkpoint(tmp_path / "s1" / "checkpoint.npz")
     assert meta["loop"]["env_step"] == 600  # its last good checkpoint
     assert (tmp_path / "s0" / "summary.json").exists()
+    # The run directory says why it stopped, and the report lists it apart from the table.
+    failure = json.loads((tmp_path / "s1" / "failure.json").read_text())
+    assert failure["error"] == records[1]["error"] and failure["env_steps"] == 701
+    result = report(str(tmp_path))
+    assert [row["seeds"] for row in result["table"]] == [2]
+    assert "| ToyRing-v0 | sac_lag | 1 | 701 | non-finite loss/q (nan)" in result["markdown"]
+    assert not (tmp_path / "s0" / "failure.json").exists()
 
 
 # --- group checkpoints under kills ----------------------------------------------------------

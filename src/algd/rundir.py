@@ -32,12 +32,14 @@ from algd.errors import ConfigError, RunDirError
 
 CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
+FAILURE_NAME = "failure.json"  # a seed that diverged: why, and where (in place of a summary)
 LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
 # Everything a run (and `algd landscape`'s default output) writes into its directory.
 RUN_ENTRIES = frozenset(
     {
         CONFIG_NAME,
         SUMMARY_NAME,
+        FAILURE_NAME,
         CHECKPOINT_NAME,
         CHECKPOINT_NEXT,
         *LOG_FILES,

@@ -50,6 +50,7 @@ from algd.logs import Console, CsvLog, TensorBoard, Throughput, Wandb, truncate_
 from algd.noise import NoiseStream
 from algd.rundir import (
     CONFIG_NAME,
+    FAILURE_NAME,
     LOG_FILES,
     SUMMARY_NAME,
     check_claimable,
@@ -415,8 +416,14 @@ class Trainer:
 
     def _drop(self, failed: dict[int, str]) -> None:
         """Take diverged seeds out of the group: a seed alone stops the run with the reason; in
-        a larger group the others go on (the diverged seed's run directory keeps its last good
-        checkpoint and no summary)."""
+        a larger group the others go on. The diverged seed's run directory keeps its last good
+        checkpoint, no summary, and failure.json with the reason."""
+        for i, reason in sorted(failed.items()):
+            m = self.members[i]
+            record = {**failure_record(m.cfg, reason, user_error=False), "env_steps": self.env_step}
+            atomic_write_bytes(
+                m.run_dir / FAILURE_NAME, (json.dumps(record, indent=2) + "\n").encode()
+            )
         if len(failed) == len(self.members) == 1:
             raise NumericalError(next(iter(failed.values())))
         keep = [i for i in range(len(self.members)) if i not in failed]
@@ -967,7 +974,8 @@ def run_members(
     ones are skipped, ones stopped before their first checkpoint start again from step 0 with
     their saved config, the others continue from their checkpoints; seeds at the same step
     train as one group. One record per path, in order (``status``: skipped, resumed or
-    trained; stopped for one a signal stopped before its budget). With ``alone`` (one run, ``algd train --resume``), a finished run is an error."""
+    trained; stopped for one a signal stopped before its budget). With ``alone`` (one run,
+    ``algd train --resume``), a finished run is an error."""
     with stop_signals(stop) as flag, contextlib.ExitStack() as stack:
         runs = [stack.enter_context(open_existing(p)) for p in paths]
         settle_checkpoints(list(paths))
@@ -1020,6 +1028,7 @@ def run_members(
                     if c != load_run_config(paths[i]):
                         write_config(runs[i], c)
                     (paths[i] / SUMMARY_NAME).unlink(missing_ok=True)
+                    (paths[i] / FAILURE_NAME).unlink(missing_ok=True)  # retried
                 trainer.truncate_logs()
                 out = trainer.run()
                 status = "resumed"

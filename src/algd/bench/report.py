@@ -44,6 +44,19 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("summary.json"))
 
 
+def find_failures(root: Path) -> list[dict[str, Any]]:
+    """The runs under root that diverged (failure.json, no summary): env, algo, seed, the step
+    and the reason, in path order."""
+    out = []
+    for path in sorted(root.rglob("failure.json")):
+        if (path.parent / "summary.json").exists():
+            continue
+        record = _read_json(path, ("env", "algo", "seed", "error"))
+        keys = ("env", "algo", "seed", "env_steps", "error")
+        out.append({k: record.get(k) for k in keys})
+    return out
+
+
 def _ci95(values: list[float]) -> tuple[float, float]:
     x = np.asarray(values, float)
     if len(x) < 2:
@@ -148,6 +161,25 @@ def markdown(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def failures_markdown(failures: list[dict[str, Any]]) -> str:
+    """The diverged runs as a markdown table ('' when none); the table above counts finished
+    seeds only."""
+    if not failures:
+        return ""
+    lines = [
+        "",
+        "Runs that diverged (not in the table above):",
+        "",
+        "| env | algorithm | seed | steps done | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for f in failures:
+        lines.append(
+            f"| {f['env']} | {f['algo']} | {f['seed']} | {f['env_steps']} | {f['error']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     root = Path(results_dir)
     if not root.is_dir():
@@ -159,10 +191,13 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
     table = summarise(runs)
+    failures = find_failures(root)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table)
+    text = markdown(table) + failures_markdown(failures)
     (out / "report.md").write_text(text)
     (out / "report.json").write_text(json.dumps(table, indent=2) + "\n")
+    if failures:
+        (out / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
     plots = _plots(runs, out)
     return {
         "table": table,
