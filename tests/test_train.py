@@ -17,8 +17,9 @@ from algd.bench.grid import print_progress
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
 from algd.config import AgentConfig
 from algd.errors import CheckpointError, RunDirError
+from algd.rundir import create
 from algd.stop import StopFlag
-from algd.train import load_run_config, resume, run_members, train
+from algd.train import Trainer, load_run_config, resume, run_members, train
 from helpers import toy
 
 SHORT = {
@@ -107,6 +108,27 @@ def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(tmp_path: 
     with pytest.raises(RunDirError, match="has no checkpoint to continue from"):
         resume(run, total_steps=1000, console=False)
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_a_part_that_diverges_leaves_the_other_runs_be(tmp_path: Path, monkeypatch) -> None:
+    """run_members (a grid's group, a group's resume): a finished seed stays skipped and keeps
+    its files when the part still to train diverges."""
+    done, fresh = tmp_path / "s0", tmp_path / "s1"
+    train(toy("sac_lag", done, **{**SHORT, "total_steps": 500}), console=False)
+    create(toy("sac_lag", fresh, seed=1, **{**SHORT, "total_steps": 500})).release()
+    before = (done / "summary.json").read_text()
+    original = Trainer.step
+
+    def poisoned(self: Trainer) -> None:
+        if self.env_step == 400:
+            self.buffers.columns.reward[0] = np.nan  # host buffers on this CPU
+        original(self)
+
+    monkeypatch.setattr(Trainer, "step", poisoned)
+    skipped, failed = run_members([done, fresh], console=False)
+    assert skipped["status"] == "skipped" and (done / "summary.json").read_text() == before
+    assert failed["status"] == "failed" and "non-finite" in failed["error"]
+    assert json.loads((fresh / "failure.json").read_text())["error"] == failed["error"]
 
 
 class StopAfter(StopFlag):

@@ -53,6 +53,7 @@ from algd.rundir import (
     FAILURE_NAME,
     LOG_FILES,
     SUMMARY_NAME,
+    RunDir,
     check_claimable,
     check_group_path,
     create,
@@ -959,6 +960,33 @@ def _finished_steps(path: Path) -> int | None:
     return int(record["env_steps"]) if record.get("finished") else None
 
 
+def _continue(
+    cfgs: list[TrainConfig], runs: list[RunDir], step: int | None, console: bool, flag: StopFlag
+) -> list[dict[str, Any]]:
+    """Train the seeds ``cfgs`` (one part of :func:`run_members`) from step 0 (``step`` None)
+    or from their checkpoints at ``step``."""
+    if step is None:
+        return make_trainer(cfgs, resume=False, console=console, stop=flag).run()
+    trainer = make_trainer(cfgs, resume=True, console=console, stop=flag)
+    for run, c in zip(runs, cfgs):
+        path = Path(str(c.run_dir))
+        run.remove_staging_files()
+        if c != load_run_config(path):
+            write_config(run, c)
+        (path / SUMMARY_NAME).unlink(missing_ok=True)
+        (path / FAILURE_NAME).unlink(missing_ok=True)  # retried
+    trainer.truncate_logs()
+    return trainer.run()
+
+
+def _failure_of(cfg: TrainConfig, reason: str) -> dict[str, Any]:
+    """A diverged seed's record: its failure.json, or the group's reason."""
+    path = Path(str(cfg.run_dir)) / FAILURE_NAME
+    if path.exists():
+        return {k: v for k, v in json.loads(path.read_text()).items() if k != "env_steps"}
+    return failure_record(cfg, reason, user_error=False)
+
+
 def _skipped(path: Path) -> dict[str, Any]:
     return {"status": "skipped", **json.loads((path / SUMMARY_NAME).read_text())}
 
@@ -1018,20 +1046,15 @@ def run_members(
         for step, members in pending.items():
             # load_run_config names where each run directory is now (it may have moved).
             cfgs = [c for _, c in members]
-            if step is None:
-                out = make_trainer(cfgs, resume=False, console=console, stop=flag).run()
-                status = "trained"
-            else:
-                trainer = make_trainer(cfgs, resume=True, console=console, stop=flag)
-                for i, c in members:
-                    runs[i].remove_staging_files()
-                    if c != load_run_config(paths[i]):
-                        write_config(runs[i], c)
-                    (paths[i] / SUMMARY_NAME).unlink(missing_ok=True)
-                    (paths[i] / FAILURE_NAME).unlink(missing_ok=True)  # retried
-                trainer.truncate_logs()
-                out = trainer.run()
-                status = "resumed"
+            status = "trained" if step is None else "resumed"
+            try:
+                out = _continue(cfgs, [runs[i] for i, _ in members], step, console, flag)
+            except NumericalError as exc:
+                if alone:
+                    raise
+                # Every seed of this part diverged (each has its failure.json); the others,
+                # finished or at other steps, are not affected.
+                out = [_failure_of(c, str(exc)) for c in cfgs]
             for (i, _), record in zip(members, out):
                 stopped = record.get("stopped_by_signal") is not None
                 records[i] = {"status": record.get("status", "stopped" if stopped else status)}
