@@ -106,7 +106,14 @@ def test_train_eval_and_refusals_through_the_real_cli(
     r1 = json.loads(ev1.stdout)
     assert main(["eval", str(run), "--episodes", "2"]) == 0
     assert r1 == json.loads(capsys.readouterr().out)  # deterministic evaluation is repeatable
-    assert r1["episodes"] == 2 and r1["env_steps"] == 600
+    assert r1["episodes"] == 2 and r1["env_steps"] == 600 and r1["policy"] == "deterministic"
+    # --stochastic samples actions as the training rollouts do: repeatable, and not the same
+    # episodes as the deterministic policy's
+    assert main(["eval", str(run), "--episodes", "2", "--stochastic"]) == 0
+    s1 = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(run), "--episodes", "2", "--stochastic"]) == 0
+    assert s1 == json.loads(capsys.readouterr().out)
+    assert s1["policy"] == "stochastic" and s1["return_mean"] != r1["return_mean"]
 
 
 def test_config_file_sits_between_the_preset_and_the_flags(tmp_path: Path) -> None:

@@ -48,9 +48,13 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
 
 
 def evaluate_run(
-    run_dir: str | Path, episodes: int | None = None, seed: int | None = None
+    run_dir: str | Path,
+    episodes: int | None = None,
+    seed: int | None = None,
+    stochastic: bool = False,
 ) -> dict[str, Any]:
-    """Deterministic evaluation of a run's latest checkpoint (repeatable for a given seed)."""
+    """Evaluation of a run's latest checkpoint (repeatable for a given seed): deterministic
+    actions, or with ``stochastic`` actions sampled as in the training rollouts."""
     from algd.envs import env_for
     from algd.errors import AlgdError
     from algd.evaluate import evaluate
@@ -62,14 +66,16 @@ def evaluate_run(
     if n < 1:
         raise AlgdError("evaluation needs at least 1 episode")
     env = env_for(cfg)
+    eval_seed = cfg.seed if seed is None else seed
     result = evaluate(
-        agent, state, env, n, cfg.seed if seed is None else seed, 0, cfg.agent.gamma_c
+        agent, state, env, n, eval_seed, 0, cfg.agent.gamma_c, deterministic=not stochastic
     )
     env.close()
     return {
         "run_dir": str(run_dir),
         "env_steps": meta["loop"]["env_step"],
         "episodes": n,
+        "policy": "stochastic" if stochastic else "deterministic",
         "cost_limit": env.spec.cost_limit,
         **result,
     }

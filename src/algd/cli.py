@@ -62,13 +62,16 @@ class Train:
 
 @dataclass(frozen=True)
 class Eval:
-    """Evaluate a run's latest checkpoint deterministically (prints JSON)."""
+    """Evaluate a run's latest checkpoint, deterministically unless --stochastic (prints JSON)."""
 
     run_dir: tyro.conf.Positional[str]
     episodes: int | None = None
     """Episodes (default: the run's eval_episodes)."""
     seed: int | None = None
     """Evaluation seed (default: the run's)."""
+    stochastic: bool = False
+    """Sample actions as the training rollouts do (the behaviour policy) instead of the
+    deterministic ones the training loop's evaluations use."""
     video: str | None = None
     """Also render the episodes off-screen to this .mp4 (or folder: one file per episode),
     with each step's reward and cost, the episode's cost and the limit on the frames."""
@@ -398,13 +401,13 @@ def _cmd_eval(ns: Eval) -> int:
     if ns.seed is not None and not 0 <= ns.seed < 2**31:
         raise UsageError(f"algd eval: --seed must be in [0, 2^31) (got {ns.seed})")
     if ns.video is None:
-        print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed)))
+        print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed, ns.stochastic)))
         return 0
     from algd.rundir import load_run_config
     from algd.video import record
 
     episodes = ns.episodes or load_run_config(Path(ns.run_dir)).eval_episodes
-    result = record(ns.run_dir, ns.video, episodes, ns.seed, ns.overwrite)
+    result = record(ns.run_dir, ns.video, episodes, ns.seed, ns.overwrite, ns.stochastic)
     print(json.dumps(result))
     print(f"video: {', '.join(result['video'])}", file=sys.stderr)
     return 0

@@ -1,5 +1,7 @@
-"""Deterministic evaluation episodes: raw return and cost (plus the discounted cost that the
-paper's velocity limits are stated in)."""
+"""Evaluation episodes: raw return and cost (plus the discounted cost that the paper's velocity
+limits are stated in). Deterministic actions by default, as in the training loop's evaluations;
+``deterministic=False`` samples actions as the training rollouts do (the behaviour policy, whose
+episodes a multiplier stepping on training episodes' cost constrains)."""
 
 from __future__ import annotations
 
@@ -30,8 +32,9 @@ def evaluate(
     eval_index: int,
     gamma_c: float,
     observer: Callable[[int, int, float, float, float], None] | None = None,
+    deterministic: bool = True,
 ) -> dict[str, float]:
-    """Run ``episodes`` deterministic episodes; returns means, stds and the share over the limit.
+    """Run ``episodes`` episodes; returns means, stds and the share over the limit.
     ``observer(episode, t, reward, cost, episode_cost)`` is called after each reset (t = 0,
     reward and cost 0) and after each step (t = steps taken)."""
     returns, costs, disc_costs, lengths = [], [], [], []
@@ -44,7 +47,7 @@ def evaluate(
         if observer is not None:
             observer(ep, 0, 0.0, 0.0, 0.0)
         while True:
-            action = agent.act(state, obs, noise(t), deterministic=True)
+            action = agent.act(state, obs, noise(t), deterministic=deterministic)
             obs, r, c, terminated, truncated, _ = env.step(action)
             ret += r
             cost += c

@@ -117,9 +117,11 @@ def record(
     episodes: int,
     seed: int | None = None,
     overwrite: bool = False,
+    stochastic: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate run ``run_dir`` deterministically (as ``algd eval``) for ``episodes`` episodes
-    and write their frames to ``out`` (an .mp4, or a folder: one file per episode)."""
+    """Evaluate run ``run_dir`` (as ``algd eval``: deterministic actions unless ``stochastic``)
+    for ``episodes`` episodes and write their frames to ``out`` (an .mp4, or a folder: one file
+    per episode)."""
     backend = headless_backend()
     from algd.api import load_agent
     from algd.envs import env_for
@@ -171,6 +173,7 @@ def record(
             0,
             gamma_c,
             observer=observe,
+            deterministic=not stochastic,
         )
         files = writer.close()
     except BaseException:
@@ -182,6 +185,7 @@ def record(
         "run_dir": str(run_dir),
         "env_steps": meta["loop"]["env_step"],
         "episodes": episodes,
+        "policy": "stochastic" if stochastic else "deterministic",
         "cost_limit": spec.cost_limit,
         **result,
         "video": files,
