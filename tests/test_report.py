@@ -49,3 +49,21 @@ def test_report_table_and_plots(tmp_path: Path, capsys) -> None:
     assert main(["report", str(grid)]) == 2  # refuses to overwrite
     assert "exists and is not empty" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_lambda_spread_tells_a_steady_climb_from_an_oscillation() -> None:
+    """The report's two multiplier columns: a steady climb has a large spread but none about
+    its trend; a multiplier that jumps between 0 and 2 has both; the first half is ignored."""
+    import numpy as np
+
+    from algd.bench.report import lambda_spread
+
+    step = np.arange(0, 100_001, 1000)
+    climb = np.where(step < 50_000, 100.0, step / 10_000)  # first half: ignored
+    std, about_trend = lambda_spread(step, climb, 100_000)
+    assert std == pytest.approx(np.std(step[step >= 50_000] / 10_000))
+    assert std > 1.0 and about_trend < 1e-9
+    square = np.where((step // 5000) % 2 == 0, 0.0, 2.0)
+    std, about_trend = lambda_spread(step, square, 100_000)
+    assert std == pytest.approx(1.0, abs=0.01) and about_trend == pytest.approx(1.0, abs=0.02)
+    assert all(np.isnan(lambda_spread(step[:52], climb[:52], 100_000)))  # 2 values: no line

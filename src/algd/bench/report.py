@@ -104,6 +104,19 @@ def load_run(run: Path) -> dict[str, Any]:
     }
 
 
+def lambda_spread(step: np.ndarray, lam: np.ndarray, total: int) -> tuple[float, float]:
+    """The multiplier's standard deviation over the second half of a run, and its standard
+    deviation about its least-squares line there: a multiplier that climbs or decays steadily
+    has a large first and a small second; one that oscillates has both large. NaN where the
+    second half has fewer than 3 logged values."""
+    late = step >= total / 2
+    if late.sum() < 3:
+        return float("nan"), float("nan")
+    x, y = step[late].astype(np.float64), lam[late].astype(np.float64)
+    slope, intercept = np.polyfit(x, y, 1)
+    return float(np.std(y)), float(np.std(y - (slope * x + intercept)))
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
@@ -115,12 +128,11 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         final_cost = [float(r["eval"]["cost_vs_limit"][-1]) for r in members if r["eval"]]
         all_costs = np.concatenate([r["eval"]["cost_vs_limit"] for r in members if r["eval"]])
         train_cost = [float(np.nansum(r["episodes"].get("cost", np.zeros(1)))) for r in members]
-        lam_std = []
-        for r in members:
-            m = r["metrics"]
-            if m:
-                late = m["step"] >= r["total"] / 2
-                lam_std.append(float(np.std(m["lambda"][late])) if late.any() else float("nan"))
+        spreads = [
+            lambda_spread(r["metrics"]["step"], r["metrics"]["lambda"], r["total"])
+            for r in members
+            if r["metrics"]
+        ]
         ret_mean, ret_ci = _ci95(final_ret)
         cost_mean, cost_ci = _ci95(final_cost)
         table.append(
@@ -135,11 +147,17 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cost_ci95": cost_ci,
                 "over_limit_share": float(np.mean(all_costs > limit)),
                 "training_cost_mean": float(np.mean(train_cost)),
-                "lambda_std_second_half": float(np.nanmean(lam_std)) if lam_std else float("nan"),
+                "lambda_std_second_half": _nanmean([a for a, _ in spreads]),
+                "lambda_detrended_std_second_half": _nanmean([b for _, b in spreads]),
                 "wall_s_mean": float(np.mean([r["wall_s"] for r in members])),
             }
         )
     return table
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
@@ -148,15 +166,17 @@ def markdown(table: list[dict[str, Any]]) -> str:
 
     lines = [
         "| env | algorithm | seeds | final return (95% CI) | final cost (95% CI) | limit | "
-        "evals over limit | training cost | lambda std, 2nd half | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "evals over limit | training cost | lambda std, 2nd half | lambda std about trend | "
+        "wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table:
         lines.append(
             f"| {row['env']} | {row['algo']} | {row['seeds']} | "
             f"{pm(row['return_mean'], row['return_ci95'])} | {pm(row['cost_mean'], row['cost_ci95'])} | "
             f"{row['limit']:g} | {row['over_limit_share']:.0%} | {row['training_cost_mean']:.1f} | "
-            f"{row['lambda_std_second_half']:.4f} | {row['wall_s_mean']:.0f} |"
+            f"{row['lambda_std_second_half']:.4f} | "
+            f"{row['lambda_detrended_std_second_half']:.4f} | {row['wall_s_mean']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
