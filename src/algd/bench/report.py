@@ -8,7 +8,7 @@ Runs are grouped by (env, algorithm); seeds are the runs of a group. Per group:
 - the multiplier's variability: std of lambda over the second half of training, mean across seeds;
 - wall time per run.
 Plots (PNG and SVG): evaluation return and cost curves with across-seed bands (min to max) and
-the limit drawn, multiplier traces, average violation max(0, cost - limit) of the evaluations, and
+the limit drawn, multiplier traces (of the multipliers that moved), average violation max(0, cost - limit) of the evaluations, and
 per-quarter box plots of training-rollout episode cost.
 """
 
@@ -250,25 +250,30 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
         by_env[r["env"]][r["algo"]].append(r)
     for env, algos in sorted(by_env.items()):
         limit = next(iter(algos.values()))[0]["limit"]
-        fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
-        (ax_ret, ax_cost, ax_lam), (ax_viol, ax_box, ax_off) = axes
-        ax_off.axis("off")
+        fig = plt.figure(figsize=(15, 8), constrained_layout=True)
+        grid = fig.add_gridspec(2, 3)
+        ax_ret, ax_cost, ax_lam = (fig.add_subplot(grid[0, i]) for i in range(3))
+        ax_viol, ax_box = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
         box_data, box_labels = [], []
-        for algo, members in sorted(algos.items()):
+        for k, (algo, members) in enumerate(sorted(algos.items())):
+            color = f"C{k % 10}"  # one colour per algorithm in every panel
             steps, mean, lo, hi = _band(members, "eval", "return_mean")
-            ax_ret.plot(steps, mean, label=algo)
-            ax_ret.fill_between(steps, lo, hi, alpha=0.2)
+            ax_ret.plot(steps, mean, label=algo, color=color)
+            ax_ret.fill_between(steps, lo, hi, alpha=0.2, color=color)
             steps, mean, lo, hi = _band(members, "eval", "cost_vs_limit")
-            ax_cost.plot(steps, mean, label=algo)
-            ax_cost.fill_between(steps, lo, hi, alpha=0.2)
+            ax_cost.plot(steps, mean, label=algo, color=color)
+            ax_cost.fill_between(steps, lo, hi, alpha=0.2, color=color)
             viol = np.mean(
                 [np.maximum(0.0, r["eval"]["cost_vs_limit"] - limit).mean() for r in members]
             )
-            ax_viol.bar(algo, viol)
-            if all(r["metrics"] for r in members):
+            ax_viol.bar(algo, viol, color=color)
+            # A multiplier that never moved (SAC's) is left out of the multiplier panel.
+            if all(r["metrics"] for r in members) and any(
+                np.ptp(r["metrics"]["lambda"]) > 0 for r in members
+            ):
                 steps, mean, lo, hi = _band(members, "metrics", "lambda")
-                ax_lam.plot(steps, mean, label=algo)
-                ax_lam.fill_between(steps, lo, hi, alpha=0.2)
+                ax_lam.plot(steps, mean, label=algo, color=color)
+                ax_lam.fill_between(steps, lo, hi, alpha=0.2, color=color)
             for q in range(4):
                 costs = []
                 for r in members:
@@ -279,16 +284,18 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
                         )
                         costs.extend(ep["cost"][sel].tolist())
                 box_data.append(costs or [np.nan])
-                box_labels.append(f"{algo}\nQ{q + 1}")
+                box_labels.append(f"{algo} Q{q + 1}")
         ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
         ax_ret.set_title("evaluation return (mean, min-max over seeds)")
         ax_cost.set_title("evaluation cost vs limit")
-        ax_lam.set_title("multiplier lambda")
+        ax_lam.set_title("multiplier lambda (mean, min-max; linear under 0.01)")
+        ax_lam.set_yscale("symlog", linthresh=1e-2)
         ax_viol.set_title("average violation of the evaluations")
+        ax_viol.tick_params(axis="x", labelrotation=45)
         ax_box.boxplot(box_data, tick_labels=box_labels)
         ax_box.axhline(limit, color="black", linestyle="--")
         ax_box.set_title("training-rollout episode cost per quarter")
-        ax_box.tick_params(axis="x", labelsize=6)
+        ax_box.tick_params(axis="x", labelsize=7, labelrotation=90)
         for ax in (ax_ret, ax_cost, ax_lam):
             ax.set_xlabel("environment steps")
             ax.legend(fontsize=8)
