@@ -67,3 +67,23 @@ def test_lambda_spread_tells_a_steady_climb_from_an_oscillation() -> None:
     std, about_trend = lambda_spread(step, square, 100_000)
     assert std == pytest.approx(1.0, abs=0.01) and about_trend == pytest.approx(1.0, abs=0.02)
     assert all(np.isnan(lambda_spread(step[:52], climb[:52], 100_000)))  # 2 values: no line
+
+
+def test_quarter_costs_are_in_the_limits_units() -> None:
+    """The box panel compares training episodes with the limit, so a discounted limit gets the
+    episodes' discounted costs and an episode limit their sums, split by quarter of the budget."""
+    import numpy as np
+
+    from algd.bench.report import quarter_costs
+
+    episodes = {
+        "step": np.array([100.0, 250.0, 251.0, 600.0, 1000.0, 1200.0]),
+        "cost": np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0]),
+        "discounted_cost": np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+    }
+    run = {"episodes": episodes, "total": 1000, "kind": "discounted"}
+    got = [q.tolist() for q in quarter_costs(run)]
+    assert got == [[1.0, 2.0], [3.0], [4.0], [5.0]]  # past the budget: left out
+    got = [q.tolist() for q in quarter_costs({**run, "kind": "episode"})]
+    assert got == [[10.0, 20.0], [30.0], [40.0], [50.0]]
+    assert [len(q) for q in quarter_costs({**run, "episodes": {}})] == [0, 0, 0, 0]

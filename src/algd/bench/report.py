@@ -8,8 +8,9 @@ Runs are grouped by (env, algorithm); seeds are the runs of a group. Per group:
 - the multiplier's variability: std of lambda over the second half of training, mean across seeds;
 - wall time per run.
 Plots (PNG and SVG): evaluation return and cost curves with across-seed bands (min to max) and
-the limit drawn, multiplier traces (of the multipliers that moved), average violation max(0, cost - limit) of the evaluations, and
-per-quarter box plots of training-rollout episode cost.
+the limit drawn, multiplier traces (of the multipliers that moved), average violation
+max(0, cost - limit) of the evaluations, and per-quarter box plots of the training rollouts'
+episode costs in the limit's units (discounted where the limit is on the discounted cost).
 """
 
 from __future__ import annotations
@@ -227,6 +228,17 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     }
 
 
+def quarter_costs(run: dict[str, Any]) -> list[np.ndarray]:
+    """A run's training-episode costs in each quarter of its budget, in the units its limit is
+    stated in: the discounted cost where the limit is on it, the episode's sum otherwise."""
+    ep = run["episodes"]
+    if not ep:
+        return [np.zeros(0)] * 4
+    column = "discounted_cost" if run["kind"] == "discounted" else "cost"
+    quarter = np.ceil(ep["step"] / (run["total"] / 4)).astype(int) - 1
+    return [ep[column][quarter == q] for q in range(4)]
+
+
 def _band(
     runs: list[dict[str, Any]], key: str, column: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -249,7 +261,8 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     for r in runs:
         by_env[r["env"]][r["algo"]].append(r)
     for env, algos in sorted(by_env.items()):
-        limit = next(iter(algos.values()))[0]["limit"]
+        first = next(iter(algos.values()))[0]
+        limit, kind = first["limit"], first["kind"]
         fig = plt.figure(figsize=(15, 8), constrained_layout=True)
         grid = fig.add_gridspec(2, 3)
         ax_ret, ax_cost, ax_lam = (fig.add_subplot(grid[0, i]) for i in range(3))
@@ -274,15 +287,9 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
                 steps, mean, lo, hi = _band(members, "metrics", "lambda")
                 ax_lam.plot(steps, mean, label=algo, color=color)
                 ax_lam.fill_between(steps, lo, hi, alpha=0.2, color=color)
+            per_run = [quarter_costs(r) for r in members]
             for q in range(4):
-                costs = []
-                for r in members:
-                    ep = r["episodes"]
-                    if ep:
-                        sel = (ep["step"] > q * r["total"] / 4) & (
-                            ep["step"] <= (q + 1) * r["total"] / 4
-                        )
-                        costs.extend(ep["cost"][sel].tolist())
+                costs = [c for quarters in per_run for c in quarters[q].tolist()]
                 box_data.append(costs or [np.nan])
                 box_labels.append(f"{algo} Q{q + 1}")
         ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
@@ -294,7 +301,8 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
         ax_viol.tick_params(axis="x", labelrotation=45)
         ax_box.boxplot(box_data, tick_labels=box_labels)
         ax_box.axhline(limit, color="black", linestyle="--")
-        ax_box.set_title("training-rollout episode cost per quarter")
+        units = "discounted cost" if kind == "discounted" else "cost"
+        ax_box.set_title(f"training-rollout episode {units} per quarter of the run")
         ax_box.tick_params(axis="x", labelsize=7, labelrotation=90)
         for ax in (ax_ret, ax_cost, ax_lam):
             ax.set_xlabel("environment steps")
