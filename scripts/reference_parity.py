@@ -36,9 +36,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-OBS, ACT, BATCH, HIDDEN, SCORE_HIDDEN, K, ENSEMBLE, MC = 5, 2, 16, 32, 32, 5, 4, 4
+OBS, ACT, BATCH, HIDDEN, SCORE_HIDDEN, K, ENSEMBLE, MC = 5, 2, 16, 16, 16, 5, 4, 4
 LOW, HIGH = np.array([-1.0, -1.0]), np.array([2.0, 1.0])  # scale (1.5, 1), bias (0.5, 0)
-COST_LIMIT = 3.0
+COST_LIMIT = 3.0  # velocity mode: a discounted limit, h = 3
+NAV_COST_LIMIT, NAV_EPISODE = 10.0, 400  # navigation mode: h = 10 (1 - 0.99^400) / (0.01 * 400)
+UPDATES = 3  # consecutive updates per variant: block indices 0, 1, 2 (targets move at 0 and 2)
+VARIANTS = (("ve", "ve", False), ("ddpm", "ddpm", False), ("ve_nav", "ve", True))
 
 
 class Recorder:
@@ -86,10 +89,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    ve, ddpm = reference_modules(torch, args.ref)
+    modules = dict(zip(("ve", "ddpm"), reference_modules(torch, args.ref)))
     out: dict[str, np.ndarray] = {}
-    for name, module in (("ve", ve), ("ddpm", ddpm)):
-        record(torch, module, name, out)
+    for name, kind, nav in VARIANTS:
+        record(torch, modules[kind], name, out, nav=nav)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **out)
     print(f"wrote {args.out}: {len(out)} arrays")
@@ -140,7 +143,11 @@ def reference_args(**changes) -> SimpleNamespace:
     return SimpleNamespace(**{**defaults, **changes})
 
 
-def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
+def record(torch, module, name: str, out: dict[str, np.ndarray], nav: bool = False) -> None:
+    """One variant: initial weights, the pointwise quantities (velocity variants), and
+    UPDATES consecutive ``update_parameters`` calls. ``nav``: the authors' Safety-Gym mode
+    (``safetygym=True``: the per-state budget from an episode limit, cost critics that never
+    stop bootstrapping)."""
     torch.manual_seed(0)
     space = SimpleNamespace(shape=(ACT,), low=LOW.astype(np.float32), high=HIGH.astype(np.float32))
     config = reference_args(
@@ -149,56 +156,86 @@ def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
         critic_hidden_size=HIDDEN,
         qc_ens_size=ENSEMBLE,
         score_model_hidden_dim=SCORE_HIDDEN,
-        safetygym=False,
-        cost_lim=COST_LIMIT,
+        safetygym=nav,
+        cost_lim=NAV_COST_LIMIT if nav else COST_LIMIT,
+        epoch_length=NAV_EPISODE,
     )
     agent = module.ALGDAgent(OBS, space, config)
     p = f"{name}/"
-
-    def save_weights(prefix: str) -> None:
-        for net_name, net in (
-            ("policy", agent.policy),
-            ("critic", agent.critic),
-            ("qc", agent.safety_critics),
-            ("critic_targ", agent.critic_target),
-            ("qc_targ", agent.safety_critic_targets),
-        ):
-            for k, v in net.state_dict().items():
-                if k in (
-                    "betas",
-                    "alphas",
-                    "alphas_cumprod",
-                    "alphas_cumprod_prev",
-                ) or k.startswith(("sqrt_", "ve_")):
-                    continue
-                out[f"{prefix}{net_name}/{k}"] = v.detach().numpy().copy()
-        out[f"{prefix}log_lam"] = agent.log_lam.detach().numpy().copy()
-
-    save_weights(p + "init/")
+    out[p + "h"] = np.array(agent.target_cost, np.float64)
+    save_weights(agent, p + "init/", out)
     rng = np.random.default_rng(1)
+    rec = Recorder(torch, seed=2)
+    if not nav:
+        record_pointwise(torch, agent, p, rng, rec, out)
+    capture = UpdateCapture(module, agent)
+    for i in range(UPDATES):
+        batch = make_batch(rng, nav)
+        for k, v in batch.items():
+            out[f"{p}update{i}/batch/{k}"] = v
+        rewards = np.stack([batch["reward"], batch["cost"]], axis=1)
+        memory = (batch["state"], batch["action"], rewards, batch["next_state"], batch["mask"])
+        with rec, capture:
+            agent.update_parameters(memory, i)  # i: the index in the UTD block (targets at 0, 2)
+        keep(out, f"{p}update{i}", rec.take())
+        capture.save(f"{p}update{i}/", out)
+        save_weights(agent, f"{p}update{i}/after/", out)
+
+
+def save_weights(agent, prefix: str, out: dict[str, np.ndarray]) -> None:
+    for net_name, net in (
+        ("policy", agent.policy),
+        ("critic", agent.critic),
+        ("qc", agent.safety_critics),
+        ("critic_targ", agent.critic_target),
+        ("qc_targ", agent.safety_critic_targets),
+    ):
+        for k, v in net.state_dict().items():
+            if k in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev") or k.startswith(
+                ("sqrt_", "ve_")
+            ):
+                continue
+            out[f"{prefix}{net_name}/{k}"] = v.detach().numpy().copy()
+    out[f"{prefix}log_lam"] = agent.log_lam.detach().numpy().copy()
+
+
+def keep(out: dict[str, np.ndarray], key: str, draws: list[np.ndarray]) -> None:
+    out[key + "/n_draws"] = np.array(len(draws))
+    for i, d in enumerate(draws):
+        out[f"{key}/draw{i}"] = d
+
+
+def make_batch(rng: np.random.Generator, nav: bool) -> dict[str, np.ndarray]:
+    """A minibatch. Velocity mode: ``mask`` is 0 at an episode's end (both critics stop).
+    Navigation mode: ``terminated`` and ``goal_met`` flags, and the authors' sampler's mask
+    1 - (terminated or goal_met) (the reward critic stops there, the cost critics never)."""
+    out = dict(
+        state=rng.standard_normal((BATCH, OBS)).astype(np.float32),
+        action=rng.uniform(LOW, HIGH, (BATCH, ACT)).astype(np.float32),
+        reward=rng.standard_normal(BATCH).astype(np.float32),
+        cost=rng.uniform(0, 1, BATCH).astype(np.float32),
+        next_state=rng.standard_normal((BATCH, OBS)).astype(np.float32),
+    )
+    ended = rng.uniform(size=BATCH) < 0.25
+    if nav:
+        goal = rng.uniform(size=BATCH) < 0.25
+        out["terminated"], out["goal_met"] = ended.astype(np.float32), goal.astype(np.float32)
+        ended = ended | goal
+    out["mask"] = (~ended).astype(np.float32)
+    return out
+
+
+def record_pointwise(torch, agent, p: str, rng, rec: Recorder, out: dict) -> None:
+    """At the initial weights: the reverse chains, L_A and its gradient, the score target."""
     state = rng.standard_normal((BATCH, OBS)).astype(np.float32)
     action = rng.uniform(LOW, HIGH, (BATCH, ACT)).astype(np.float32)
-    reward = rng.standard_normal(BATCH).astype(np.float32)
-    cost = rng.uniform(0, 1, BATCH).astype(np.float32)
-    next_state = rng.standard_normal((BATCH, OBS)).astype(np.float32)
-    mask = (rng.uniform(size=BATCH) > 0.25).astype(np.float32)
-    for k, v in dict(
-        state=state, action=action, reward=reward, cost=cost, next_state=next_state, mask=mask
-    ).items():
-        out[p + "batch/" + k] = v
+    out[p + "point/state"], out[p + "point/action"] = state, action
     s = torch.from_numpy(state)
-    rec = Recorder(torch, seed=2)
-
-    def keep(key: str, draws: list[np.ndarray]) -> None:
-        out[p + key + "/n_draws"] = np.array(len(draws))
-        for i, d in enumerate(draws):
-            out[f"{p}{key}/draw{i}"] = d
-
     with rec, torch.no_grad():
         out[p + "chain/stochastic"] = agent.policy.sample(s).numpy()
-        keep("chain/stochastic", rec.take())
+        keep(out, p + "chain/stochastic", rec.take())
         out[p + "chain/deterministic"] = agent.policy.sample_deterministic(s).numpy()
-        keep("chain/deterministic", rec.take())
+        keep(out, p + "chain/deterministic", rec.take())
 
     a = torch.from_numpy(action).requires_grad_(True)
     la, _, _ = agent.compute_LA(s, a)
@@ -213,60 +250,77 @@ def record(torch, module, name: str, out: dict[str, np.ndarray]) -> None:
     out[p + "score_target/a_tau"] = a_tau.numpy()
     out[p + "score_target/tau"] = tau.numpy()
     out[p + "score_target/value"] = phi_star.numpy()
-    keep("score_target", rec.take())
+    keep(out, p + "score_target", rec.take())
 
-    # One whole update: record what each optimiser is handed and the regression losses.
-    seen: dict[str, list] = {"mse": []}
-    real_mse = module.F.mse_loss
 
-    def mse(x, y):
-        loss = real_mse(x, y)
-        seen["mse"].append((y.detach().numpy().copy(), float(loss)))
+class UpdateCapture:
+    """While active, records what one ``update_parameters`` call hands each optimiser (the
+    gradients, and the multiplier's) and the regression targets and losses it computes."""
+
+    OPTIMISERS = (
+        ("critic_optimizer", "critic", "critic"),
+        ("safety_critic_optimizer", "qc", "safety_critics"),
+        ("actor_optimizer", "policy", "policy"),
+    )
+
+    def __init__(self, module, agent) -> None:
+        self.module, self.agent, self.seen = module, agent, {}
+
+    def __enter__(self):
+        self.seen = {"mse": []}
+        self.real_mse = self.module.F.mse_loss
+        self.module.F.mse_loss = self.mse
+        self.real_steps = []
+        for opt_name, _, _ in self.OPTIMISERS:
+            self.wrap(getattr(self.agent, opt_name), opt_name)
+        lam_opt = self.agent.log_lam_optimizer
+        real = lam_opt.step
+        self.real_steps.append((lam_opt, real))
+
+        def lam_step(*a, **k):
+            self.seen["log_lam_grad"] = self.agent.log_lam.grad.detach().numpy().copy()
+            return real(*a, **k)
+
+        lam_opt.step = lam_step
+        return self
+
+    def __exit__(self, *exc):
+        self.module.F.mse_loss = self.real_mse
+        for opt, real in self.real_steps:
+            opt.step = real
+
+    def mse(self, x, y):
+        loss = self.real_mse(x, y)
+        self.seen["mse"].append((y.detach().numpy().copy(), float(loss)))
         return loss
 
-    module.F.mse_loss = mse
-    for opt_name in ("critic_optimizer", "safety_critic_optimizer", "actor_optimizer"):
-        opt = getattr(agent, opt_name)
-        real_step = opt.step
+    def wrap(self, opt, name: str) -> None:
+        real = opt.step
+        self.real_steps.append((opt, real))
 
-        def step(*a, _opt=opt, _real=real_step, _name=opt_name, **k):
-            params = [q for g in _opt.param_groups for q in g["params"]]
-            seen[_name] = [  # None: a parameter the loss does not reach (VE's unused eps head)
+        def step(*a, **k):
+            params = [q for g in opt.param_groups for q in g["params"]]
+            self.seen[name] = [  # None: a parameter the loss does not reach (VE's eps head)
                 np.zeros(tuple(q.shape), np.float32) if q.grad is None else q.grad.numpy().copy()
                 for q in params
             ]
-            return _real(*a, **k)
+            return real(*a, **k)
 
         opt.step = step
-    lam_opt = agent.log_lam_optimizer
-    real_lam_step = lam_opt.step
 
-    def lam_step(*a, **k):
-        seen["log_lam_grad"] = agent.log_lam.grad.detach().numpy().copy()
-        return real_lam_step(*a, **k)
-
-    lam_opt.step = lam_step
-    rewards = np.stack([reward, cost], axis=1)
-    with rec:
-        agent.update_parameters((state, action, rewards, next_state, mask), 0)
-    module.F.mse_loss = real_mse
-    keep("update", rec.take())
-    (y_r, l_q1), (_, l_q2), (y_c, l_qc), (phi_star_u, l_score) = seen["mse"]
-    out[p + "update/y_r"] = y_r[:, 0]
-    out[p + "update/loss_q"] = np.array(l_q1 + l_q2)
-    out[p + "update/y_c"] = y_c[..., 0]
-    out[p + "update/loss_qc"] = np.array(l_qc)
-    out[p + "update/phi_star"] = phi_star_u
-    out[p + "update/loss_score"] = np.array(l_score)
-    for opt_name, net_name, net in (
-        ("critic_optimizer", "critic", agent.critic),
-        ("safety_critic_optimizer", "qc", agent.safety_critics),
-        ("actor_optimizer", "policy", agent.policy),
-    ):
-        for (k, _), g in zip(net.named_parameters(), seen[opt_name]):
-            out[f"{p}update/grad/{net_name}/{k}"] = g
-    out[p + "update/log_lam_grad"] = seen["log_lam_grad"]
-    save_weights(p + "after/")
+    def save(self, p: str, out: dict[str, np.ndarray]) -> None:
+        (y_r, l_q1), (_, l_q2), (y_c, l_qc), (phi_star, l_score) = self.seen["mse"]
+        out[p + "y_r"] = y_r[:, 0]
+        out[p + "loss_q"] = np.array(l_q1 + l_q2)
+        out[p + "y_c"] = y_c[..., 0]
+        out[p + "loss_qc"] = np.array(l_qc)
+        out[p + "phi_star"] = phi_star
+        out[p + "loss_score"] = np.array(l_score)
+        for opt_name, net_name, attr in self.OPTIMISERS:
+            names = [k for k, _ in getattr(self.agent, attr).named_parameters()]
+            for k, g in zip(names, self.seen[opt_name], strict=True):
+                out[f"{p}grad/{net_name}/{k}"] = g
+        out[p + "log_lam_grad"] = self.seen["log_lam_grad"]
 
 
 if __name__ == "__main__":

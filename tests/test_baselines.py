@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd.agents import default_config
+from algd.agents import build_agent, default_config
 from algd.agents.hj import HJ, lambda_loss, reach_target
 from algd.agents.ppo_lag import PPOLag, clip_grads, clipped_surrogate, episode_cost, gae
 from algd.buffer import Batch, Rollout
@@ -16,6 +16,28 @@ from algd.envs.base import EnvSpec
 from algd.lagrangian import init_multiplier, update_multiplier
 
 SPEC = EnvSpec("T", 3, 2, (-1.0, -1.0), (1.0, 1.0), 10, 5.0, "episode")
+
+
+# --- the SAC family's log-probability ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["sac_lag", "cal", "hj"])
+def test_log_prob_tanh_correction_forms(algo: str) -> None:
+    """log |d squash / du| per component: the reference's log(scale (1 - tanh(u)^2) + 1e-6)
+    flattens at log(1e-6) = -13.8 once tanh saturates (u = 12) and its gradient vanishes; the
+    exact log(1 - tanh(u)^2) + log(scale) is -22.6 there with gradient -2."""
+    spec = EnvSpec("T", 3, 1, (-1.0,), (1.0,), 10, 5.0, "episode")
+    u = jnp.array([[0.0], [0.5], [12.0]])  # (B, act)
+    forms = {}
+    for form in ("reference", "exact"):
+        agent = build_agent(default_config(algo, agent=AgentConfig(log_prob=form)), spec)
+        grad = jax.grad(lambda x, ag=agent: ag.log_det(x).sum())(u)
+        forms[form] = (agent.log_det(u)[:, 0], grad[:, 0])
+    (ref, ref_grad), (exact, exact_grad) = forms["reference"], forms["exact"]
+    np.testing.assert_allclose(ref[:2], exact[:2], atol=3e-6)  # equal away from saturation
+    assert float(ref[2]) == pytest.approx(np.log(1e-6), rel=1e-6)
+    assert float(exact[2]) == pytest.approx(2 * (np.log(2) - 12 - np.log1p(np.exp(-24))), rel=1e-6)
+    assert abs(float(ref_grad[2])) < 1e-3 and float(exact_grad[2]) == pytest.approx(-2, rel=1e-4)
 
 
 # --- HJ -------------------------------------------------------------------------------------------

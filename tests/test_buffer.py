@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd.buffer import COLUMNS, Batch, ReplayBuffers, nbytes_for, sample_group
+from algd.buffer import (
+    COLUMNS,
+    Batch,
+    ReplayBuffers,
+    distinct_indices,
+    nbytes_for,
+    sample_group,
+)
 
 
 def _fill(buf: ReplayBuffers, n: int, start: int = 0) -> None:
@@ -74,6 +81,44 @@ def test_host_buffers_sample_each_seed_with_its_own_generator() -> None:
     for s in range(3):  # seed s reads its own rows, drawn by its generator, never unfilled ones
         expected = np.random.default_rng(s).integers(0, 30, size=(4, 16)) + 1000.0 * s
         np.testing.assert_array_equal(batch.reward[s], expected)
+
+
+def test_minibatches_without_replacement_hold_distinct_rows() -> None:
+    """replacement=False (the reference's random.sample): no slot twice in one minibatch, on the
+    device (inside the compiled update) and on the host; a minibatch larger than the fill falls
+    back to draws with replacement."""
+    buf = ReplayBuffers(2, 100, 3, 2)
+    _fill(buf, 40)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in range(2)])
+    batch = sample_group(buf.columns, jnp.int32(buf.size), (5, 32), keys, False)
+    host = ReplayBuffers(2, 100, 3, 2, on_device=False)
+    _fill(host, 40)
+    drawn = host.sample_host([np.random.default_rng(s) for s in range(2)], (5, 32), False)
+    for rows in (np.asarray(batch.reward), drawn.reward):
+        assert rows.shape == (2, 5, 32)
+        for s in range(2):
+            for minibatch in rows[s] - 1000 * s:
+                assert len(set(minibatch.tolist())) == 32
+                assert minibatch.min() >= 0 and minibatch.max() < 40
+    # With replacement, 32 of 40 rows repeat one almost surely (P(no repeat) < 1e-6).
+    again = host.sample_host([np.random.default_rng(0)], (5, 32), True)
+    assert any(len(set(m.tolist())) < 32 for m in again.reward[0])
+    small = host.sample_host([np.random.default_rng(0)], (1, 64), False)
+    assert small.reward.shape == (2, 1, 64)
+
+
+def test_distinct_indices_are_uniform() -> None:
+    """Floyd's algorithm: every slot equally likely (a chi-square bound over 4000 draws of 16 of
+    40), all in range, none twice; with fewer slots than the draw, uniform with replacement."""
+    keys = jax.random.split(jax.random.PRNGKey(0), 4000)
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: distinct_indices(k, 40, 16)))(keys))
+    assert all(len(set(r)) == 16 for r in idx) and idx.min() >= 0 and idx.max() < 40
+    counts = np.bincount(idx.ravel(), minlength=40)
+    expected = 4000 * 16 / 40
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    assert chi2 < 80  # 39 degrees of freedom: P(chi2 > 80) < 1e-4
+    few = np.asarray(jax.jit(lambda k: distinct_indices(k, 3, 8))(keys[0]))
+    assert few.min() >= 0 and few.max() < 3
 
 
 @pytest.mark.parametrize("on_device", [True, False])

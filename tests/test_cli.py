@@ -37,6 +37,10 @@ def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Gradient steps per environment step" in out  # TrainConfig.utd's docstring
     assert "--agent.rho" in out and "Augmented-Lagrangian penalty rho" in out
     assert "{dual,multipliers,pid}" in out
+    # Which navigation protocol an id gets without a preset, on one line, and the paper's.
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("Navigation ids without a preset")]
+    assert "1000 steps, limit 25" in line and "400 steps, limit 10" in line
+    assert "--preset reference" in line
 
 
 def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:

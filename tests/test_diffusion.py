@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from algd.agents import build_agent, default_config
+from algd.config import AgentConfig
 from algd.diffusion import Squash, ddpm_schedule, mc_boltzmann_score, reverse_chain, ve_schedule
+from algd.envs.base import EnvSpec
+
+SPEC = EnvSpec("T", 3, 2, (-1.0, -1.0), (1.0, 1.0), 10, 5.0, "episode")
 
 
 def test_ve_schedule_formula() -> None:
@@ -17,6 +22,21 @@ def test_ve_schedule_formula() -> None:
     d2 = [sig[0] ** 2] + [sig[t] ** 2 - sig[t - 1] ** 2 for t in range(1, 5)]
     np.testing.assert_allclose(s.step_var, d2, rtol=1e-5)
     assert float(jnp.sum(s.step_var)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ve_schedule_with_one_level() -> None:
+    """K = 1: the reference's geometric schedule sigma_min (sigma_max / sigma_min)^linspace(0, 1,
+    1) is sigma_min, and ALGD's chain starts from it; ve_single_level=sigma_max starts from the
+    largest noise instead."""
+    for level, sigma in (("sigma_min", 0.01), ("sigma_max", 1.0)):
+        s = ve_schedule(1, 0.01, 1.0, level)
+        np.testing.assert_allclose(s.sigma, [sigma], rtol=1e-6)
+        np.testing.assert_allclose(s.step_var, [sigma**2], rtol=1e-5)
+        cfg = default_config(
+            "algd",
+            agent=AgentConfig(denoise_steps=1, ve_single_level=level),  # type: ignore[arg-type]
+        )
+        assert build_agent(cfg, SPEC).start_std == pytest.approx(sigma, rel=1e-6)
 
 
 def test_ddpm_schedule_formula() -> None:

@@ -264,3 +264,23 @@ def test_update_cap_halves_the_first_epochs_updates(tmp_path: Path, cap) -> None
     col = rows[0].split(",").index("updates")
     updates = [int(r.split(",")[col]) for r in rows[1:]]
     assert updates == ([0, 0, 0, 500, 1500] if cap else [0, 0, 0, 1000, 2000])
+
+
+def test_a_run_config_from_before_a_field_existed_reads_with_its_old_value(tmp_path: Path) -> None:
+    """config.json written before replacement, log_prob, cost_init and ve_single_level existed:
+    the run resumes and evaluates as it trained (the values of then); a config the user writes
+    gets today's defaults."""
+    from algd.config import LEGACY_AGENT_FIELDS, LEGACY_FIELDS, from_dict, to_dict
+
+    data = to_dict(toy("algd", tmp_path))
+    for name in LEGACY_FIELDS:
+        del data[name]
+    for name in LEGACY_AGENT_FIELDS:
+        del data["agent"][name]
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    old = load_run_config(tmp_path)
+    assert (old.replacement, old.agent.log_prob) == (True, "exact")
+    assert (old.agent.cost_init, old.agent.ve_single_level) == ("truncated", "sigma_max")
+    new = from_dict(data)
+    assert (new.replacement, new.agent.log_prob) == (False, "reference")
+    assert (new.agent.cost_init, new.agent.ve_single_level) == ("normal", "sigma_min")

@@ -62,11 +62,34 @@ def write(columns: Batch, ptr: jax.Array, transition: Batch) -> Batch:
     return Batch(*(col.at[ptr].set(x) for col, x in zip(columns, transition)))
 
 
-def sample(columns: Batch, size: jax.Array, key: jax.Array, shape: tuple[int, ...]) -> Batch:
-    """Uniform sample with replacement from the first ``size`` slots; every column gets leading
-    dims ``shape``."""
-    idx = jax.random.randint(key, shape, 0, size)
+def sample(
+    columns: Batch, size: jax.Array, key: jax.Array, shape: tuple[int, ...], replace: bool = True
+) -> Batch:
+    """Uniform sample from the first ``size`` slots; every column gets leading dims ``shape``.
+    Without ``replace``, each minibatch (the last dim of ``shape``) holds distinct slots."""
+    if replace:
+        idx = jax.random.randint(key, shape, 0, size)
+    else:
+        keys = jax.random.split(key, int(np.prod(shape[:-1], dtype=int)))
+        idx = jax.vmap(lambda k: distinct_indices(k, size, shape[-1]))(keys).reshape(shape)
     return Batch(*(col[idx] for col in columns))
+
+
+def distinct_indices(key: jax.Array, n: jax.Array, k: int) -> jax.Array:
+    """k distinct integers drawn uniformly from [0, n) (Floyd's algorithm: step j in n-k..n-1
+    takes a uniform t in [0, j] unless it was taken already, then j itself), (k,); where
+    n < k, k uniform draws with replacement instead."""
+    u = jax.random.uniform(key, (k,))
+    n = jnp.asarray(n, jnp.int32)
+
+    def step(i: jax.Array, taken: jax.Array) -> jax.Array:
+        j = n - k + i
+        t = jnp.minimum((u[i] * (j + 1).astype(jnp.float32)).astype(jnp.int32), j)
+        return taken.at[i].set(jnp.where(jnp.any(taken == t), j, t))
+
+    distinct = jax.lax.fori_loop(0, k, step, jnp.full((k,), -1, jnp.int32))
+    with_replacement = jnp.minimum((u * n.astype(jnp.float32)).astype(jnp.int32), n - 1)
+    return jnp.where(n >= k, distinct, with_replacement)
 
 
 # The S seeds' writes of one environment step in one call; the old columns are donated, so the
@@ -102,12 +125,23 @@ class ReplayBuffers:
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample_host(self, rngs: list[np.random.Generator], shape: tuple[int, ...]) -> Batch:
-        """Host buffers: seed i's minibatches drawn with ``rngs[i]``, leading dims (S, *shape)."""
-        idx = np.stack([rng.integers(0, self.size, size=shape) for rng in rngs])
+    def sample_host(
+        self, rngs: list[np.random.Generator], shape: tuple[int, ...], replace: bool = True
+    ) -> Batch:
+        """Host buffers: seed i's minibatches drawn with ``rngs[i]``, leading dims (S, *shape);
+        without ``replace`` each minibatch (the last dim of ``shape``) holds distinct slots
+        (with replacement while the buffer holds fewer)."""
+        idx = np.stack([self._indices(rng, shape, replace) for rng in rngs])
         # One gather along the first axis of the (S * capacity, ...) view: numpy's fast path.
         flat = idx + self.capacity * np.arange(self.seeds).reshape(-1, *([1] * len(shape)))
         return Batch(*(col.reshape(-1, *col.shape[2:])[flat] for col in self.columns))
+
+    def _indices(self, rng: np.random.Generator, shape: tuple[int, ...], replace: bool):
+        if replace or self.size < shape[-1]:
+            return rng.integers(0, self.size, size=shape)
+        rows = int(np.prod(shape[:-1], dtype=int))
+        drawn = [rng.choice(self.size, shape[-1], replace=False) for _ in range(rows)]
+        return np.stack(drawn).reshape(shape)
 
     def member_state(self, i: int) -> dict[str, np.ndarray]:
         """Seed i's filled slots (as they lie in the ring) and the position, for a checkpoint."""
@@ -142,11 +176,13 @@ class ReplayBuffers:
         self.seeds = len(members)
 
 
-@partial(jax.jit, static_argnums=2)
-def sample_group(columns: Batch, size: jax.Array, shape: tuple[int, ...], keys: jax.Array) -> Batch:
+@partial(jax.jit, static_argnums=(2, 4))
+def sample_group(
+    columns: Batch, size: jax.Array, shape: tuple[int, ...], keys: jax.Array, replace: bool = True
+) -> Batch:
     """Each seed's sample from its own buffer with its own key (for tests and benchmarks; the
     training update samples inside its own compiled call)."""
-    return jax.vmap(lambda c, k: sample(c, size, k, shape))(columns, keys)
+    return jax.vmap(lambda c, k: sample(c, size, k, shape, replace))(columns, keys)
 
 
 # --- on-policy rollouts -------------------------------------------------------------------------

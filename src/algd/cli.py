@@ -39,7 +39,10 @@ class Train:
     """Train an agent, or --resume a stopped run.
 
     Defaults come from the algorithm (--algo), then --preset, then --config FILE; flags given
-    override them."""
+    override them.
+
+    Navigation ids without a preset: Safety-Gymnasium's protocol (1000 steps, limit 25, new
+    layouts); the paper's (400 steps, limit 10, one layout) is --preset reference."""
 
     run: Annotated[TrainConfig, tyro.conf.arg(name="")]
     resume: str | None = None

@@ -95,6 +95,10 @@ class AgentConfig:
     """VE-SDE smallest noise level."""
     sigma_max: float = 1.0
     """VE-SDE largest noise level (sampling starts from N(0, sigma_max^2 I))."""
+    ve_single_level: Literal["sigma_min", "sigma_max"] = "sigma_min"
+    """VE-SDE with K = 1: the one noise level is sigma_min (reference: the geometric schedule
+    sigma_min (sigma_max / sigma_min)^linspace(0, 1, K) at K = 1) or sigma_max (the chain starts
+    from the largest noise, as it does for K > 1)."""
     ddpm_beta_min: float = 1e-4
     """DDPM linear beta schedule start."""
     ddpm_beta_max: float = 0.02
@@ -117,8 +121,12 @@ class AgentConfig:
     change of variables)."""
     init: Literal["reference", "lecun"] = "reference"
     """Weight initialisation: reference (Glorot uniform for the reward critics, actors and score
-    network; normal of std 1 / (2 sqrt(fan_in)) truncated at 2 std for the cost critics; zero
+    network; a normal of std 1 / (2 sqrt(fan_in)) for the cost critics, see cost_init; zero
     biases) or lecun (Flax's default)."""
+    cost_init: Literal["normal", "truncated"] = "normal"
+    """Cost critics' weights under init=reference: normal (what the authors' code computes: its
+    truncation loop writes to a local variable, so the normal is never truncated) or truncated
+    (at two standard deviations, as that loop intends)."""
     time_embedding: Literal["learned", "sinusoidal"] = "learned"
     """Diffusion step embedding: learned (reference: a K x time_embed_dim table, N(0, 1) at
     initialisation) or sinusoidal."""
@@ -148,6 +156,11 @@ class AgentConfig:
     """Hidden widths of the tanh-Gaussian actor (SAC family)."""
     alpha_init: float = 1.0
     """Initial entropy temperature (SAC family)."""
+    log_prob: Literal["reference", "exact"] = "reference"
+    """Tanh correction of the Gaussian actors' log pi (SAC family, HJ): reference
+    (log pi(u) - log(scale (1 - tanh(u)^2) + 1e-6), as the authors' code; its gradient vanishes
+    once an action saturates) or exact (log pi(u) - log(1 - tanh(u)^2) - log scale, computed
+    stably). PPO-Lag inverts stored actions through the reference form either way."""
     alpha_lr: float = 3e-4
     """Learning rate of log alpha (SAC family)."""
     learn_alpha: bool = True
@@ -230,6 +243,9 @@ class TrainConfig:
     """Gradient steps per environment step (run as one compiled call)."""
     batch_size: int = 256
     """Minibatch size of each gradient step."""
+    replacement: bool = False
+    """Draw each minibatch with replacement (off: without, as the reference's random.sample;
+    a minibatch larger than the buffer's fill is then drawn with replacement)."""
     buffer_size: int = 1_000_000
     """Replay capacity in transitions (memory is allocated once, at start)."""
     replay: Literal["auto", "host", "device"] = "auto"
@@ -436,6 +452,26 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError("<root>", str(exc)) from None
     validate(cfg)
     return cfg
+
+
+# What a field added to the config had been before it existed: a run's config.json written
+# before then lacks the field, and reads with this value, so that the run resumes, evaluates and
+# reports as it trained. A config file the user writes gets the current defaults instead.
+LEGACY_FIELDS: dict[str, Any] = {"replacement": True}
+LEGACY_AGENT_FIELDS: dict[str, Any] = {
+    "cost_init": "truncated",
+    "log_prob": "exact",
+    "ve_single_level": "sigma_max",
+}
+
+
+def run_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """:func:`from_dict` for a config that a run wrote (config.json, a checkpoint's or a policy
+    file's copy): a field it lacks takes its value from before the field existed."""
+    if not isinstance(data, dict) or not isinstance(data.get("agent", {}), dict):
+        return from_dict(data)
+    agent = {**LEGACY_AGENT_FIELDS, **data.get("agent", {})}
+    return from_dict({**LEGACY_FIELDS, **data, "agent": agent})
 
 
 def to_json(cfg: TrainConfig) -> str:

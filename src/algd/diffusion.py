@@ -26,10 +26,14 @@ class Schedule(NamedTuple):
     beta: jax.Array  # DDPM beta_t (0 for VE)
 
 
-def ve_schedule(k: int, sigma_min: float, sigma_max: float) -> Schedule:
+def ve_schedule(
+    k: int, sigma_min: float, sigma_max: float, single_level: str = "sigma_min"
+) -> Schedule:
     """sigma_t geometric from sigma_min to sigma_max; delta_sigma2_t = sigma_t^2 - sigma_{t-1}^2
-    with sigma_{-1} = 0."""
-    sigma = np.geomspace(sigma_min, sigma_max, k) if k > 1 else np.array([sigma_max])
+    with sigma_{-1} = 0. With k = 1 the one level is ``single_level`` (the reference's
+    sigma_min (sigma_max / sigma_min)^linspace(0, 1, 1) gives sigma_min)."""
+    one_level = sigma_min if single_level == "sigma_min" else sigma_max
+    sigma = np.geomspace(sigma_min, sigma_max, k) if k > 1 else np.array([one_level])
     prev = np.concatenate([[0.0], sigma[:-1]])
     d2 = sigma**2 - prev**2
     one = np.ones(k)

@@ -54,7 +54,7 @@ def small_matmul_add(base: jax.Array, x: jax.Array, w: jax.Array) -> jax.Array:
     return _fma_rows(base, x, w)
 
 
-INIT_SCHEMES = ("lecun", "xavier", "ensemble", "torch")
+INIT_SCHEMES = ("lecun", "xavier", "ensemble", "ensemble_truncated", "torch")
 
 
 def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.Array]:
@@ -65,8 +65,9 @@ def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.
 
     lecun: LeCun normal (Flax's Dense default). xavier: Glorot uniform, limit
     sqrt(6 / (fan_in + fan_out)) (the reference's reward critics, actors and score network).
-    ensemble: normal of std 1 / (2 sqrt(fan_in)) truncated at two standard deviations (the
-    reference's cost-critic ensemble). torch: uniform in +-1 / sqrt(fan_in) (PyTorch's default
+    ensemble: normal of std 1 / (2 sqrt(fan_in)) (the reference's cost-critic ensemble: its
+    truncation loop rebinds a local variable, so the weights keep the untruncated draw);
+    ensemble_truncated: the same normal truncated at two standard deviations. torch: uniform in +-1 / sqrt(fan_in) (PyTorch's default
     for a linear layer, weights and biases; the reference's lambda(s) network)."""
 
     def one(key: jax.Array, out: int, dtype: Any) -> jax.Array:
@@ -74,6 +75,9 @@ def weight_init(scheme: str, fan_in: int, blocks: int = 1) -> Callable[..., jax.
         if scheme == "xavier":
             return nn.initializers.xavier_uniform()(key, shape, dtype)
         if scheme == "ensemble":
+            std = 1.0 / (2.0 * float(np.sqrt(fan_in)))
+            return std * jax.random.normal(key, shape, dtype)
+        if scheme == "ensemble_truncated":
             std = 1.0 / (2.0 * float(np.sqrt(fan_in)))
             return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
         if scheme == "torch":

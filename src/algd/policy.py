@@ -34,7 +34,7 @@ from algd.checkpoint import (
     unflatten_state,
     write_npz,
 )
-from algd.config import TrainConfig, from_dict, to_dict
+from algd.config import TrainConfig, run_config_from_dict, to_dict
 from algd.envs.base import EnvSpec
 from algd.errors import AlgdError, CheckpointError, RunDirError
 
@@ -134,7 +134,7 @@ def load_policy(path: str | Path, seed: int = 0) -> Policy:
         )
     meta, arrays = _read_actor(p, "actor")
     try:
-        cfg = from_dict(meta["config"])
+        cfg = run_config_from_dict(meta["config"])
         spec = EnvSpec(
             **{
                 **meta["spec"],

@@ -7,7 +7,7 @@ Rewards are about 1 per step, so SAC's initial temperature is lowered to 0.1 (at
 entropy bonus dominates for thousands of updates) and the dual step on log lambda raised to 0.01
 (at 3e-4 log lambda can move by at most ~1 in 3000 updates). Networks are 64 wide; 2 updates per
 step. Weights start from Flax's LeCun-normal init instead of the reference's Glorot-uniform /
-truncated-normal one: measured at 4000 steps, seed 0, SAC-Lag ends at return 11.2 and cost 96.8
+normal one: measured (while the cost critics' normal was still truncated at 2 std) at 4000 steps, seed 0, SAC-Lag ends at return 11.2 and cost 96.8
 with the reference init and at 117.5 and 1.0 with this one (SAC-AugLag 113.7 vs 118.2 and CAL
 113.5 vs 118.4, all safe); seed 1 of SAC-Lag, with uniform warm-up actions: return -31.2 (cost
 82.0) vs 117.5 (cost 0.0). Everything else is the reference default.

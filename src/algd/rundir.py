@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from algd.checkpoint import CHECKPOINT_NAME, CHECKPOINT_NEXT, atomic_write_bytes
-from algd.config import TrainConfig, from_dict, to_json
+from algd.config import TrainConfig, run_config_from_dict, to_json
 from algd.errors import ConfigError, RunDirError
 
 CONFIG_NAME = "config.json"
@@ -335,7 +335,7 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     except OSError as exc:
         raise RunDirError(f"cannot read {cfg_path}: {exc.strerror}") from None
     try:
-        cfg = from_dict(data)
+        cfg = run_config_from_dict(data)
     except ConfigError as exc:
         raise RunDirError(f"{cfg_path}: {exc}") from None
     # Where the run is now: a run directory may have been moved or copied (a results folder

@@ -540,7 +540,7 @@ class Trainer:
                 episodes,
             )
         rngs = [np.random.default_rng([m.seed, SAMPLE_STREAM, t]) for m in self.members]
-        batches = buffers.sample_host(rngs, rows)
+        batches = buffers.sample_host(rngs, rows, cfg.replacement)
         return _update_from_batches(
             self.off_policy_agent, state, batches, self.k_update, np.int32(t), episodes
         )
@@ -759,7 +759,7 @@ def _update_from_replay(
     episodes: jax.Array | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     def one(s: TrainState, c: Batch, ku: jax.Array, ks: jax.Array, e: Any) -> Any:
-        batches = sample(c, size, jax.random.fold_in(ks, t), rows)
+        batches = sample(c, size, jax.random.fold_in(ks, t), rows, agent.cfg.replacement)
         return _seed_update(agent, s, batches, ku, t, e)
 
     return jax.vmap(one)(state, columns, k_update, k_sample, episodes)

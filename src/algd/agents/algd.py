@@ -60,14 +60,14 @@ class ALGD(OffPolicyAgent):
             time_table=self.K if a.time_embedding == "learned" else 0,
         )
         if self.ve:
-            self.sched = ve_schedule(a.denoise_steps, a.sigma_min, a.sigma_max)
+            self.sched = ve_schedule(a.denoise_steps, a.sigma_min, a.sigma_max, a.ve_single_level)
         else:
             self.sched = ddpm_schedule(a.denoise_steps, a.ddpm_beta_min, a.ddpm_beta_max)
         self.squash = Squash(self.act_scale, self.act_bias)
         self.latent = a.score_space == "latent"
         self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
         if self.ve:
-            self.start_std = a.sigma_max
+            self.start_std = float(self.sched.sigma[-1])  # the reference's sigma_T: the last level
         elif a.ddpm_start == "standard":
             self.start_std = 1.0
         else:

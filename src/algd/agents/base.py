@@ -164,7 +164,9 @@ class OffPolicyAgent(Agent):
             a.critic_hidden,
             a.cost_ensemble,
             QC_ACTIVATION,
-            "ensemble" if reference else "lecun",
+            ("ensemble" if a.cost_init == "normal" else "ensemble_truncated")
+            if reference
+            else "lecun",
         )
         self.q_tx = optax.adam(a.critic_lr)
         self.qc_tx = optax.adam(a.cost_critic_lr)

@@ -49,9 +49,16 @@ class SACFamily(OffPolicyAgent):
         log_gauss = -0.5 * (
             jnp.square((u - mean) / jnp.exp(log_std)) + 2 * log_std + jnp.log(2 * jnp.pi)
         )
+        return jnp.tanh(u) * self.act_scale + self.act_bias, (log_gauss - self.log_det(u)).sum(-1)
+
+    def log_det(self, u: jax.Array) -> jax.Array:
+        """log |d squash / du| per action component (``log_prob``)."""
+        if self.a.log_prob == "reference":
+            # The authors' form: 1e-6 inside the log, so it flattens at -13.8 once tanh
+            # saturates and its gradient vanishes there.
+            return jnp.log(self.act_scale * (1.0 - jnp.square(jnp.tanh(u))) + 1e-6)
         # log(1 - tanh(u)^2) computed stably as 2 (log 2 - u - softplus(-2u)).
-        log_det = 2.0 * (LOG_2 - u - jax.nn.softplus(-2.0 * u)) + jnp.log(self.act_scale)
-        return jnp.tanh(u) * self.act_scale + self.act_bias, (log_gauss - log_det).sum(-1)
+        return 2.0 * (LOG_2 - u - jax.nn.softplus(-2.0 * u)) + jnp.log(self.act_scale)
 
     def noise_shape(self) -> tuple[int, ...]:
         return (self.act_dim,)
