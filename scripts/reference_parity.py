@@ -1,26 +1,35 @@
-"""Parity fixtures from the authors' ALGD code: what their agents compute, for algd's tests.
+"""Parity fixtures from the authors' code: what their agents compute, for algd's tests.
 
-This script runs the authors' PyTorch agents (github.com/Wenxuan52/ALGD, commit 1f6820b, MIT
-licence) on a small problem and writes their inputs, weights, random draws and results to
-``tests/fixtures/reference_parity.npz``. ``tests/test_parity.py`` loads the same weights into
-algd, feeds it the same batch and the same draws, and compares. Neither PyTorch nor the
-authors' code is a dependency of algd or of its tests: only this script needs them.
+This script runs the authors' PyTorch agents on small problems and writes their inputs,
+weights, random draws and results to ``tests/fixtures/``: their ALGD code
+(github.com/Wenxuan52/ALGD, commit 1f6820b, MIT licence) into ``reference_parity.npz``, and,
+with ``--dev-ref``, the baselines of their development repository (github.com/Wenxuan52/CAL,
+commit 278e338) into ``parity_sac_family.npz`` (SAC-Lag, SAC-AugLag, CAL;
+``scripts/parity_sac_family.py``) and ``parity_hj_ppo.npz`` (HJ, PPO-Lag;
+``scripts/parity_hj_ppo.py``), each in its own process. ``tests/test_parity*.py`` load the
+same weights into algd, feed it the same batches and draws, and compare. Neither PyTorch nor
+the authors' code is a dependency of algd or of its tests: only these scripts need them.
 
-To regenerate the fixture (on any CPU; nothing here needs a GPU):
+To regenerate the fixtures (on any CPU; nothing here needs a GPU):
 
     python3 -m venv /tmp/ptv && /tmp/ptv/bin/pip install torch==2.13.0 'numpy<2'
     git clone https://github.com/Wenxuan52/ALGD /tmp/ALGD && git -C /tmp/ALGD checkout 1f6820b
-    /tmp/ptv/bin/python scripts/reference_parity.py --ref /tmp/ALGD
+    git clone https://github.com/Wenxuan52/CAL /tmp/CAL && git -C /tmp/CAL checkout 278e338
+    /tmp/ptv/bin/python scripts/reference_parity.py --ref /tmp/ALGD --dev-ref /tmp/CAL
 
-What it records, for the VE-SDE and the DDPM agent each (prefix ``ve/`` or ``ddpm/``):
+What it records for ALGD, for three variants: ``ve`` and ``ddpm`` (VE-SDE and DDPM in the
+authors' velocity mode: a discounted limit, both critics stop at an episode's end) and
+``ve_nav`` (VE-SDE in their Safety-Gym mode: the per-state budget of an episode limit, cost
+critics that never stop bootstrapping):
 
-- the networks' weights at initialisation (torch layout) and the batch;
-- the reverse chain's actions at the batch's states, stochastic and deterministic;
-- L_A and its action gradient at the batch's actions;
-- the Monte-Carlo score target phi* at given (a_tau, tau);
-- one whole ``update_parameters`` call (critics, actor, multiplier, targets): the critics'
-  regression targets and losses, the actor loss's parts, every parameter gradient, the
-  multiplier's gradient and value after the step, and every parameter after the step.
+- ``h``, and the networks' weights and log lambda at initialisation (``init/``, torch layout);
+- velocity variants: the reverse chain's actions, stochastic and deterministic, L_A and its
+  action gradient, and the Monte-Carlo score target phi* at given (a_tau, tau);
+- three consecutive ``update_parameters`` calls with block indices 0, 1, 2 (the targets move
+  after 0 and 2, not after 1), each on its own batch (``update{i}/batch/``, with the
+  navigation flags terminated and goal_met in ``ve_nav``): the critics' regression targets and
+  losses, the score loss and its target, every gradient handed to each optimiser, the
+  multiplier's gradient, and every parameter and log lambda after the update.
 
 Every random draw the agents make (``torch.randn``, ``randn_like``, ``randint``) is replaced by
 a draw from a seeded NumPy generator and recorded in order, so algd can replay them. The agents
@@ -30,6 +39,7 @@ place themselves on "cuda"; the script maps that to the CPU.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -82,12 +92,19 @@ class Recorder:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", required=True, help="a local copy of the authors' ALGD code")
-    parser.add_argument(
-        "--out",
-        default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/reference_parity.npz"),
-    )
+    parser.add_argument("--dev-ref", help="a local copy of their development repository (CAL)")
+    fixtures = Path(__file__).resolve().parents[1] / "tests/fixtures"
+    parser.add_argument("--out", default=str(fixtures / "reference_parity.npz"))
     args = parser.parse_args()
     import torch
+
+    if args.dev_ref:  # their repositories both hold a package "agents": one process each
+        for name in ("parity_sac_family", "parity_hj_ppo"):
+            script = str(Path(__file__).with_name(f"{name}.py"))
+            out_file = str(fixtures / f"{name}.npz")
+            subprocess.run(
+                [sys.executable, script, "--ref", args.dev_ref, "--out", out_file], check=True
+            )
 
     modules = dict(zip(("ve", "ddpm"), reference_modules(torch, args.ref)))
     out: dict[str, np.ndarray] = {}
@@ -291,7 +308,7 @@ class UpdateCapture:
 
     def mse(self, x, y):
         loss = self.real_mse(x, y)
-        self.seen["mse"].append((y.detach().numpy().copy(), float(loss)))
+        self.seen["mse"].append((y.detach().numpy().copy(), float(loss.detach())))
         return loss
 
     def wrap(self, opt, name: str) -> None:
