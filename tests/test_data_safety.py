@@ -5,6 +5,7 @@ one-line errors of the other commands (docs/reliability.md lists the promises)."
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import signal
@@ -349,23 +350,36 @@ def test_a_config_that_cannot_fit_in_memory_is_refused(tmp_path: Path, capsys) -
     assert list(tmp_path.iterdir()) == []
 
 
-def test_every_registered_safety_gymnasium_id_is_listed_or_excluded() -> None:
-    from algd.envs import list_env_ids, make_env
-    from algd.envs.sg_compat import import_safety_gymnasium, quiet_gymnasium
+def test_every_safety_gymnasium_task_is_listed() -> None:
+    """algd's table of Safety-Gymnasium ids covers every task class the package ships: each
+    navigation task ``{Task}Level{n}`` for every robot, each velocity module's class, and
+    builds one of each kind."""
+    import os
+    import re
 
-    import_safety_gymnasium()
-    registered = [k for k in quiet_gymnasium().registry if k.startswith("Safety")]
-    listed = set(list_env_ids())
-    missing = [
-        k
-        for k in registered
-        if k not in listed and not any(v in k for v in ("Vision", "Debug", "Gymnasium"))
-    ]
-    assert missing == [] and "SafetyWalker2dVelocity-v1" in listed
-    env = make_env("SafetyWalker2dVelocity-v1")
-    env.reset(0)
-    assert env.spec.act_dim == 6 and len(env.step(env.spec.act_low)) == 6
-    env.close()
+    from algd.envs import list_env_ids, make_env
+    from algd.envs.sg_compat import ROBOTS, import_safety_gymnasium
+
+    package = import_safety_gymnasium()
+    tasks = importlib.import_module("safety_gymnasium.tasks")
+    levels = [m.groups() for m in map(re.compile(r"^(\w+)Level(\d)$").match, dir(tasks)) if m]
+    assert len(levels) >= 20
+    velocity_dir = os.path.join(os.path.dirname(str(package.__file__)), "tasks", "safe_velocity")
+    modules = [f for f in os.listdir(velocity_dir) if f.startswith("safety_") and f.endswith(".py")]
+    expected = {f"Safety{r}{task}{n}-v0" for r in ROBOTS for task, n in levels}
+    expected |= {
+        "Safety"
+        + "".join(w.capitalize() for w in f[len("safety_") : -len("_velocity_v0.py")].split("_"))
+        + f"Velocity-v{f[-4]}"
+        for f in modules
+    }
+    assert expected == {e for e in list_env_ids() if e.startswith("Safety")}
+    for env_id in ("SafetyWalker2dVelocity-v1", "SafetyRacecarCircle0-v0"):
+        env = make_env(env_id)
+        env.reset(0)
+        assert len(env.step(env.spec.act_low)) == 6
+        env.close()
+    assert make_env("SafetyRacecarCircle0-v0").spec.max_episode_steps == 500
 
 
 def test_other_commands_answer_bad_input_with_one_line(tmp_path: Path, capsys) -> None:

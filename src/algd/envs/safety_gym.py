@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from algd.envs import sg_compat
 from algd.envs.base import EnvSpec, SafeEnv, box_bounds, flat_obs_dim
-from algd.envs.sg_compat import import_safety_gymnasium, quiet_gymnasium
 
 # Vision tasks have image observations, Debug tasks keyboard control, and *Gymnasium variants
 # the 5-tuple API; algd drives the plain state-based tasks.
@@ -26,13 +26,9 @@ def is_navigation_id(env_id: str) -> bool:
 
 
 def list_safety_gym_ids() -> list[str]:
-    import_safety_gymnasium()
-    gym = quiet_gymnasium()
-    return sorted(
-        k
-        for k in gym.registry
-        if is_safety_gym_id(k) and "Vision" not in k and "Debug" not in k and "Gymnasium" not in k
-    )
+    """Safety-Gymnasium's state-based task ids (building one needs Safety-Gymnasium
+    installed: ``sg_compat.INSTALL_HINT``)."""
+    return sg_compat.safety_gym_ids()
 
 
 class SafetyGymEnv(SafeEnv):
@@ -45,15 +41,12 @@ class SafetyGymEnv(SafeEnv):
         render_size: tuple[int, int] | None = None,
     ) -> None:
         self._layout_seed = layout_seed
-        sg = import_safety_gymnasium()
         kwargs: dict[str, Any] = {}
-        if episode_length is not None:
-            kwargs["max_episode_steps"] = episode_length
         if render_size is not None:
             kwargs.update(render_mode="rgb_array", width=render_size[0], height=render_size[1])
             if is_navigation_id(env_id):  # from above, following the robot (not its own eyes)
                 kwargs["camera_name"] = "track"
-        self._env = sg.make(env_id, **kwargs)
+        self._env = sg_compat.make(env_id, **kwargs)
         low, high = box_bounds(self._env.action_space, env_id)
         spec = EnvSpec(
             id=env_id,
@@ -61,7 +54,7 @@ class SafetyGymEnv(SafeEnv):
             act_dim=len(low),
             act_low=low,
             act_high=high,
-            max_episode_steps=int(episode_length or self._env.spec.max_episode_steps or 1000),
+            max_episode_steps=int(episode_length or sg_compat.episode_steps(env_id)),
             cost_limit=SAFETY_GYM_DEFAULT_LIMIT if cost_limit is None else float(cost_limit),
             cost_limit_kind="episode",
         )
