@@ -14,13 +14,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 pick_python() {
-  for cand in python3.11 python3; do
-    if command -v "$cand" >/dev/null 2>&1 &&
-      "$cand" -c 'import sys; raise SystemExit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  # Python 3.12: the lock's JAX (0.12) needs 3.12 or newer. pyenv's versions count too.
+  local cand
+  for cand in python3.12 python3 "$(pyenv root 2>/dev/null)"/versions/3.12*/bin/python3.12 \
+    /usr/bin/python3.12 /usr/local/bin/python3.12; do
+    if "$cand" -c 'import sys; raise SystemExit(sys.version_info[:2] != (3, 12))' >/dev/null 2>&1
+    then
       echo "$cand"; return 0
     fi
   done
-  echo "algd needs Python 3.11 (mujoco 2.3.3 and jax 0.7.1 are pinned for it); none found on PATH" >&2
+  echo "algd's pinned environment needs Python 3.12 (requirements.lock); none found (with another" \
+    "Python 3.11-3.13: pip install .)" >&2
   return 1
 }
 
@@ -50,10 +54,19 @@ if [ -f "$stamp" ] && [ -x .venv/bin/algd ]; then
   exit 0
 fi
 py="$(pick_python)"
+if [ -x .venv/bin/python ] && ! .venv/bin/python -c 'import sys; raise SystemExit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+  # A .venv of another Python: replace it only if this script made it.
+  if ls .venv/.algd-lock-* >/dev/null 2>&1; then
+    rm -rf .venv
+  else
+    echo "setup.sh: .venv/ holds another Python's environment that setup.sh did not make; move it away" >&2
+    exit 2
+  fi
+fi
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade "pip==24.3.1"
-# --no-deps: safety-gymnasium pins pygame==2.1.0 (no 3.11 wheel) and gymnasium-robotics pins
-# numpy<1.24; the lock holds the versions verified to work together instead.
+# --no-deps: safety-gymnasium pins pygame==2.1.0, gymnasium==0.28.1 and mujoco==2.3.3, none of
+# which installs with today's stack; the lock holds the versions verified to work together.
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 rm -f .venv/.algd-lock-*

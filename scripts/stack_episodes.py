@@ -1,10 +1,13 @@
 """Record, or compare, fixed-seed episodes of real tasks on two software stacks.
 
-A task's observations, rewards, costs and episode ends under a fixed reset seed and a fixed
-sequence of random actions, on the stack this Python runs (``record``), or against a recording
-made on another stack (``compare``): the observation layout must be the same, and the values
-are compared with the simulators' numerical differences in mind (MuJoCo versions integrate in
-a different floating-point order, so trajectories part slowly under contacts).
+Each task's observations, rewards, costs and episode ends under fixed reset seeds and fixed
+sequences of random actions, on the stack this Python runs (``record``), or against a
+recording made on another stack (``compare``). The observation layout and the episode rules
+must be the same. Values are compared with the simulators' numerical differences in mind:
+MuJoCo versions integrate in a different floating-point order, so one trajectory is identical
+for a while and then parts from the other (the first contact, or a lidar ray crossing an
+object's edge, amplifies the last bits). So the comparison is also statistical: each stack's
+mean episode cost and return over EPISODES episodes, with their standard errors.
 
     python scripts/stack_episodes.py record OUT.npz
     python scripts/stack_episodes.py compare OLD.npz
@@ -25,15 +28,16 @@ TASKS = (
     "PaperHalfCheetahVelocity-v0",
 )
 STEPS = 400
+EPISODES = 20
 
 
-def episode(env_id: str) -> dict[str, np.ndarray]:
+def episode(env_id: str, seed: int = 0) -> dict[str, np.ndarray]:
     from algd.envs import make_env
 
     env = make_env(env_id)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     low, high = np.asarray(env.spec.act_low), np.asarray(env.spec.act_high)
-    obs, _ = env.reset(7)
+    obs, _ = env.reset(7 + seed)
     out: dict[str, list] = {"obs": [obs], "reward": [], "cost": [], "end": []}
     for _ in range(STEPS):
         obs, reward, cost, terminated, truncated, _ = env.step(rng.uniform(low, high))
@@ -54,6 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "record":
         data = {f"{t}/{k}": v for t in TASKS for k, v in episode(t).items()}
+        for t in TASKS:
+            data[f"{t}/totals"] = totals(t)
         np.savez_compressed(args.path, **data)
         print(f"wrote {args.path}")
         return
@@ -76,8 +82,26 @@ def main() -> None:
             f"episode cost {costs[0]:.3f} vs {costs[1]:.3f}, "
             f"return {old[f'{t}/reward'].sum():.3f} vs {new['reward'].sum():.3f}"
         )
+        old_t, new_t = old[f"{t}/totals"], totals(t)
+        for i, what in enumerate(("cost", "return")):
+            print(
+                f"  {EPISODES} episodes' {what}: {mean_se(old_t[:, i])} vs {mean_se(new_t[:, i])}"
+            )
         ok = ok and same_layout
     sys.exit(0 if ok else 1)
+
+
+def totals(env_id: str) -> np.ndarray:
+    """(EPISODES, 2): each episode's cost and return, seeds 1..EPISODES."""
+    out = []
+    for seed in range(1, EPISODES + 1):
+        e = episode(env_id, seed)
+        out.append((e["cost"].sum(), e["reward"].sum()))
+    return np.asarray(out)
+
+
+def mean_se(x: np.ndarray) -> str:
+    return f"{x.mean():.2f} +- {x.std(ddof=1) / np.sqrt(len(x)):.2f}"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 
 from algd.cli import main
 from algd.config import to_json
-from helpers import run_cli
+from helpers import ROOT, run_cli
 
 FAST = [
     "--preset",
@@ -182,3 +185,20 @@ def test_train_offers_every_named_preset() -> None:
 
     literal, none = typing.get_args(typing.get_type_hints(Train)["preset"])
     assert none is type(None) and set(typing.get_args(literal)) == set(PRESETS)
+
+
+def test_gpu_check_refuses_in_one_line_without_a_gpu(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh on a machine whose JAX sees no GPU: exit 2, one line naming the
+    backend, nothing written."""
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert "no GPU visible to JAX (backend: cpu" in line
+    assert not (tmp_path / "out").exists()

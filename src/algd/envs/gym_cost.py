@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from algd.envs.base import EnvSpec, SafeEnv, box_bounds, flat_obs_dim
-from algd.envs.sg_compat import quiet_gymnasium
+from algd.envs.sg_compat import quiet_gymnasium, quiet_simulator_notices
 from algd.errors import EnvError
 
 
@@ -121,17 +121,18 @@ def make_velocity(
 ) -> GymCostEnv:
     task = VELOCITY_TASKS[env_id]
     limit = task.discounted_limit if cost_limit is None else cost_limit
-    return GymCostEnv(
-        env_id,
-        task.gym_id,
-        velocity_cost,
-        limit,
-        "discounted",
-        episode_length,
-        task.obs_dim,
-        reference_end="any_end",  # the authors' MuJoCo sampler: the time limit ends it too
-        render_size=render_size,
-    )
+    with quiet_simulator_notices():
+        return GymCostEnv(
+            env_id,
+            task.gym_id,
+            velocity_cost,
+            limit,
+            "discounted",
+            episode_length,
+            task.obs_dim,
+            reference_end="any_end",  # the authors' MuJoCo sampler: the time limit ends it too
+            render_size=render_size,
+        )
 
 
 def make_info_cost(

@@ -89,7 +89,7 @@ def make(env_id: str, **kwargs: Any) -> Any:
         raise EnvError(f"unknown Safety-Gymnasium id '{env_id}'")
     package = import_safety_gymnasium()
     nav = _NAV_ID.match(env_id)
-    with _int_joint_ids(), _quiet():
+    with _int_joint_ids(), _quiet(), quiet_simulator_notices():
         if nav is not None:
             config = {"agent_name": nav["robot"], **NAVIGATION[nav["task"]][2]}
             return package.builder.Builder(task_id=env_id, config=config, **kwargs)
@@ -176,6 +176,34 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def quiet_simulator_notices() -> Iterator[None]:
+    """Build a velocity task without two notices about what the protocols keep on purpose:
+    Gymnasium's that its -v4 tasks have a -v5 (the paper's are the -v3/-v4 dynamics), and
+    MuJoCo's that their XML's ``settotalmass`` attribute is deprecated. Other MuJoCo warnings
+    pass through."""
+    import mujoco
+
+    quiet_gymnasium()  # its import adds warning filters of its own: before ours
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if "is deprecated" in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def quiet_gymnasium() -> types.ModuleType:
