@@ -200,6 +200,11 @@ class OffPolicyAgent(Agent):
         """Whether the multiplier learns (plain SAC keeps it at its initial value)."""
         return True
 
+    def trains_cost_critics(self) -> bool:
+        """Whether the cost critics learn: plain SAC, whose loss never reads them, skips their
+        update and the multiplier step (an exact saving: nothing it computes changes)."""
+        return True
+
     def init_extra(self, key: jax.Array) -> dict[str, Any]:
         """Algorithm-specific TrainState fields (HJ's lambda(s) network); none by default."""
         return {}
@@ -246,13 +251,18 @@ class OffPolicyAgent(Agent):
         a = self.a
         next_a, bonus = self.next_action(state, b.next_obs, key)
         q_next = self.q_all(state.q_targ, b.next_obs, next_a).min(0)
-        y_r = b.reward + a.gamma * (1.0 - b.reward_done) * (q_next + bonus)
-        y_c = self.cost_target(state, b, next_a, key)
-        y_r, y_c = jax.lax.stop_gradient(y_r), jax.lax.stop_gradient(y_c)
+        y_r = jax.lax.stop_gradient(b.reward + a.gamma * (1.0 - b.reward_done) * (q_next + bonus))
 
         def q_loss(p: Params) -> jax.Array:
             return jnp.square(self.q_all(p, b.obs, b.action) - y_r).mean(-1).sum()
 
+        lq, gq = jax.value_and_grad(q_loss)(state.q)
+        q, q_opt = adam_step(self.q_tx, state.q, gq, state.q_opt)
+        state = state.replace(q=q, q_opt=q_opt)
+        metrics = {"loss/q": lq, "grad_norm/q": optax.global_norm(gq), "q/mean": y_r.mean()}
+        if not self.trains_cost_critics():
+            return state, metrics
+        y_c = jax.lax.stop_gradient(self.cost_target(state, b, next_a, key))
         # Per-member mean squared errors, summed (reward critics, as the reference) and, for
         # the cost critics, averaged over the ensemble (the reference) or summed.
         qc_scale = 1.0 / a.cost_ensemble if a.cost_loss_reduction == "mean" else 1.0
@@ -260,19 +270,10 @@ class OffPolicyAgent(Agent):
         def qc_loss(p: Params) -> jax.Array:
             return qc_scale * jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
 
-        lq, gq = jax.value_and_grad(q_loss)(state.q)
         lqc, gqc = jax.value_and_grad(qc_loss)(state.qc)
-        q, q_opt = adam_step(self.q_tx, state.q, gq, state.q_opt)
         qc, qc_opt = adam_step(self.qc_tx, state.qc, gqc, state.qc_opt)
-        state = state.replace(q=q, q_opt=q_opt, qc=qc, qc_opt=qc_opt)
-        metrics = {
-            "loss/q": lq,
-            "loss/qc": lqc,
-            "grad_norm/q": optax.global_norm(gq),
-            "grad_norm/qc": optax.global_norm(gqc),
-            "q/mean": y_r.mean(),
-        }
-        return state, metrics
+        state = state.replace(qc=qc, qc_opt=qc_opt)
+        return state, {**metrics, "loss/qc": lqc, "grad_norm/qc": optax.global_norm(gqc)}
 
     def cost_target(
         self, state: TrainState, b: Batch, next_a: jax.Array, key: jax.Array
@@ -288,6 +289,8 @@ class OffPolicyAgent(Agent):
         """The multiplier steps on mean(Qc_bar(s, a) - h) over the minibatch's states, at the
         replayed actions or (violation=policy) at a ~ pi(.|s); or (violation=episodes) on
         ``episodes``, the loop's mean cost of the last training episodes minus the limit."""
+        if not self.trains_cost_critics():
+            return state, {}
         qc_bar = self.qc_bar(state.qc, b.obs, b.action)
         metrics = {"qc_bar/replay": qc_bar.mean()}
         if self.a.violation == "policy":

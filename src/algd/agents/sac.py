@@ -1,7 +1,7 @@
 """SAC (unconstrained): the reference point that shows what ignoring the cost does.
 
-It still learns a cost critic, for the logs only; the multiplier stays at its initial value and
-enters nothing.
+Its loss never reads a cost critic or the multiplier, so neither learns (the multiplier stays at
+its initial value): an exact saving of a third of the critics' work.
 """
 
 from __future__ import annotations
@@ -11,4 +11,7 @@ from algd.agents.sac_family import SACFamily
 
 class SAC(SACFamily):
     def updates_multiplier(self) -> bool:
+        return False
+
+    def trains_cost_critics(self) -> bool:
         return False
