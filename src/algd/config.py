@@ -406,7 +406,8 @@ def validate(cfg: TrainConfig) -> None:
     _check(
         cfg.warmup_steps < cfg.total_steps,
         "warmup_steps",
-        f"({cfg.warmup_steps}) must be smaller than total_steps ({cfg.total_steps})",
+        f"({cfg.warmup_steps}) must be smaller than total_steps ({cfg.total_steps}), or the run "
+        "never learns: lower it (--warmup-steps) or raise --total-steps",
     )
     _finite(cfg, "", ("cost_limit",), 0.0, 1e12, "a number >= 0")
     _finite(cfg, "", ("update_cap",), 1e-9, 1e9, "a positive number")
