@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import optax
 
 from algd.config import TrainConfig
 from algd.presets import preset
@@ -43,3 +46,25 @@ def quick(total_steps: int, every: int = 300) -> dict[str, int]:
         "log_every": 100,
         "eval_episodes": 1,
     }
+
+
+class Capture(NamedTuple):
+    """An optimiser (optax.GradientTransformation) that records the gradient it is handed."""
+
+    init: Any
+    update: Any
+    grads: list[Any]
+
+    @classmethod
+    def of(cls, inner: optax.GradientTransformation) -> Capture:
+        grads: list[Any] = []
+
+        def update(g: Any, opt_state: Any, params: Any = None) -> Any:
+            grads.append(g)
+            return inner.update(g, opt_state, params)
+
+        return cls(inner.init, update, grads)
+
+    @property
+    def grad(self) -> Any:
+        return self.grads[-1]

@@ -12,19 +12,18 @@ entry near zero is a difference of large terms).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from algd.agents import build_agent, default_config
 from algd.buffer import Batch
 from algd.config import AgentConfig
 from algd.envs.base import EnvSpec, SafeEnv
-from helpers import ROOT
+from helpers import ROOT, Capture
 
 FIXTURE = np.load(ROOT / "tests" / "fixtures" / "reference_parity.npz")
 OBS, ACT, K, E, HIDDEN, UPDATES = 5, 2, 5, 4, 16, 3
@@ -192,28 +191,6 @@ def test_augmented_lagrangian_and_score_target(variant: str) -> None:
     energies, grads = ag.energy_and_grad(state, *feats, y_mc)
     target = ag.score_target(y_mc, energies, grads)
     np.testing.assert_allclose(target, fx(variant, "score_target/value"), **GRADS)
-
-
-class Capture(NamedTuple):
-    """An optimiser (optax.GradientTransformation) that records the gradient it is handed."""
-
-    init: Any
-    update: Any
-    grads: list[Any]
-
-    @classmethod
-    def of(cls, inner: optax.GradientTransformation) -> Capture:
-        grads: list[Any] = []
-
-        def update(g: Any, opt_state: Any, params: Any = None) -> Any:
-            grads.append(g)
-            return inner.update(g, opt_state, params)
-
-        return cls(inner.init, update, grads)
-
-    @property
-    def grad(self) -> Any:
-        return self.grads[-1]
 
 
 def assert_trees_close(got: Any, want: Any, **tol: float) -> None:

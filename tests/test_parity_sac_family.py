@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from algd.agents import build_agent, default_config
@@ -36,7 +35,7 @@ from algd.agents.cal import CAL, rectified_multiplier
 from algd.agents.sac_lag import SACLag
 from algd.buffer import Batch
 from algd.envs.base import EnvSpec
-from helpers import ROOT
+from helpers import ROOT, Capture
 
 FIXTURE = np.load(ROOT / "tests" / "fixtures" / "parity_sac_family.npz")
 OBS, ACT, HIDDEN, UPDATES = 5, 2, 16, 3
@@ -204,24 +203,6 @@ def batch(name: str, u: int) -> Batch:
         done,
         cost_done,
     )
-
-
-class Capture(NamedTuple):
-    """An optimiser (optax.GradientTransformation) that records the gradient it is handed."""
-
-    init: Any
-    update: Any
-    grads: list[Any]
-
-    @classmethod
-    def of(cls, inner: optax.GradientTransformation) -> Capture:
-        grads: list[Any] = []
-
-        def update(g: Any, opt_state: Any, params: Any = None) -> Any:
-            grads.append(g)
-            return inner.update(g, opt_state, params)
-
-        return cls(inner.init, update, grads)
 
 
 def replay_draws(monkeypatch: pytest.MonkeyPatch, name: str, key: jax.Array) -> None:
