@@ -59,11 +59,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_parity import Recorder  # noqa: E402
+from reference_parity import Recorder, fixture_main  # noqa: E402
 
 COMMIT = "278e338114e6ef4d5d8e925c917fa19b20d088b9"
 OBS, ACT, HIDDEN, BATCH = 5, 2, 32, 16
@@ -104,11 +105,13 @@ class DrawRecorder(Recorder):
 class Taps:
     """Records what the optimisers are handed and the losses back-propagated, in order."""
 
-    def __init__(self, torch) -> None:
+    def __init__(self, torch, optimisers: dict[str, Any]) -> None:
         self.torch = torch
         self.steps: dict[str, list[list[np.ndarray]]] = {}
         self.losses: list[float] = []
         self.real_backward = torch.Tensor.backward
+        for name, opt in optimisers.items():
+            self.watch(name, opt)
 
     def watch(self, name: str, opt) -> None:
         real = opt.step
@@ -195,7 +198,6 @@ def record_hj(torch, ref: Path, out: dict[str, np.ndarray]) -> None:
     save_state(p + "init")
     out[p + "n_updates"] = np.array(N_UPDATES)
     record_saturated_log_prob(torch, agent, out)
-    taps = Taps(torch)
     optimisers = {
         "critic": agent.critic_optimizer,
         "safety_critic": agent.safety_critic_optimizer,
@@ -203,8 +205,7 @@ def record_hj(torch, ref: Path, out: dict[str, np.ndarray]) -> None:
         "log_alpha": agent.log_alpha_optimizer,
         "lambda_net": agent.lambda_optimizer,
     }
-    for name, opt in optimisers.items():
-        taps.watch(name, opt)
+    taps = Taps(torch, optimisers)
     seen: list[tuple[np.ndarray, float]] = []
     real_mse = hardhjb.F.mse_loss
 
@@ -339,15 +340,13 @@ def record_ppo(torch, ref: Path, out: dict[str, np.ndarray]) -> None:
     for k, v in rollout.items():
         out[p + "rollout/" + k] = v
 
-    taps = Taps(torch)
     optimisers = {
         "log_lam": agent.log_lam_optimizer,
         "policy": agent.actor_optimizer,
         "value_r": agent.vr_optimizer,
         "value_c": agent.vc_optimizer,
     }
-    for name, opt in optimisers.items():
-        taps.watch(name, opt)
+    taps = Taps(torch, optimisers)
     gae_out: list[tuple[np.ndarray, np.ndarray]] = []
     real_gae = agent._gae
 
@@ -409,21 +408,7 @@ def record(torch, ref_dir: str, out: dict[str, np.ndarray]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref", required=True, help="a checkout of the authors' code")
-    parser.add_argument(
-        "--out",
-        default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/parity_hj_ppo.npz"),
-    )
-    args = parser.parse_args()
-    import torch
-
-    out: dict[str, np.ndarray] = {}
-    record(torch, args.ref, out)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **out)
-    size = Path(args.out).stat().st_size
-    print(f"wrote {args.out}: {len(out)} arrays, {size / 1024:.0f} KiB")
+    fixture_main(__doc__, "parity_hj_ppo", record)
 
 
 if __name__ == "__main__":

@@ -64,13 +64,15 @@ per draw at |u| = 10.5 (see ``draws``). The agents place themselves on
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_parity import cpu_torch, fixture_main  # noqa: E402
 
 OBS, ACT, BATCH, HIDDEN, UPDATES = 5, 2, 16, 16, 3
 LOW, HIGH = np.array([-1.0, -1.0]), np.array([2.0, 1.0])  # scale (1.5, 1), bias (0.5, 0)
@@ -93,20 +95,7 @@ SEEDS = {"saclag": 0, "sacauglag": 1, "cal": 2}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ref", required=True, help="a local copy of the authors' CAL code")
-    parser.add_argument(
-        "--out",
-        default=str(Path(__file__).resolve().parents[1] / "tests/fixtures/parity_sac_family.npz"),
-    )
-    args = parser.parse_args()
-    import torch
-
-    out: dict[str, np.ndarray] = {}
-    record(torch, args.ref, out)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **out)
-    print(f"wrote {args.out}: {len(out)} arrays, {Path(args.out).stat().st_size // 1024} KB")
+    fixture_main(__doc__, "parity_sac_family", record)
 
 
 class _Seen:
@@ -157,17 +146,10 @@ def record(torch, ref_dir: str, out: dict[str, np.ndarray]) -> None:
     import torch.distributions.normal as tnormal
     import torch.nn.functional as F
 
-    real_device, real_mse, real_rsample = torch.device, F.mse_loss, tnormal.Normal.rsample
+    real_mse, real_rsample = F.mse_loss, tnormal.Normal.rsample
     seen = _Seen()
 
-    class CpuTorch:  # the authors' agent modules see this instead of torch
-        def __getattr__(self, name):
-            return getattr(torch, name)
-
-        @staticmethod
-        def device(*a, **k):
-            return real_device("cpu")
-
+    class CpuTorch(cpu_torch(torch)):  # type: ignore[misc]
         @staticmethod
         def mean(*a, **k):  # their loss values and the rectifier
             value = torch.mean(*a, **k)

@@ -110,18 +110,37 @@ def main() -> None:
     out: dict[str, np.ndarray] = {}
     for name, kind, nav in VARIANTS:
         record(torch, modules[kind], name, out, nav=nav)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **out)
-    print(f"wrote {args.out}: {len(out)} arrays")
+    save_fixture(args.out, out)
 
 
-def reference_modules(torch, ref: str):
-    """The authors' VE-SDE and DDPM agent modules from a local copy of their code, placed on the
-    CPU (their agents place themselves on "cuda")."""
-    sys.path.insert(0, str(Path(ref).resolve()))
+def fixture_main(doc: str, name: str, record) -> None:
+    """The command line of a baseline fixture script: ``--ref`` (a checkout of the authors'
+    development repository), ``--out`` (default tests/fixtures/NAME.npz); runs
+    ``record(torch, ref, out)`` and writes ``out``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--ref", required=True, help="a checkout of the authors' code")
+    fixtures = Path(__file__).resolve().parents[1] / "tests/fixtures"
+    parser.add_argument("--out", default=str(fixtures / f"{name}.npz"))
+    args = parser.parse_args()
+    import torch
+
+    out: dict[str, np.ndarray] = {}
+    record(torch, args.ref, out)
+    save_fixture(args.out, out)
+
+
+def save_fixture(path: str, out: dict[str, np.ndarray]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    print(f"wrote {path}: {len(out)} arrays, {Path(path).stat().st_size / 1024:.0f} KiB")
+
+
+def cpu_torch(torch) -> type:
+    """A stand-in for ``torch`` in the authors' agent modules, whose ``torch.device(...)`` is
+    the CPU (their agents place themselves on "cuda"); subclass it to watch other calls."""
     real_device = torch.device
 
-    class CpuTorch:  # the authors' agent modules see this instead of torch
+    class CpuTorch:
         def __getattr__(self, name):
             return getattr(torch, name)
 
@@ -129,10 +148,17 @@ def reference_modules(torch, ref: str):
         def device(*a, **k):
             return real_device("cpu")
 
+    return CpuTorch
+
+
+def reference_modules(torch, ref: str):
+    """The authors' VE-SDE and DDPM agent modules from a local copy of their code, placed on the
+    CPU (their agents place themselves on "cuda")."""
+    sys.path.insert(0, str(Path(ref).resolve()))
     from agents.algd import ALGD_DDPM, ALGD_VESDE
 
     for module in (ALGD_VESDE, ALGD_DDPM):
-        module.torch = CpuTorch()
+        module.torch = cpu_torch(torch)()
     return ALGD_VESDE, ALGD_DDPM
 
 

@@ -192,16 +192,19 @@ def hj_batch(u: int) -> Batch:
     return Batch(b["state"], b["action"], b["reward"], b["cost"], b["next_state"], done, done)
 
 
-def hj_nets(stage: str) -> dict[str, Any]:
+def hj_nets(stage: str, targets: bool = True) -> dict[str, Any]:
+    """HJ's networks at ``stage`` (weights, or gradients, which have no targets)."""
     p = f"hj/{stage}"
-    return {
+    nets = {
         "q": reward_critics(f"{p}/critic"),
-        "q_targ": reward_critics(f"{p}/critic_target"),
         "qc": safety_critic(f"{p}/safety_critic"),
-        "qc_targ": safety_critic(f"{p}/safety_critic_target"),
         "actor": gaussian_actor(f"{p}/policy"),
         "lam_net": lambda_net(f"{p}/lambda_net"),
     }
+    if targets:
+        nets["q_targ"] = reward_critics(f"{p}/critic_target")
+        nets["qc_targ"] = safety_critic(f"{p}/safety_critic_target")
+    return nets
 
 
 def hj_agent() -> tuple[Any, Any]:
@@ -332,7 +335,7 @@ def test_hj_updates_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None
             (m_actor["loss/lambda"], "loss_lambda"),
         ):
             compare(got, fx(p + want), VALUES, p + want, "losses")
-        grads = hj_nets_grads(u)
+        grads = hj_nets(f"u{u}/grad", targets=False)
         for tap, net in (("q", "q"), ("qc", "qc"), ("actor", "actor"), ("lam", "lam_net")):
             compare(log[tap][u], grads[net], GRADS, f"{p}grad/{net}", "gradients")
         compare(log["alpha"][u], fx(p + "grad/log_alpha"), GRADS, p + "grad/log_alpha", "gradients")
@@ -360,16 +363,6 @@ def test_hj_updates_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None
         before = after
     compare(final, log["state"][-1], {"rtol": 0, "atol": 0}, "final state", "structure")
     report("HJ")
-
-
-def hj_nets_grads(u: int) -> dict[str, Any]:
-    p = f"hj/u{u}/grad"
-    return {
-        "q": reward_critics(f"{p}/critic"),
-        "qc": safety_critic(f"{p}/safety_critic"),
-        "actor": gaussian_actor(f"{p}/policy"),
-        "lam_net": lambda_net(f"{p}/lambda_net"),
-    }
 
 
 # --- PPO-Lag -----------------------------------------------------------------------------------
