@@ -12,6 +12,7 @@ from algd.lagrangian import (
     augmented_energy,
     augmented_penalty,
     ensemble_upper_bound,
+    LAMBDA_CEILING,
     init_multiplier,
     lagrangian_energy,
     per_state_budget,
@@ -165,3 +166,53 @@ def test_pid_update() -> None:
     s1 = update_multiplier("pid", s, jnp.float32(2.0), cfg)
     # lam = Kp e + Ki I = 2 + 0.5 * (1 + 2)
     assert float(s1.lam) == pytest.approx(3.5)
+
+
+def _drive(kind: str, cfg: AgentConfig, up: int, down: int, size: float = 0.1) -> dict:
+    """Every multiplier state after ``up`` updates at violation +size, then ``down`` at -size."""
+    s = init_multiplier(kind, cfg.lambda_init, cfg.pid_ki)
+    signal = jnp.concatenate([jnp.full(up, size), jnp.full(down, -size)])
+
+    def step(s, x):  # type: ignore[no-untyped-def]
+        s = update_multiplier(kind, s, x, cfg)
+        return s, s
+
+    _, trace = jax.lax.scan(step, s, signal)
+    return {k: np.asarray(v) for k, v in vars(trace).items()}
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "size"),
+    [
+        ("dual", {"lambda_lr": 0.01}, 0.1),  # the reference form: a positive feedback
+        ("dual", {"lambda_lr": 0.01}, 1e5),  # lambda * violation squared beyond float32
+        ("dual", {"lambda_lr": 0.01, "dual_grad": "log"}, 0.1),
+        ("multipliers", {"mom_step": 0.05}, 0.1),
+        ("pid", {}, 0.1),
+    ],
+)
+def test_multiplier_stays_finite_and_comes_back_down(
+    kind: str, settings: dict, size: float
+) -> None:
+    """A long positive violation, then a long negative one: the reference dual at a step of 0.01
+    drove float32 Adam's second moment to overflow within 1500 updates and froze lambda near
+    1.9e20 for good. Every method's state stays finite, and lambda falls well below its peak."""
+    cfg = AgentConfig(**settings)
+    t = _drive(kind, cfg, up=3000, down=20000, size=size)
+    for name, values in t.items():
+        assert np.isfinite(values).all(), name
+    lam = t["lam"]
+    peak = lam[:3000].max()
+    assert peak > 2.0 * cfg.lambda_init  # it rose
+    assert lam[-1] < 1e-3 * peak  # and came back down
+    assert (np.diff(lam[-5000:]) <= 0).all()  # still falling, not frozen above 0
+    assert peak <= LAMBDA_CEILING
+
+
+def test_log_form_dual_moves_log_lambda_at_its_step_whatever_lambda_is() -> None:
+    cfg = AgentConfig(lambda_lr=0.01, dual_grad="log")
+    t = _drive("dual", cfg, up=500, down=0, size=1e-3)
+    steps = np.diff(t["log_lam"])
+    np.testing.assert_allclose(steps[10:], 0.01, rtol=1e-3)  # |m_hat / sqrt(v_hat)| = 1
+    ref = _drive("dual", AgentConfig(lambda_lr=0.01), up=500, down=0, size=1e-3)
+    assert ref["lam"][-1] > t["lam"][-1]  # the reference's step grows with lambda

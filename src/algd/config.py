@@ -54,6 +54,11 @@ class AgentConfig:
     """Initial Lagrange multiplier lambda."""
     lambda_lr: float = 3e-4
     """Adam learning rate on log lambda (multiplier=dual)."""
+    dual_grad: Literal["lambda", "log"] = "lambda"
+    """Gradient the dual's Adam steps on log lambda with (multiplier=dual): lambda (reference:
+    -lambda * violation, the derivative of lambda * (h - Qc_bar); a positive feedback once the
+    violation is positive) or log (-violation: log lambda moves at about lambda_lr per step up
+    or down, whatever lambda's size)."""
     lambda_max: float | None = None
     """Cap on lambda (None: uncapped, as every reference agent runs; PPO-Lag's configuration
     declares 80, but its clamp acts on a copy and never binds)."""
@@ -70,6 +75,11 @@ class AgentConfig:
     has ended)."""
     violation_episodes: int = 5
     """Training episodes in the episodes violation's mean (1-10)."""
+    cost_margin: float = 0.0
+    """Fraction of the cost limit d that the multiplier agents train below (0 to 0.5): they hold
+    their cost to (1 - cost_margin) d (the budget h, the episodes signal, PPO-Lag's budget),
+    while evaluations and reports still compare with d. 0: the reference. HJ's threshold is
+    its own setting and is not moved."""
     mom_step: float = 1.0
     """Step size of the method-of-multipliers update (classically rho, whose default is 1)."""
     mom_every: int = 1
@@ -359,6 +369,7 @@ def _validate_agent(a: AgentConfig, p: str = "agent.") -> None:
         "must be <= lambda_max",
     )
     _check(1 <= a.violation_episodes <= 10, p + "violation_episodes", "must be in 1..10")
+    _finite(a, p, ("cost_margin",), 0.0, 0.5, "in [0, 0.5]")
     _finite(a, p, ("hj_threshold",), -1e9, 1e9, "a finite number")
     _finite(a, p, ("vf_coef", "cost_vf_coef", "entropy_coef"), 0.0, 1e9, "a number >= 0")
     _finite(a, p, ("gae_lambda", "cost_gae_lambda"), 0.0, 1.0, "in [0, 1]")

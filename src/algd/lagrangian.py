@@ -65,6 +65,13 @@ def ensemble_upper_bound(qc: jax.Array, k: float) -> jax.Array:
 
 # --- multiplier updates -------------------------------------------------------------------------
 
+# Bounds that keep every update method's float32 state finite: lambda never exceeds
+# LAMBDA_CEILING (the reference keeps log lambda in float64 and is unbounded; a multiplier of
+# 1e15 already outweighs any float32 return), and the dual's gradient is clipped to
+# +-GRAD_CEILING, so Adam's second moment (the gradient squared) stays below float32's 3.4e38.
+LAMBDA_CEILING = 1e15
+GRAD_CEILING = 1e18
+
 
 class Multiplier(struct.PyTreeNode):
     """The Lagrange multiplier and what its update method carries between steps (scalars)."""
@@ -98,34 +105,41 @@ def update_multiplier(
     """One multiplier step from violation = mean(Qc_bar(s, a) - h), kept in [lambda_min,
     lambda_max] where those are set.
 
-    - dual: Adam step on log lam minimising lam * mean(h - Qc_bar) (the reference).
+    - dual: Adam step on log lam minimising lam * mean(h - Qc_bar) (the reference), with the
+      gradient -lam * violation (dual_grad=lambda) or -violation (dual_grad=log).
     - multipliers: every ``mom_every`` calls, lam <- max(0, lam + mom_step * violation).
     - pid: lam = max(0, Kp e + Ki I + Kd max(0, e_ema - e_ema_prev)), I = max(0, I + e).
+
+    Every method keeps lam <= LAMBDA_CEILING (and the PID integral where Ki I stays below it),
+    so its state stays finite and comes back down once the violation turns negative.
     """
     violation = jnp.asarray(jax.lax.stop_gradient(violation), jnp.float32)
     count = state.count + 1
     state = state.replace(count=count)
+    ceiling = LAMBDA_CEILING if cfg.lambda_max is None else min(cfg.lambda_max, LAMBDA_CEILING)
     if kind == "dual":
-        grad = -jnp.exp(state.log_lam) * violation  # d/dlog_lam of lam * (h - Qc_bar)
+        # d/dlog_lam of lam * (h - Qc_bar) (reference), or of log_lam * (h - Qc_bar).
+        scale = jnp.exp(state.log_lam) if cfg.dual_grad == "lambda" else 1.0
+        grad = jnp.clip(-scale * violation, -GRAD_CEILING, GRAD_CEILING)
         b1, b2, eps = 0.9, 0.999, 1e-8
         m = b1 * state.adam_m + (1 - b1) * grad
         v = b2 * state.adam_v + (1 - b2) * grad**2
         m_hat = m / (1 - b1 ** count.astype(jnp.float32))
         v_hat = v / (1 - b2 ** count.astype(jnp.float32))
         log_lam = state.log_lam - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
-        if cfg.lambda_max is not None:
-            log_lam = jnp.minimum(log_lam, jnp.log(jnp.float32(cfg.lambda_max)))
+        log_lam = jnp.minimum(log_lam, jnp.log(jnp.float32(ceiling)))
         if cfg.lambda_min is not None:
             log_lam = jnp.maximum(log_lam, jnp.log(jnp.float32(cfg.lambda_min)))
         return state.replace(log_lam=log_lam, adam_m=m, adam_v=v, lam=jnp.exp(log_lam))
-    cap = jnp.inf if cfg.lambda_max is None else cfg.lambda_max
+    cap = ceiling
     floor = 0.0 if cfg.lambda_min is None else cfg.lambda_min
     if kind == "multipliers":
         stepped = jnp.clip(state.lam + cfg.mom_step * violation, floor, cap)
         return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
     if kind == "pid":
         ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
-        integral = jnp.maximum(0.0, state.pid_i + violation)
+        top = ceiling / cfg.pid_ki if cfg.pid_ki > 0 else jnp.inf
+        integral = jnp.clip(state.pid_i + violation, 0.0, top)
         deriv = jnp.maximum(0.0, ema - state.pid_prev)
         lam = jnp.clip(
             cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, floor, cap

@@ -547,14 +547,14 @@ class Trainer:
 
     def episodes_violation(self) -> np.ndarray | None:
         """violation=episodes: each seed's mean cost of its last ``violation_episodes`` training
-        episodes minus the limit (0 before one has ended); None otherwise."""
+        episodes minus the limit it trains for (cost_margin) (0 before one has ended); None otherwise."""
         a = self.cfg.agent
         if a.violation != "episodes":
             return None
-        out = []
+        out, limit = [], self.off_policy_agent.limit
         for m in self.members:
             last = list(m.loop.recent_limit_cost)[-a.violation_episodes :]
-            out.append(float(np.mean(last)) - self.spec.cost_limit if last else 0.0)
+            out.append(float(np.mean(last)) - limit if last else 0.0)
         return np.asarray(out, np.float32)
 
     def _may_update(self, t: int) -> bool:

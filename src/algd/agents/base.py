@@ -87,8 +87,10 @@ class Agent:
         a = cfg.agent
         self.cfg, self.a, self.spec = cfg, a, spec
         self.obs_dim, self.act_dim = spec.obs_dim, spec.act_dim
+        # The limit the agent trains for: the env's, less the cost margin.
+        self.limit = spec.cost_limit * (1.0 - a.cost_margin)
         self.h = per_state_budget(
-            spec.cost_limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
+            self.limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
         )
         low = np.asarray(spec.act_low, np.float32)
         high = np.asarray(spec.act_high, np.float32)

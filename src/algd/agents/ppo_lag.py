@@ -171,7 +171,7 @@ class PPOLag(Agent):
 
     def budget(self) -> float:
         """What the estimated episode cost is held to (``ppo_budget``)."""
-        return self.h if self.a.ppo_budget == "reference" else self.spec.cost_limit
+        return self.h if self.a.ppo_budget == "reference" else self.limit
 
     # --- the update -----------------------------------------------------------------------------
     def update_rollout(
