@@ -48,10 +48,12 @@ class Train:
     resume: str | None = None
     """Continue the run in this directory from its last checkpoint (only --total-steps may
     change)."""
-    preset: Literal["toy", "reference", "cpu"] | None = None
+    preset: Literal["toy", "reference", "cpu", "safe"] | None = None
     """Start from a named config: toy (the built-in task, seconds per run), reference (the
-    authors' settings for the env's task family) or cpu (the authors' task settings at a
-    2-core CPU's cost per step: one update per step, 128-wide networks, 50k steps)."""
+    authors' settings for the env's task family), cpu (the authors' task settings at a
+    2-core CPU's cost per step: one update per step, 128-wide networks, 50k steps) or safe
+    (cpu, 100k steps, a multiplier on the recent episodes' cost that aims a margin below the
+    limit)."""
     config: str | None = None
     """A run's config.json, or a JSON or YAML file of fields (nested, or dotted keys such as
     agent.rho), applied after --preset; its run_dir and overwrite are not taken."""

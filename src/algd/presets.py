@@ -78,9 +78,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "agent.actor_hidden": (128, 128),
         "agent.lambda_lr": 3e-3,
     },
+    # "cpu" (which it extends), set to keep the evaluated policy under the limit at a
+    # workstation's budget (docs/experiments.md, "The safe preset"): 100k steps; the multiplier
+    # steps on the cost of the last 5 training episodes (the current policy's, not the cost
+    # critics' reading of replayed actions) by the method of multipliers, 0.05 per unit of
+    # violation once per 1000 updates; it aims a margin below the limit, which covers the gap
+    # between the behaviour policy whose episodes it sees and the deterministic policy that is
+    # evaluated; and a time-limit truncation bootstraps every critic. PPO-Lag keeps its own
+    # multiplier update (it steps once per rollout) and takes the margin.
+    "safe": {
+        "total_steps": 100_000,
+        "bootstrap": "terminated",
+        "agent.violation": "episodes",
+        "agent.violation_episodes": 5,
+        "agent.multiplier": "multipliers",
+        "agent.mom_step": 0.05,
+        "agent.mom_every": 1000,
+        "agent.cost_margin": 0.1,
+    },
 }
+# A preset that extends another applies the other first (with its algorithms' changes).
+PRESET_BASE = {"safe": "cpu"}
 # Presets that add the task family's reference settings of the env (reference_for_env).
-TASK_PROTOCOL_PRESETS = ("reference", "cpu")
+TASK_PROTOCOL_PRESETS = ("reference", "cpu", "safe")
 
 # The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
 # per episode, one layout per run. Velocity tasks need nothing beyond the defaults: the
@@ -109,8 +129,10 @@ def make_config(
     if preset is not None:
         if preset not in PRESETS:
             raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
-        cfg = apply_overrides(cfg, PRESETS[preset])
-        cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(preset, {})))
+        for name in (PRESET_BASE.get(preset), preset):
+            if name is not None:
+                cfg = apply_overrides(cfg, PRESETS[name])
+                cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(name, {})))
         if preset in TASK_PROTOCOL_PRESETS:
             cfg = apply_overrides(cfg, reference_for_env(str(overrides.get("env", cfg.env))))
     return apply_overrides(cfg, overrides)

@@ -145,6 +145,9 @@ register(
                 "agent.actor_hidden": (256, 256),
                 "agent.lambda_lr": 0.05,
             },
+            # The safe preset's multiplier settings step per gradient step; PPO-Lag steps once
+            # per rollout, so it keeps the cpu preset's dual update on its rollouts' cost.
+            "safe": {"agent.violation": "replay", "agent.multiplier": "dual"},
         },
     )
 )
