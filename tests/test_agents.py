@@ -346,3 +346,15 @@ def test_baselines_are_configured_as_the_authors_ran_them() -> None:
     assert (cal.cost_ensemble, cal.cost_k, cal.cost_critic_lr, cal.cal_c) == (4, 1.0, 3e-4, 10.0)
     auglag = default_config("sac_auglag").agent
     assert (auglag.cost_ensemble, auglag.cost_k, auglag.cal_c) == (1, 0.0, 10.0)
+
+
+def test_cost_margin_lowers_the_budget_of_every_multiplier_agent() -> None:
+    """The agents train for (1 - cost_margin) of the env's limit: the per-state budget h (which
+    the energies, penalties and the critic signal compare with) and PPO-Lag's budget."""
+    for algo in ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "ppo_lag"):
+        plain, _ = make(algo)
+        tight, _ = make(algo, cost_margin=0.25)
+        assert tight.limit == pytest.approx(0.75 * SPEC.cost_limit), algo
+        assert tight.h == pytest.approx(0.75 * plain.h, rel=1e-6), algo
+    ppo, _ = make("ppo_lag", cost_margin=0.25, ppo_budget="limit")
+    assert ppo.budget() == pytest.approx(0.75 * SPEC.cost_limit)

@@ -9,10 +9,10 @@ import pytest
 
 from algd.config import AgentConfig
 from algd.lagrangian import (
+    LAMBDA_CEILING,
     augmented_energy,
     augmented_penalty,
     ensemble_upper_bound,
-    LAMBDA_CEILING,
     init_multiplier,
     lagrangian_energy,
     per_state_budget,

@@ -14,6 +14,7 @@ and where exactly is sensitive to the run. Measured final returns at 6000 steps:
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import jax
@@ -24,8 +25,9 @@ import pytest
 from algd.api import load_agent
 from algd.envs import make_env
 from algd.envs.toy import ring_cost
+from algd.presets import PRESETS
 from algd.train import train
-from helpers import toy
+from helpers import quick, toy
 
 LIMIT = 5.0
 
@@ -103,3 +105,27 @@ def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     assert left[:, 0].mean() < -0.4 and right[:, 0].mean() > 0.4
     assert np.mean(np.abs(acts[:, 0]) <= 0.3) < 0.15  # few samples in the band's middle
     assert float(np.mean(ring_cost(acts))) < 0.1
+
+
+def test_multiplier_engages_while_the_policy_violates(tmp_path: Path) -> None:
+    """The "never engages" failure: on HalfCheetah the reference's signal (Qc_bar - h at
+    replayed actions) stayed negative while the episodes cost 160-200 against a limit of 152,
+    so lambda sank to 1e-11. ALGD under the safe preset's multiplier (the episodes' cost, the
+    method of multipliers; one step per 100 updates at this task's scale) starts at its floor
+    with a policy that violates (its first actions sit in the hazard band) and must leave it."""
+    safe = {k: v for k, v in PRESETS["safe"].items() if k.startswith("agent.")}
+    settings = {
+        **quick(700, every=700),
+        **safe,
+        "agent.mom_every": 100,
+        "agent.lambda_init": 0.01,
+        "agent.lambda_min": 0.01,
+        "log_every": 100,
+    }
+    train(toy("algd", tmp_path / "run", **settings), console=False)
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
+    learning = [r for r in rows if int(r["step"]) > 300]
+    assert all(float(r["violation"]) > 0 for r in learning[:3]), learning  # it violates
+    assert float(learning[0]["train/cost"]) > LIMIT
+    lam = [float(r["lambda"]) for r in learning]
+    assert max(lam) > 50 * 0.01, lam  # and the multiplier rose off its floor

@@ -157,11 +157,16 @@ def test_a_stopped_member_is_reported_as_stopped(tmp_path: Path, capsys) -> None
     assert "stopped  ToyRing-v0 sac_lag seed 0 at step" in capsys.readouterr().err
 
 
-def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("margin", [0.0, 0.2])
+def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
+    tmp_path: Path, margin: float
+) -> None:
     """violation=episodes: each update's multiplier signal is the mean cost of the last k
-    finished training episodes minus the limit, and a resumed run carries those episodes."""
+    finished training episodes minus the limit less the cost margin, and a resumed run
+    carries those episodes."""
     cfg = toy("sac_lag", tmp_path / "straight", **SHORT)
-    cfg = replace(cfg, agent=replace(cfg.agent, violation="episodes", violation_episodes=2))
+    agent = replace(cfg.agent, violation="episodes", violation_episodes=2, cost_margin=margin)
+    cfg = replace(cfg, agent=agent)
     train(cfg, console=False)
     episodes = list(
         csv.DictReader((tmp_path / "straight" / "episodes.csv").read_text().splitlines())
@@ -174,10 +179,12 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(tmp_path: 
         if step <= cfg.learning_starts:
             continue  # no update yet
         done = [float(e["cost"]) for e in episodes if int(e["step"]) <= step][-2:]
-        expected = np.mean(done) - limit if done else 0.0
+        expected = np.mean(done) - limit * (1.0 - margin) if done else 0.0
         assert float(row["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-4)
         checked += bool(done)
     assert checked >= 3
+    if margin:
+        return  # the resume half does not depend on the margin
     parted = tmp_path / "parted"
     train(replace(cfg, run_dir=str(parted), total_steps=500), console=False)
     resume(parted, total_steps=1000, console=False)
