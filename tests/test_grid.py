@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from algd.agents import default_config
-from algd.bench.grid import GRID_PRESETS, GridSpec, expand, run_grid
+from algd.bench.grid import GRID_PRESETS, SAFE_NAV_STEPS, GridSpec, expand, run_grid
 from algd.cli import main
 from algd.config import to_json
-from algd.presets import preset
+from algd.presets import PRESETS, preset
 from algd.train import train
 from helpers import quick
 
@@ -159,3 +159,28 @@ def test_a_grid_is_one_wandb_group(tmp_path: Path) -> None:
     assert {c.wandb_group for c, _ in points} == {"my-grid"}
     # Without --wandb the configs stay as before (a re-run of an older grid still matches).
     assert {c.wandb_group for c, _ in expand(SPEC, tmp_path / "g")} == {None}
+
+
+def test_safe_suite_grids(tmp_path: Path) -> None:
+    """The safe suite: its six algorithms at the safe preset on seeds 100-104, HJ's HalfCheetah
+    threshold the per-step limit less the margin; the authors' three at the cpu preset, seeds
+    100-102, with the same budgets."""
+    safe = expand(GRID_PRESETS["safe"], tmp_path)
+    assert len(safe) == 6 * 2 * 5 and {c.seed for c, _ in safe} == set(range(100, 105))
+    for c, _ in safe:
+        if c.algo != "hj":
+            expected = preset(
+                "safe", algo=c.algo, env=c.env, seed=c.seed, run_dir=c.run_dir, progress=False
+            )
+            assert replace(c, total_steps=expected.total_steps) == expected
+        assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
+    hj = next(c for c, _ in safe if c.algo == "hj" and c.env.startswith("Paper"))
+    margin = PRESETS["safe"]["agent.cost_margin"]
+    assert hj.agent.hj_threshold == pytest.approx(1.51989 * (1 - margin), abs=1e-5)
+    reference = expand(GRID_PRESETS["safe-reference"], tmp_path)
+    assert {(c.algo, c.seed) for c, _ in reference} == {
+        (a, s) for a in ("algd", "cal", "sac_auglag") for s in (100, 101, 102)
+    }
+    for c, _ in reference:
+        assert c.agent.violation == "replay" and c.agent.multiplier == "dual"
+        assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)

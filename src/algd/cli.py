@@ -176,7 +176,7 @@ class Bench:
     out: str
     """Results folder (one run directory per point)."""
     preset: str | None = None
-    """Grid preset: smoke, cpu, cpu-real, paper, safety-gymnasium."""
+    """Grid preset: smoke, cpu, cpu-real, safe, safe-reference, paper, safety-gymnasium."""
     spec: str | None = None
     """JSON grid spec (fields of algd.bench.grid.GridSpec)."""
     base: str | None = None

@@ -22,6 +22,7 @@ from typing import Any
 
 from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
+from algd.presets import PRESETS
 
 NAVIGATION = (
     "SafetyPointButton1-v0",
@@ -78,6 +79,13 @@ def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, A
         out.update(reference_for_env(env), cost_limit=limit, episode_length=length)
     return out
 
+
+# The safe suite's tasks: HalfCheetah at the preset's 100k steps, and the navigation task and
+# budget that the pilots chose (docs/experiments.md).
+SAFE_NAV, SAFE_NAV_STEPS = "SafetyPointGoal1-v0", 150_000
+SAFE_ENVS = ("PaperHalfCheetahVelocity-v0", SAFE_NAV)
+SAFE_PER_ENV: dict[str, dict[str, Any]] = {SAFE_NAV: {"total_steps": SAFE_NAV_STEPS}}
+SAFE_MARGIN = float(PRESETS["safe"]["agent.cost_margin"])
 
 GRID_PRESETS: dict[str, GridSpec] = {
     # The built-in task, every algorithm, two seeds: about 10 minutes on 2 cores before HJ and
@@ -142,6 +150,32 @@ GRID_PRESETS: dict[str, GridSpec] = {
         (0, 1, 2),
         base="cpu",
         per_pair={"PaperHalfCheetahVelocity-v0:hj": {"agent.hj_threshold": 1.51989}},
+    ),
+    # The safe preset's suite (docs/experiments.md, "The safe preset"): ALGD against the
+    # baselines that share its multiplier machinery, and SAC unconstrained, on HalfCheetah and
+    # a navigation task, seeds 100-104 (no pilot used them). HJ has no scalar multiplier; on
+    # HalfCheetah its threshold is the per-step limit less the same margin.
+    "safe": GridSpec(
+        ("algd", "lgd", "sac_lag", "sac_auglag_quadratic", "hj", "sac"),
+        SAFE_ENVS,
+        (100, 101, 102, 103, 104),
+        base="safe",
+        per_env=SAFE_PER_ENV,
+        per_pair={
+            "PaperHalfCheetahVelocity-v0:hj": {
+                "agent.hj_threshold": round(1.51989 * (1.0 - SAFE_MARGIN), 5)
+            }
+        },
+    ),
+    # Beside it, the authors' algorithms at the same budget: ALGD, CAL and the paper's
+    # SAC-AugLag at the cpu preset (the reference multiplier), seeds 100-102.
+    "safe-reference": GridSpec(
+        ("algd", "cal", "sac_auglag"),
+        SAFE_ENVS,
+        (100, 101, 102),
+        base="cpu",
+        overrides={"total_steps": 100_000},
+        per_env=SAFE_PER_ENV,
     ),
     # The paper's protocol (ALGD_METHOD section 7): 400-step navigation episodes with limit 10,
     # velocity tasks with the speed cost and discounted limits, budgets after a 5000-step warm-up,
