@@ -182,5 +182,29 @@ def test_safe_suite_grids(tmp_path: Path) -> None:
         (a, s) for a in ("algd", "cal", "sac_auglag") for s in (100, 101, 102)
     }
     for c, _ in reference:
-        assert c.agent.violation == "replay" and c.agent.multiplier == "dual"
+        assert (c.agent.violation, c.agent.multiplier, c.agent.cost_margin) == ("replay", "dual", 0)
+        assert (c.agent.lambda_lr, c.utd, c.bootstrap) == (3e-3, 1, "reference")
         assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
+
+
+def test_safe_preset_extends_cpu_with_each_algorithms_changes() -> None:
+    """--preset safe applies cpu first, with the algorithms' own cpu changes, then its own."""
+    env = "PaperHalfCheetahVelocity-v0"
+    algd = preset("safe", algo="algd", env=env)
+    assert (algd.agent.mc_samples, algd.agent.cost_ensemble, algd.utd) == (2, 2, 1)
+    assert (algd.agent.multiplier, algd.agent.violation, algd.bootstrap) == (
+        "multipliers",
+        "episodes",
+        "terminated",
+    )
+    assert algd.total_steps == 100_000 and algd.agent.cost_margin > 0
+    assert preset("safe", algo="hj", env=env).agent.hj_threshold == 0.0
+    ppo = preset("safe", algo="ppo_lag", env=env)
+    assert (ppo.agent.lambda_lr, ppo.agent.multiplier, ppo.agent.violation) == (
+        0.05,
+        "dual",
+        "replay",
+    )
+    assert ppo.agent.cost_margin == algd.agent.cost_margin and ppo.warmup_steps == 0
+    nav = preset("safe", algo="sac_lag", env="SafetyPointGoal1-v0")
+    assert (nav.episode_length, nav.cost_limit, nav.layout) == (400, 10.0, "fixed")

@@ -188,7 +188,9 @@ def _drive(kind: str, cfg: AgentConfig, up: int, down: int, size: float = 0.1) -
         ("dual", {"lambda_lr": 0.01}, 1e5),  # lambda * violation squared beyond float32
         ("dual", {"lambda_lr": 0.01, "dual_grad": "log"}, 0.1),
         ("multipliers", {"mom_step": 0.05}, 0.1),
+        ("multipliers", {"mom_step": 0.05}, 1e13),  # up against the ceiling
         ("pid", {}, 0.1),
+        ("pid", {}, 1e14),  # up against the ceiling, the integral with it
     ],
 )
 def test_multiplier_stays_finite_and_comes_back_down(
@@ -202,11 +204,12 @@ def test_multiplier_stays_finite_and_comes_back_down(
     for name, values in t.items():
         assert np.isfinite(values).all(), name
     lam = t["lam"]
-    peak = lam[:3000].max()
+    peak = lam.max()
     assert peak > 2.0 * cfg.lambda_init  # it rose
+    assert lam[3020] < peak  # turned within 20 updates (Adam's momentum; no wind-up)
     assert lam[-1] < 1e-3 * peak  # and came back down
     assert (np.diff(lam[-5000:]) <= 0).all()  # still falling, not frozen above 0
-    assert peak <= LAMBDA_CEILING
+    assert peak <= LAMBDA_CEILING * (1 + 1e-6)
 
 
 def test_log_form_dual_moves_log_lambda_at_its_step_whatever_lambda_is() -> None:
