@@ -46,6 +46,20 @@ def test_report_table_and_plots(tmp_path: Path, capsys) -> None:
             paid.append(sum(float(line.split(",")[col]) for line in ep_lines[1:]))
         assert rows[algo]["return_mean"] == pytest.approx(sum(finals) / len(finals))
         assert rows[algo]["training_cost_mean"] == pytest.approx(sum(paid) / len(paid))
+        # The safety table: seeds under the limit at the end, evaluations under it after 3/4.
+        limit = rows[algo]["limit"]
+        under = late = total = 0
+        for s in seeds:
+            run = grid / f"{algo}_s{s}"
+            evals = [line.split(",") for line in (run / "eval.csv").read_text().splitlines()[1:]]
+            steps = json.loads((run / "config.json").read_text())["total_steps"]
+            under += float(evals[-1][-1]) <= limit
+            tail = [float(e[-1]) for e in evals if int(e[0]) > 0.75 * steps]
+            late += sum(c <= limit for c in tail)
+            total += len(tail)
+        assert rows[algo]["final_under_limit_seeds"] == under
+        assert rows[algo]["last_quarter_under_share"] == pytest.approx(late / total)
+    assert f"| ToyRing-v0 | sac | {rows['sac']['final_under_limit_seeds']} of 1 |" in out
     assert main(["report", str(grid)]) == 2  # refuses to overwrite
     assert "exists and is not empty" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2

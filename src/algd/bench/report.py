@@ -134,6 +134,12 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in members
             if r["metrics"]
         ]
+        late = [
+            r["eval"]["cost_vs_limit"][r["eval"]["step"] > 0.75 * r["total"]]
+            for r in members
+            if r["eval"]
+        ]
+        late_costs = np.concatenate(late) if late else np.zeros(0)
         ret_mean, ret_ci = _ci95(final_ret)
         cost_mean, cost_ci = _ci95(final_cost)
         table.append(
@@ -147,6 +153,10 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cost_mean": cost_mean,
                 "cost_ci95": cost_ci,
                 "over_limit_share": float(np.mean(all_costs > limit)),
+                "final_under_limit_seeds": int(sum(c <= limit for c in final_cost)),
+                "last_quarter_under_share": (
+                    float(np.mean(late_costs <= limit)) if late_costs.size else float("nan")
+                ),
                 "training_cost_mean": float(np.mean(train_cost)),
                 "lambda_std_second_half": _nanmean([a for a, _ in spreads]),
                 "lambda_detrended_std_second_half": _nanmean([b for _, b in spreads]),
@@ -178,6 +188,27 @@ def markdown(table: list[dict[str, Any]]) -> str:
             f"{row['limit']:g} | {row['over_limit_share']:.0%} | {row['training_cost_mean']:.1f} | "
             f"{row['lambda_std_second_half']:.4f} | "
             f"{row['lambda_detrended_std_second_half']:.4f} | {row['wall_s_mean']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def safety_markdown(table: list[dict[str, Any]]) -> str:
+    """Whether each algorithm kept its evaluated policy under the limit: the seeds whose final
+    evaluation is under it, the share of evaluations under it over the last quarter of the
+    runs, and the final return beside them."""
+    lines = [
+        "",
+        "Under the limit (final evaluation per seed; every evaluation after 3/4 of the steps):",
+        "",
+        "| env | algorithm | seeds under the limit at the end | evaluations under it, last "
+        "quarter | final return (mean) | lambda std about trend |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in table:
+        lines.append(
+            f"| {row['env']} | {row['algo']} | {row['final_under_limit_seeds']} of "
+            f"{row['seeds']} | {row['last_quarter_under_share']:.0%} | {row['return_mean']:.2f} | "
+            f"{row['lambda_detrended_std_second_half']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -214,7 +245,7 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     table = summarise(runs)
     failures = find_failures(root)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table) + failures_markdown(failures)
+    text = markdown(table) + safety_markdown(table) + failures_markdown(failures)
     (out / "report.md").write_text(text)
     (out / "report.json").write_text(json.dumps(table, indent=2) + "\n")
     if failures:
