@@ -94,7 +94,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "agent.multiplier": "multipliers",
         "agent.mom_step": 0.05,
         "agent.mom_every": 1000,
-        "agent.cost_margin": 0.1,
+        "agent.cost_margin": 0.05,
     },
 }
 # A preset that extends another applies the other first (with its algorithms' changes).

@@ -82,7 +82,7 @@ def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, A
 
 # The safe suite's tasks: HalfCheetah at the preset's 100k steps, and the navigation task and
 # budget that the pilots chose (docs/experiments.md).
-SAFE_NAV, SAFE_NAV_STEPS = "SafetyPointGoal1-v0", 150_000
+SAFE_NAV, SAFE_NAV_STEPS = "SafetyPointGoal1-v0", 100_000
 SAFE_ENVS = ("PaperHalfCheetahVelocity-v0", SAFE_NAV)
 SAFE_PER_ENV: dict[str, dict[str, Any]] = {SAFE_NAV: {"total_steps": SAFE_NAV_STEPS}}
 SAFE_MARGIN = float(PRESETS["safe"]["agent.cost_margin"])
