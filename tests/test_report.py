@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from algd.bench.report import find_runs, load_run, summarise
 from algd.cli import main
 from algd.train import train
 from helpers import toy
@@ -101,3 +103,18 @@ def test_quarter_costs_are_in_the_limits_units() -> None:
     got = [q.tolist() for q in quarter_costs({**run, "kind": "episode"})]
     assert got == [[10.0, 20.0], [30.0], [40.0], [50.0]]
     assert [len(q) for q in quarter_costs({**run, "episodes": {}})] == [0, 0, 0, 0]
+
+
+def test_each_setting_of_a_sweep_gets_its_own_row(tmp_path: Path) -> None:
+    """A grid sweep's runs (OUT/ENV/ALGO/TAG/sSEED) are reported per setting."""
+    run = tmp_path / "one"
+    train(toy("sac_lag", run, **SHORT), console=False)
+    for tag in ("agent.rho=1", "agent.rho=2"):
+        shutil.copytree(run, tmp_path / "grid" / "ToyRing-v0" / "sac_lag" / tag / "s0")
+    shutil.copytree(run, tmp_path / "grid" / "ToyRing-v0" / "sac_lag" / "s1")
+    rows = summarise([load_run(r) for r in find_runs(tmp_path / "grid")])
+    assert [(r["algo"], r["seeds"]) for r in rows] == [
+        ("sac_lag", 1),
+        ("sac_lag (agent.rho=1)", 1),
+        ("sac_lag (agent.rho=2)", 1),
+    ]

@@ -85,6 +85,14 @@ def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
+def variant(run: Path, algo: str) -> str:
+    """' (TAG)' for a run of a grid's sweep (OUT/ENV/ALGO/TAG/sSEED), so that each setting of
+    the sweep gets its own row; '' otherwise."""
+    if run.parent.name != algo and run.parent.parent.name == algo:
+        return f" ({run.parent.name})"
+    return ""
+
+
 def load_run(run: Path) -> dict[str, Any]:
     summary = _read_json(run / "summary.json", SUMMARY_KEYS)
     config = _read_json(run / "config.json", ("total_steps",))
@@ -94,7 +102,7 @@ def load_run(run: Path) -> dict[str, Any]:
         raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
     return {
         "dir": run,
-        "algo": summary["algo"],
+        "algo": summary["algo"] + variant(run, summary["algo"]),
         "env": summary["env"],
         "seed": summary["seed"],
         "limit": summary["cost_limit"],
