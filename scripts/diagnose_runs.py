@@ -9,52 +9,48 @@ elsewhere), the median lambda and the limit.
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-
-def column(rows: list[dict[str, str]], name: str, after: int) -> list[float]:
-    return [
-        float(r[name]) for r in rows if int(r["step"]) > after and r.get(name) not in (None, "")
-    ]
+from algd.bench.report import find_runs, load_run
 
 
-def read(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
+def late(log: dict[str, np.ndarray], name: str, after: float) -> np.ndarray:
+    """Column ``name`` of a CSV log at steps after ``after``, without its empty cells."""
+    if name not in log:
+        return np.zeros(0)
+    values = log[name][log["step"] > after]
+    return values[~np.isnan(values)]
 
 
-def diagnose(run: Path) -> str:
-    summary = json.loads((run / "summary.json").read_text())
-    discounted = summary["cost_limit_kind"] == "discounted"
-    metrics, episodes = read(run / "metrics.csv"), read(run / "episodes.csv")
-    evals = read(run / "eval.csv")
-    after = int(metrics[-1]["step"]) * 3 // 4
-    qc = column(metrics, "qc_bar/replay", after)
-    lam = column(metrics, "lambda", after)
-    paid = column(episodes, "discounted_cost" if discounted else "cost", after)
-    seen = column(evals, "discounted_cost_mean" if discounted else "cost_mean", after)
+def diagnose(run: dict[str, Any]) -> str:
+    discounted = run["kind"] == "discounted"
+    after = run["metrics"]["step"][-1] * 3 // 4
+    qc = late(run["metrics"], "qc_bar/replay", after)
+    lam = late(run["metrics"], "lambda", after)
+    paid = late(run["episodes"], "discounted_cost" if discounted else "cost", after)
+    seen = late(run["eval"], "discounted_cost_mean" if discounted else "cost_mean", after)
 
-    def mean(x: list[float]) -> str:
-        return f"{np.nanmean(x):.0f}" if x else "-"
+    def mean(x: np.ndarray) -> str:
+        return f"{x.mean():.0f}" if x.size else "-"
 
-    median = f"{np.median(lam):.3g}" if lam else "-"
+    median = f"{np.median(lam):.3g}" if lam.size else "-"
     return (
-        f"{run}: Qc_bar {mean(qc)}, episodes {mean(paid)}, evaluations {mean(seen)}, "
-        f"lambda {median} (limit {summary['cost_limit']:g})"
+        f"{run['dir']}: Qc_bar {mean(qc)}, episodes {mean(paid)}, evaluations {mean(seen)}, "
+        f"lambda {median} (limit {run['limit']:g})"
     )
 
 
 def main(folders: list[str]) -> None:
     for folder in folders:
         root = Path(folder) if Path(folder).exists() else Path("results") / folder
-        for summary in sorted(root.rglob("summary.json")):
-            if (summary.parent / "metrics.csv").exists():
-                print(diagnose(summary.parent))
+        for run in find_runs(root):
+            loaded = load_run(run)
+            if loaded["metrics"]:
+                print(diagnose(loaded))
 
 
 if __name__ == "__main__":
