@@ -131,10 +131,9 @@ def update_multiplier(
         if cfg.lambda_min is not None:
             log_lam = jnp.maximum(log_lam, jnp.log(jnp.float32(cfg.lambda_min)))
         return state.replace(log_lam=log_lam, adam_m=m, adam_v=v, lam=jnp.exp(log_lam))
-    cap = ceiling
     floor = 0.0 if cfg.lambda_min is None else cfg.lambda_min
     if kind == "multipliers":
-        stepped = jnp.clip(state.lam + cfg.mom_step * violation, floor, cap)
+        stepped = jnp.clip(state.lam + cfg.mom_step * violation, floor, ceiling)
         return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
     if kind == "pid":
         ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
@@ -142,7 +141,7 @@ def update_multiplier(
         integral = jnp.clip(state.pid_i + violation, 0.0, top)
         deriv = jnp.maximum(0.0, ema - state.pid_prev)
         lam = jnp.clip(
-            cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, floor, cap
+            cfg.pid_kp * violation + cfg.pid_ki * integral + cfg.pid_kd * deriv, floor, ceiling
         )
         return state.replace(pid_i=integral, pid_prev=ema, lam=lam)
     raise ValueError(kind)  # pragma: no cover - the config validates the choice

@@ -547,7 +547,8 @@ class Trainer:
 
     def episodes_violation(self) -> np.ndarray | None:
         """violation=episodes: each seed's mean cost of its last ``violation_episodes`` training
-        episodes minus the limit it trains for (cost_margin) (0 before one has ended); None otherwise."""
+        episodes minus the limit the agent trains for (the env's less cost_margin; 0 before an
+        episode has ended); None otherwise."""
         a = self.cfg.agent
         if a.violation != "episodes":
             return None
