@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from algd.presets import preset
-from algd.train import train
+from algd.training import train
 
 
 def main(seeds: list[int]) -> None:

@@ -35,7 +35,7 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two finished SAC-Lag runs of different network widths."""
     from algd.config import AgentConfig
-    from algd.train import train
+    from algd.training import train
     from helpers import toy
     from test_reliability import TINY
 

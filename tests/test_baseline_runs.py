@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from algd.cli import main
-from algd.train import resume, train, train_seeds
+from algd.training import resume, train, train_seeds
 from helpers import toy
 from test_end_to_end import TINY
 

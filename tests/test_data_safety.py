@@ -20,7 +20,7 @@ from algd.checkpoint import read_checkpoint
 from algd.cli import main
 from algd.errors import WriteError
 from algd.rundir import RunDir
-from algd.train import train
+from algd.training import train
 from helpers import ROOT, quick, toy
 from test_reliability import CRASH, LOGS, _spawn, dying_at_rename, snapshot
 
@@ -196,7 +196,7 @@ def test_signal_before_the_run_directory_exists_writes_nothing(tmp_path: Path) -
     run = tmp_path / "run"
     prelude = (  # SIGTERM arrives while the env is probed, before the run directory is made
         "import os, signal\n"
-        "import algd.train as t\n"
+        "import algd.training.preflight as t\n"
         "_probe = t.probe_env\n"
         "def probe(cfg):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

@@ -198,7 +198,7 @@ def test_reference_episode_ends_follow_the_authors_samplers() -> None:
     """Navigation: a met goal stops the reward critic only, nothing stops the cost critics;
     paper velocity tasks: the time limit stops both; elsewhere: true terminations only. With
     bootstrap=terminated every env stops both critics at terminations only."""
-    from algd.train import episode_end
+    from algd.training.member import episode_end
 
     nav = make_env("SafetyPointButton1-v0")
     vel = make_env("PaperHopperVelocity-v0")

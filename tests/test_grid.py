@@ -13,7 +13,7 @@ from algd.bench.grid import GRID_PRESETS, SAFE_NAV_STEPS, GridSpec, expand, run_
 from algd.cli import main
 from algd.config import to_json
 from algd.presets import PRESETS, preset
-from algd.train import train
+from algd.training import train
 from helpers import quick
 
 SHORT = quick(400, every=200)

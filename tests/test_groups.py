@@ -35,7 +35,8 @@ from algd.checkpoint import CHECKPOINT_NEXT, checkpoint_step, read_checkpoint, s
 from algd.cli import main
 from algd.config import to_dict
 from algd.rundir import create
-from algd.train import Trainer, train, train_seeds
+from algd.training import train, train_seeds
+from algd.training.offpolicy import OffPolicyLoop
 from helpers import quick, toy
 from test_reliability import _spawn, _wait_for_rows, dying_at_rename
 
@@ -113,7 +114,7 @@ def test_one_diverged_seed_leaves_the_others_training(tmp_path: Path) -> None:
     cfgs = [toy("sac_lag", tmp_path / f"s{s}", seed=s, **quick(800)) for s in (0, 1, 2)]
     for c in cfgs:
         create(c).release()
-    trainer = Trainer(cfgs, console=False)
+    trainer = OffPolicyLoop(cfgs, console=False)
     original = trainer.step
 
     def poisoned() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from algd.bench.landscape import curvature
 from algd.cli import main
-from algd.train import train
+from algd.training import train
 from helpers import toy
 
 

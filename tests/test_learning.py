@@ -26,7 +26,7 @@ from algd.api import load_agent
 from algd.envs import make_env
 from algd.envs.toy import ring_cost
 from algd.presets import PRESETS
-from algd.train import train
+from algd.training import train
 from helpers import quick, toy
 
 LIMIT = 5.0

@@ -3,7 +3,7 @@ scripts/parity_hj_ppo.py wrote (its docstring says what it holds and how to rege
 
 Each test builds algd's agent at its registry defaults (network sizes, PPO's minibatch and
 epochs changed only), loads the authors' initial weights, and runs algd's own update (HJ: the
-UTD block ``_update`` over three batches; PPO-Lag: ``update_rollout``) once, jitted, with the
+UTD block ``update_steps`` over three batches; PPO-Lag: ``update_rollout``) once, jitted, with the
 authors' random draws replayed: ``jax.random.normal`` (HJ's actor samples) and
 ``jax.random.uniform`` (PPO-Lag's minibatch order) are replaced, for the test, by look-ups of
 the recorded draw by the key algd hands them. What happens inside the compiled update comes
@@ -294,7 +294,7 @@ def test_hj_updates_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None
     batches = jax.tree_util.tree_map(
         lambda *x: jnp.stack(x), *(hj_batch(u) for u in range(N_UPDATES))
     )
-    final, _ = jax.jit(ag._update)(state, batches, key)
+    final, _ = jax.jit(ag.update_steps)(state, batches, key)
     jax.block_until_ready(final)
     jax.effects_barrier()
     log = taps.log

@@ -5,7 +5,7 @@ Each algorithm runs at its registry defaults (only the network widths changed to
 fixture's), in the fixture's setting (Safety-Gym for SAC-Lag and CAL, velocity for SAC-AugLag),
 holding the authors' initial weights, on the authors' batches, with the policy's
 standard-normal draws replaced by theirs. The three updates run as algd's update runs them
-(``OffPolicyAgent._update``: a scan of ``grad_step``, critics -> actor and temperature ->
+(``OffPolicyAgent.update_steps``: a scan of ``grad_step``, critics -> actor and temperature ->
 multiplier -> targets, over the keys ``split(key, 3)`` and the indices 0, 1, 2, the indices the
 authors' ``main.py`` passes within a block), compiled once per algorithm.
 
@@ -211,7 +211,7 @@ def replay_draws(monkeypatch: pytest.MonkeyPatch, name: str, key: jax.Array) -> 
     its actor key (the policy at s) their draw1. Any other key gets a fresh draw."""
     real = jax.random.normal
     table = []
-    for u, k_u in enumerate(jax.random.split(key, UPDATES)):  # as OffPolicyAgent._update
+    for u, k_u in enumerate(jax.random.split(key, UPDATES)):  # as OffPolicyAgent.update_steps
         k_critic, k_actor = jax.random.split(k_u)  # as OffPolicyAgent.grad_step
         table += [(k_critic, fx(name, f"u{u}/draw0")), (k_actor, fx(name, f"u{u}/draw1"))]
 
@@ -229,7 +229,7 @@ KEY = jax.random.PRNGKey(7)
 
 
 def run_updates(ag: Any, state: Any, batches: list[Batch]) -> list[dict[str, Any]]:
-    """The three updates as algd's update runs them (OffPolicyAgent._update: a scan of
+    """The three updates as algd's update runs them (OffPolicyAgent.update_steps: a scan of
     grad_step over the batches, the keys split(KEY, 3) and the indices 0, 1, 2), compiled once,
     with what each optimiser was handed and the quantities the fixture holds."""
     txs = ("q_tx", "qc_tx", "actor_tx", "alpha_tx")

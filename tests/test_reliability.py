@@ -22,7 +22,8 @@ from algd.cli import main
 from algd.config import from_dict
 from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
 from algd.rundir import create
-from algd.train import Trainer, train
+from algd.training import train
+from algd.training.offpolicy import OffPolicyLoop
 from helpers import ROOT, quick, toy
 
 faulty_envs.register()
@@ -336,7 +337,7 @@ def test_sigterm_stops_gracefully(straight, tmp_path: Path) -> None:
 # --- numerical faults -----------------------------------------------------------------------
 
 
-def _poison_at(trainer: Trainer, step: int, seed_index: int) -> None:
+def _poison_at(trainer: OffPolicyLoop, step: int, seed_index: int) -> None:
     """Corrupt one seed's replay buffer (every reward NaN) just before environment step
     ``step``."""
     original = trainer.step
@@ -352,7 +353,7 @@ def _poison_at(trainer: Trainer, step: int, seed_index: int) -> None:
 def test_non_finite_update_stops_with_a_named_error(tmp_path: Path) -> None:
     cfg = toy("sac_lag", tmp_path / "run", **{**TINY, "total_steps": 1200})
     run_dir = create(cfg).path
-    trainer = Trainer(cfg, resume=False, console=False)
+    trainer = OffPolicyLoop(cfg, resume=False, console=False)
     _poison_at(trainer, 700, 0)
     with pytest.raises(
         NumericalError,

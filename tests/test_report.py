@@ -10,7 +10,7 @@ import pytest
 
 from algd.bench.report import find_runs, load_run, summarise
 from algd.cli import main
-from algd.train import train
+from algd.training import train
 from helpers import toy
 
 SHORT = {

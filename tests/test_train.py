@@ -17,9 +17,10 @@ from algd.bench.grid import print_progress
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
 from algd.config import AgentConfig
 from algd.errors import CheckpointError, RunDirError
-from algd.rundir import create
+from algd.rundir import create, load_run_config
 from algd.stop import StopFlag
-from algd.train import Trainer, load_run_config, resume, run_members, train
+from algd.training import resume, run_members, train
+from algd.training.offpolicy import OffPolicyLoop
 from helpers import toy
 
 SHORT = {
@@ -117,14 +118,14 @@ def test_a_part_that_diverges_leaves_the_other_runs_be(tmp_path: Path, monkeypat
     train(toy("sac_lag", done, **{**SHORT, "total_steps": 500}), console=False)
     create(toy("sac_lag", fresh, seed=1, **{**SHORT, "total_steps": 500})).release()
     before = (done / "summary.json").read_text()
-    original = Trainer.step
+    original = OffPolicyLoop.step
 
-    def poisoned(self: Trainer) -> None:
+    def poisoned(self: OffPolicyLoop) -> None:
         if self.env_step == 400:
             self.buffers.columns.reward[0] = np.nan  # host buffers on this CPU
         original(self)
 
-    monkeypatch.setattr(Trainer, "step", poisoned)
+    monkeypatch.setattr(OffPolicyLoop, "step", poisoned)
     skipped, failed = run_members([done, fresh], console=False)
     assert skipped["status"] == "skipped" and (done / "summary.json").read_text() == before
     assert failed["status"] == "failed" and "non-finite" in failed["error"]

@@ -17,7 +17,7 @@ from algd.api import load_agent
 from algd.checkpoint import write_npz
 from algd.cli import main
 from algd.errors import AlgdError
-from algd.train import train
+from algd.training import train
 from helpers import ROOT, quick, run_cli, toy
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from algd.config import AgentConfig, TrainConfig
 from algd.presets import make_config, preset
-from algd.train import resume, train
+from algd.training import resume, train
 
 __all__ = [
     "AgentConfig",
@@ -34,7 +34,7 @@ def load_agent(run_dir: str | Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     from algd.agents import build_agent
     from algd.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from algd.envs import env_for
-    from algd.train import load_run_config
+    from algd.rundir import load_run_config
 
     path = Path(run_dir)
     cfg = load_run_config(path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +76,10 @@ class Policy:
         if not deterministic or self.agent.deterministic_needs_noise():
             shape = (batch.shape[0], *self.agent.noise_shape())
             noise = self._rng.standard_normal(shape).astype(np.float32)
-        out = np.asarray(_act(self.agent, deterministic, self.actor, batch, noise))
+        out = np.asarray(self.agent.act_batch(self.actor, batch, noise, deterministic))
         return out[0] if single else out
 
     __call__ = act
-
-
-@partial(jax.jit, static_argnums=(0, 1))
-def _act(
-    agent: Agent, deterministic: bool, actor: Any, obs: jax.Array, noise: jax.Array | None
-) -> jax.Array:
-    return agent.policy_from_noise(actor, obs, noise, deterministic)
 
 
 def _actor_template(agent: Agent) -> Any:

@@ -111,6 +111,37 @@ class VideoWriter:
         shutil.rmtree(self._stage, ignore_errors=True)
 
 
+def _overlay(env: Any, writer: VideoWriter, gamma_c: float, backend: str) -> Any:
+    """The evaluation's observer: renders each step's frame with its text (episode, step,
+    reward, cost, the episode's cost in the limit's units against the limit) into ``writer``."""
+    spec = env.spec
+    discounted = spec.cost_limit_kind == "discounted"
+    running = {"disc": 0.0}
+
+    def observe(ep: int, t: int, reward: float, cost: float, ep_cost: float) -> None:
+        running["disc"] = 0.0 if t == 0 else running["disc"] + gamma_c ** (t - 1) * cost
+        judged = running["disc"] if discounted else ep_cost
+        kind = "disc. cost" if discounted else "cost"
+        text = (
+            f"ep {ep}  step {t}  reward {reward:+.3f}  cost {cost:.2f}  "
+            f"episode {kind} {judged:.2f} / limit {spec.cost_limit:g}"
+        )
+        try:
+            frame = env.render()
+        except EnvError:
+            raise
+        except Exception as exc:  # the GL stack raises many types
+            raise AlgdError(
+                f"video: off-screen rendering failed with MUJOCO_GL={backend} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "EGL needs libEGL and Mesa's drivers (Debian/Ubuntu: apt-get install libegl1 "
+                "libegl-mesa0 libgl1-mesa-dri), or set MUJOCO_GL=osmesa with libosmesa6"
+            ) from None
+        writer.add(ep, annotate(frame, text, judged > spec.cost_limit, cost))
+
+    return observe
+
+
 def record(
     run_dir: str | Path,
     out: str | Path,
@@ -138,31 +169,8 @@ def record(
         env.close()
         raise
     spec = env.spec
-    discounted = spec.cost_limit_kind == "discounted"
     gamma_c = cfg.agent.gamma_c
-    running = {"disc": 0.0}
-
-    def observe(ep: int, t: int, reward: float, cost: float, ep_cost: float) -> None:
-        running["disc"] = 0.0 if t == 0 else running["disc"] + gamma_c ** (t - 1) * cost
-        judged = running["disc"] if discounted else ep_cost
-        kind = "disc. cost" if discounted else "cost"
-        text = (
-            f"ep {ep}  step {t}  reward {reward:+.3f}  cost {cost:.2f}  "
-            f"episode {kind} {judged:.2f} / limit {spec.cost_limit:g}"
-        )
-        try:
-            frame = env.render()
-        except EnvError:
-            raise
-        except Exception as exc:  # the GL stack raises many types
-            raise AlgdError(
-                f"video: off-screen rendering failed with MUJOCO_GL={backend} "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                "EGL needs libEGL and Mesa's drivers (Debian/Ubuntu: apt-get install libegl1 "
-                "libegl-mesa0 libgl1-mesa-dri), or set MUJOCO_GL=osmesa with libosmesa6"
-            ) from None
-        writer.add(ep, annotate(frame, text, judged > spec.cost_limit, cost))
-
+    observe = _overlay(env, writer, gamma_c, backend)
     try:
         result = evaluate(
             agent,

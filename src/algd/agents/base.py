@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.typing import ArrayLike
 
-from algd.buffer import Batch
+from algd.buffer import Batch, sample
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
 from algd.lagrangian import (
@@ -144,6 +145,19 @@ class Agent:
             raise ValueError("this action needs noise")
         return np.asarray(_compiled_act(self, deterministic, state.actor, obs, noise))
 
+    def act_batch(
+        self, actor: Params, obs: ArrayLike, noise: ArrayLike | None, deterministic: bool
+    ) -> jax.Array:
+        """A batch of observations (B, obs) -> actions (B, act), compiled (see
+        ``policy_from_noise`` for the noise)."""
+        return _compiled_act_batch(self, deterministic, actor, obs, noise)
+
+    def act_group(self, actor: Params, obs: ArrayLike, noise: ArrayLike) -> jax.Array:
+        """Every seed's stochastic action of a training group, compiled: stacked actors (a
+        leading seed axis S), one observation (S, obs) and its noise (S, *noise_shape) per
+        seed -> (S, act)."""
+        return _compiled_act_group(self, actor, obs, noise)
+
 
 class OffPolicyAgent(Agent):
     """Base class of the off-policy algorithms; see the module docstring."""
@@ -180,6 +194,34 @@ class OffPolicyAgent(Agent):
         """All UTD gradient steps of one environment step (compiled; donates ``state``);
         ``episodes``: the violation=episodes signal."""
         return _compiled_update(self, state, batches, key, episodes)
+
+    def update_group(
+        self,
+        state: TrainState,
+        batches: Batch,
+        k_update: ArrayLike,
+        t: ArrayLike,
+        episodes: ArrayLike | None = None,
+    ) -> tuple[TrainState, Metrics]:
+        """Every seed's UTD gradient steps of environment step ``t`` in one compiled call,
+        vmapped over the seeds (leading axis S of ``state``, ``batches``, ``k_update``,
+        ``episodes``): seed i updates with fold_in(k_update[i], t). Donates ``state``."""
+        return _compiled_update_group(self, state, batches, k_update, t, episodes)
+
+    def update_group_from_replay(
+        self,
+        rows: tuple[int, int],
+        state: TrainState,
+        columns: Batch,
+        size: ArrayLike,
+        keys: tuple[ArrayLike, ArrayLike],
+        t: ArrayLike,
+        episodes: ArrayLike | None = None,
+    ) -> tuple[TrainState, Metrics]:
+        """:meth:`update_group` with the minibatches (``rows`` = (UTD, batch)) sampled inside
+        the compiled call, seed i from its own replay ``columns`` (the first ``size`` rows)
+        with fold_in(k_sample[i], t); ``keys`` = (k_update, k_sample). Donates ``state``."""
+        return _compiled_update_from_replay(self, rows, state, columns, size, *keys, t, episodes)
 
     # --- what an algorithm supplies -----------------------------------------------------------
     def init_actor(self, key: jax.Array) -> tuple[Params, optax.OptState, Temperature | None]:
@@ -339,10 +381,11 @@ class OffPolicyAgent(Agent):
         state = self.target_step(state.replace(step=state.step + 1), index)
         return state, {**m_critic, **m_actor, **m_mult, "lambda": state.mult.lam}
 
-    def _update(
+    def update_steps(
         self, state: TrainState, batches: Batch, key: jax.Array, episodes: jax.Array | None = None
     ) -> tuple[TrainState, Metrics]:
-        """All UTD gradient steps of one environment step: batches have a leading UTD axis,
+        """All UTD gradient steps of one environment step, pure (``update`` is its compiled
+        form): batches have a leading UTD axis,
         step i draws its randomness from ``split(key, utd)[i]``; ``episodes`` is the
         violation=episodes signal (the same for every step)."""
         utd = batches.reward.shape[0]
@@ -353,7 +396,7 @@ class OffPolicyAgent(Agent):
             (batches, keys, jnp.arange(utd)),
         )
         # Means over the UTD steps; a non-finite value in any step keeps the mean non-finite,
-        # which is what the loop checks for (see train.check_finite).
+        # which is what the loop checks for before it keeps an update.
         return state, {k: v.mean() for k, v in metrics.items()}
 
 
@@ -368,7 +411,52 @@ def _compiled_update(
     key: jax.Array,
     episodes: jax.Array | None = None,
 ) -> tuple[TrainState, Metrics]:
-    return agent._update(state, batches, key, episodes)
+    return agent.update_steps(state, batches, key, episodes)
+
+
+def _seed_update(
+    agent: OffPolicyAgent,
+    state: TrainState,
+    batches: Batch,
+    k_update: jax.Array,
+    t: jax.Array,
+    episodes: jax.Array | None,
+) -> tuple[TrainState, Metrics]:
+    return agent.update_steps(state, batches, jax.random.fold_in(k_update, t), episodes)
+
+
+@partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _compiled_update_group(
+    agent: OffPolicyAgent,
+    state: TrainState,
+    batches: Batch,
+    k_update: jax.Array,
+    t: jax.Array,
+    episodes: jax.Array | None = None,
+) -> tuple[TrainState, Metrics]:
+    def one(s: TrainState, b: Batch, k: jax.Array, e: Any) -> Any:
+        return _seed_update(agent, s, b, k, t, e)
+
+    return jax.vmap(one)(state, batches, k_update, episodes)
+
+
+@partial(jax.jit, static_argnums=(0, 1), donate_argnums=2)
+def _compiled_update_from_replay(
+    agent: OffPolicyAgent,
+    rows: tuple[int, int],
+    state: TrainState,
+    columns: Batch,
+    size: jax.Array,
+    k_update: jax.Array,
+    k_sample: jax.Array,
+    t: jax.Array,
+    episodes: jax.Array | None = None,
+) -> tuple[TrainState, Metrics]:
+    def one(s: TrainState, c: Batch, ku: jax.Array, ks: jax.Array, e: Any) -> Any:
+        batches = sample(c, size, jax.random.fold_in(ks, t), rows, agent.cfg.replacement)
+        return _seed_update(agent, s, batches, ku, t, e)
+
+    return jax.vmap(one)(state, columns, k_update, k_sample, episodes)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -382,3 +470,18 @@ def _compiled_act(
     """One state's action (single-state calls keep the dispatch path short)."""
     batch_noise = None if noise is None else noise[None]
     return agent.policy_from_noise(actor, obs[None], batch_noise, deterministic)[0]
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _compiled_act_batch(
+    agent: Agent, deterministic: bool, actor: Params, obs: jax.Array, noise: jax.Array | None
+) -> jax.Array:
+    return agent.policy_from_noise(actor, obs, noise, deterministic)
+
+
+@partial(jax.jit, static_argnums=0)
+def _compiled_act_group(agent: Agent, actor: Params, obs: jax.Array, noise: jax.Array) -> jax.Array:
+    def one(p: Params, o: jax.Array, n: jax.Array) -> jax.Array:
+        return agent.policy_from_noise(p, o[None], n[None], False)[0]
+
+    return jax.vmap(one)(actor, obs, noise)

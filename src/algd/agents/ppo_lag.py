@@ -20,10 +20,14 @@ skipped.
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.typing import ArrayLike
 
 from algd.agents.base import Agent, Metrics, Params, adam_step
 from algd.buffer import Rollout
@@ -174,14 +178,54 @@ class PPOLag(Agent):
         return self.h if self.a.ppo_budget == "reference" else self.limit
 
     # --- the update -----------------------------------------------------------------------------
+    def update_group(
+        self, state: PPOState, rollouts: Rollout, n: ArrayLike, k_update: ArrayLike, t: ArrayLike
+    ) -> tuple[PPOState, Metrics]:
+        """Every seed's update on its own rollout (leading seed axis S; ``n`` real rows each) in
+        one compiled call, vmapped over the seeds: seed i draws its minibatch order from
+        fold_in(k_update[i], t). Donates ``state``."""
+        return _compiled_update_group(self, state, rollouts, n, k_update, t)
+
     def update_rollout(
         self, state: PPOState, r: Rollout, n: jax.Array, key: jax.Array
     ) -> tuple[PPOState, Metrics]:
-        """One PPO-Lag update from a rollout padded to ``capacity`` rows, ``n`` of them real."""
+        """One PPO-Lag update from a rollout padded to ``capacity`` rows, ``n`` of them real:
+        the advantages, the multiplier's step on the rollout's episode cost (before the
+        policy), then ``ppo_epochs`` passes of minibatch steps."""
         a = self.a
-        rows = r.reward.shape[0]
-        valid = (jnp.arange(rows) < n).astype(jnp.float32)
+        valid = (jnp.arange(r.reward.shape[0]) < n).astype(jnp.float32)
         old_logp, _ = self.log_prob(state.actor, r.obs, r.action)
+        adv, ret_r, ret_c, count = self.advantages(state, r, valid)
+
+        discounted = a.ppo_budget == "limit" and self.spec.cost_limit_kind == "discounted"
+        signal = r.cost * r.discount if discounted else r.cost
+        spent = episode_cost(signal, r.done, valid, self.spec.max_episode_steps)
+        mult = update_multiplier(a.multiplier, state.mult, spent - self.budget(), a)
+        state = state.replace(mult=mult)
+
+        data = (r.obs, r.action, old_logp, adv, ret_r, ret_c)
+        state, stats = self.passes(state, data, valid, n, key)
+        done_steps = jnp.maximum(stats[:, -1].sum(), 1.0)
+        means = stats[:, :-1].sum(0) / done_steps
+        metrics = {name: means[i] for i, name in enumerate(METRICS)}
+        metrics.update(
+            {
+                "lambda": state.mult.lam,
+                "ppo/episode_cost": spent,
+                "ppo/budget": jnp.float32(self.budget()),
+                "ppo/grad_steps": stats[:, -1].sum(),
+                "v/reward_return": (ret_r * valid).sum() / count,
+                "v/cost_return": (ret_c * valid).sum() / count,
+            }
+        )
+        return state, metrics
+
+    def advantages(
+        self, state: PPOState, r: Rollout, valid: jax.Array
+    ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """(normalised advantage A_r - lambda A_c, reward returns, cost returns, valid rows) of
+        a rollout, by GAE over its valid rows."""
+        a = self.a
         vr, vr_next = self.values(state.vr, r.obs), self.values(state.vr, r.next_obs)
         vc, vc_next = self.values(state.vc, r.obs), self.values(state.vc, r.next_obs)
         adv_r, ret_r = gae(
@@ -195,17 +239,23 @@ class PPOLag(Agent):
         mean = (adv * valid).sum() / count
         std = jnp.sqrt((jnp.square(adv - mean) * valid).sum() / (count - 1.0))
         adv = jax.lax.stop_gradient((adv - mean) / (std + NORM_EPS))
+        return adv, ret_r, ret_c, count
 
-        # The multiplier steps before the policy, on the rollout's episode cost.
-        discounted = a.ppo_budget == "limit" and self.spec.cost_limit_kind == "discounted"
-        signal = r.cost * r.discount if discounted else r.cost
-        spent = episode_cost(signal, r.done, valid, self.spec.max_episode_steps)
-        mult = update_multiplier(a.multiplier, state.mult, spent - self.budget(), a)
-        state = state.replace(mult=mult)
-
+    def passes(
+        self,
+        state: PPOState,
+        data: tuple[jax.Array, ...],
+        valid: jax.Array,
+        n: jax.Array,
+        key: jax.Array,
+    ) -> tuple[PPOState, jax.Array]:
+        """``ppo_epochs`` passes over the valid rows in minibatches (a fresh order per pass,
+        from ``split(key, ppo_epochs)``); -> (state, per-minibatch metrics with a last column
+        1 for the minibatches that ran)."""
+        a = self.a
+        rows = valid.shape[0]
         mb = min(a.ppo_minibatch, rows)
         per_epoch = -(-rows // mb)
-        data = (r.obs, r.action, old_logp, adv, ret_r, ret_c)
 
         def minibatch(
             carry: PPOState, xs: tuple[jax.Array, jax.Array]
@@ -233,21 +283,7 @@ class PPOLag(Agent):
             return jax.lax.scan(minibatch, carry, xs)
 
         state, stats = jax.lax.scan(epoch, state, jax.random.split(key, a.ppo_epochs))
-        stats = stats.reshape(-1, len(METRICS) + 1)
-        done_steps = jnp.maximum(stats[:, -1].sum(), 1.0)
-        means = stats[:, :-1].sum(0) / done_steps
-        metrics = {name: means[i] for i, name in enumerate(METRICS)}
-        metrics.update(
-            {
-                "lambda": state.mult.lam,
-                "ppo/episode_cost": spent,
-                "ppo/budget": jnp.float32(self.budget()),
-                "ppo/grad_steps": stats[:, -1].sum(),
-                "v/reward_return": (ret_r * valid).sum() / count,
-                "v/cost_return": (ret_c * valid).sum() / count,
-            }
-        )
-        return state, metrics
+        return state, stats.reshape(-1, len(METRICS) + 1)
 
     def grad_step(
         self, s: PPOState, batch: tuple[jax.Array, ...], weight: jax.Array
@@ -299,6 +335,21 @@ METRICS = (
     "ppo/approx_kl",
     "entropy",
 )
+
+
+@partial(jax.jit, static_argnums=0, donate_argnums=1)
+def _compiled_update_group(
+    agent: PPOLag,
+    state: PPOState,
+    rollouts: Rollout,
+    n: jax.Array,
+    k_update: jax.Array,
+    t: jax.Array,
+) -> tuple[PPOState, Metrics]:
+    def one(s: PPOState, r: Rollout, k: jax.Array) -> Any:
+        return agent.update_rollout(s, r, n, jax.random.fold_in(k, t))
+
+    return jax.vmap(one)(state, jax.tree_util.tree_map(jnp.asarray, rollouts), k_update)
 
 
 def rollout_capacity(cfg: TrainConfig, spec: EnvSpec) -> int:

@@ -238,8 +238,9 @@ def run_group(config_jsons: list[str]) -> list[dict[str, Any]]:
     """Skip, resume or start the grid points of one group (seeds of one configuration) in one
     worker process: finished seeds are skipped, the others train together (those at the same
     step as one program). One record per point, in order."""
-    from algd.rundir import create
-    from algd.train import check_memory, load_run_config, probe_env, run_members
+    from algd.rundir import create, load_run_config
+    from algd.training import run_members
+    from algd.training.preflight import check_memory, probe_env
 
     cfgs = [from_dict(json.loads(text)) for text in config_jsons]
     records: dict[int, dict[str, Any]] = {}
@@ -280,7 +281,7 @@ def _failed(cfg: TrainConfig, exc: BaseException) -> dict[str, Any]:
     reason = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
     if not isinstance(cause, AlgdError):
         reason = f"{type(cause).__name__}: {reason}"
-    from algd.train import failure_record
+    from algd.training.records import failure_record
 
     # Grid points' run directories are absolute already (expand).
     return failure_record(cfg, reason, user_error=isinstance(cause, AlgdError))
@@ -289,7 +290,7 @@ def _failed(cfg: TrainConfig, exc: BaseException) -> dict[str, Any]:
 def groups(points: list[tuple[TrainConfig, Path]], size: int | None) -> list[list[int]]:
     """The grid's points that differ only in seed, in groups of at most ``size`` (all of a
     configuration's seeds when None), in grid order."""
-    from algd.train import group_settings
+    from algd.training.records import group_settings
 
     by_config: dict[str, list[int]] = {}
     for i, (cfg, _) in enumerate(points):
@@ -345,45 +346,62 @@ def run_grid(
         done(b, [_failed(points[i][0], exc) for i in batches[b]])
 
     if backend == "local":
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_group, job): b for b, job in enumerate(jobs)}
-            for fut in as_completed(futures):
-                try:
-                    done(futures[fut], fut.result())
-                except Exception as exc:  # noqa: BLE001 - one failed point must not stop the grid
-                    failed(futures[fut], exc)
+        _run_local(jobs, workers, done, failed)
     elif backend == "ray":
-        import ray
-
-        started = not ray.is_initialized()
-        if started:
-            ray.init(
-                address=ray_address,
-                num_cpus=None if ray_address else workers,
-                include_dashboard=False,
-                log_to_driver=False,
-            )
-        try:
-            remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
-            pending = {remote.remote(job): b for b, job in enumerate(jobs)}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                for ref in ready:
-                    i = pending.pop(ref)
-                    try:
-                        done(i, ray.get(ref))
-                    except Exception as exc:  # noqa: BLE001 - as above
-                        failed(i, exc)
-        finally:
-            if started:
-                ray.shutdown()
+        _run_ray(jobs, workers, ray_address, done, failed)
     else:
         raise AlgdError(f"unknown backend '{backend}' (local or ray)")
     return [results[i] for i in range(len(points))]
+
+
+Done = Callable[[int, list[dict[str, Any]]], None]
+Failed = Callable[[int, BaseException], None]
+
+
+def _run_local(jobs: list[list[str]], workers: int, done: Done, failed: Failed) -> None:
+    """Each group (job) in a worker process of a local pool (spawned: no state is shared)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(run_group, job): b for b, job in enumerate(jobs)}
+        for fut in as_completed(futures):
+            try:
+                done(futures[fut], fut.result())
+            except Exception as exc:  # noqa: BLE001 - one failed point must not stop the grid
+                failed(futures[fut], exc)
+
+
+def _run_ray(
+    jobs: list[list[str]], workers: int, address: str | None, done: Done, failed: Failed
+) -> None:
+    """Each group (job) as a Ray task, on a cluster at ``address`` or one started here (and
+    shut down after)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address=address,
+            num_cpus=None if address else workers,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
+        pending = {remote.remote(job): b for b, job in enumerate(jobs)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    done(i, ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - as above
+                    failed(i, exc)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:

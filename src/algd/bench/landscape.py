@@ -74,23 +74,10 @@ def landscape(
     from algd.envs import env_for
 
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
-    if grid < 5 or samples < 1:
-        raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
-    if not 0 <= seed < 2**31:
-        raise AlgdError(f"landscape: --seed must be in [0, 2^31) (got {seed})")
-    from algd.agents.base import OffPolicyAgent
-
+    _check_args(out, grid, samples, seed, overwrite)
     runs = [load_agent(d) for d in run_dirs]
     cfg, agent, state, _ = runs[0]
-    if not isinstance(agent, OffPolicyAgent):
-        raise AlgdError(
-            f"landscape reads the Q and Qc critics of the first run; {cfg.algo} has none "
-            "(give an off-policy run first)"
-        )
-    if agent.act_dim != 2:
-        raise AlgdError(f"landscape needs a 2-D action space; {cfg.env} has {agent.act_dim}")
+    _check_first(cfg, agent)
     env = env_for(cfg)
     obs, _ = env.reset(seed)
     env.close()
@@ -118,7 +105,47 @@ def landscape(
         diagnostics[name] = curvature(hess)
     qc_grid = np.asarray(jax.vmap(qc_bar)(points)).reshape(grid, grid)
     diagnostics["feasible_share"] = float((qc_grid <= agent.h).mean())
+    sampled = _sampled(run_dirs, runs, obs, samples, seed, qc_bar, agent.h, diagnostics)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(out, xs, ys, values, qc_grid, agent.h, sampled, diagnostics)
+    (out / "landscape.json").write_text(json.dumps(diagnostics, indent=2) + "\n")
+    return diagnostics
 
+
+def _check_args(out: Path, grid: int, samples: int, seed: int, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+    if grid < 5 or samples < 1:
+        raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
+    if not 0 <= seed < 2**31:
+        raise AlgdError(f"landscape: --seed must be in [0, 2^31) (got {seed})")
+
+
+def _check_first(cfg: Any, agent: Any) -> None:
+    """The first run gives the critics: an off-policy agent on a 2-D action space."""
+    from algd.agents.base import OffPolicyAgent
+
+    if not isinstance(agent, OffPolicyAgent):
+        raise AlgdError(
+            f"landscape reads the Q and Qc critics of the first run; {cfg.algo} has none "
+            "(give an off-policy run first)"
+        )
+    if agent.act_dim != 2:
+        raise AlgdError(f"landscape needs a 2-D action space; {cfg.env} has {agent.act_dim}")
+
+
+def _sampled(
+    run_dirs: list[str],
+    runs: list[Any],
+    obs: np.ndarray,
+    samples: int,
+    seed: int,
+    qc_bar: Any,
+    h: float,
+    diagnostics: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """``samples`` stochastic actions of each run's policy at ``obs`` (by label), each run's
+    feasible share and mean action added to ``diagnostics["samples"]``."""
     sampled = {}
     key = jax.random.PRNGKey(seed)
     for run_dir, (rcfg, ragent, rstate, _) in zip(run_dirs, runs):
@@ -128,13 +155,10 @@ def landscape(
         sampled[f"{rcfg.algo} ({Path(run_dir).name})"] = acts
         diagnostics.setdefault("samples", {})[run_dir] = {
             "algo": rcfg.algo,
-            "feasible_share": float((qc_acts <= agent.h).mean()),
+            "feasible_share": float((qc_acts <= h).mean()),
             "mean": acts.mean(0).tolist(),
         }
-    out.mkdir(parents=True, exist_ok=True)
-    _plot(out, xs, ys, values, qc_grid, agent.h, sampled, diagnostics)
-    (out / "landscape.json").write_text(json.dumps(diagnostics, indent=2) + "\n")
-    return diagnostics
+    return sampled
 
 
 def _plot(

@@ -22,7 +22,7 @@ import psutil
 from algd.buffer import nbytes_for
 from algd.presets import preset
 from algd.rundir import create
-from algd.train import Trainer
+from algd.training.offpolicy import OffPolicyLoop
 
 
 def bench_memory(
@@ -41,35 +41,14 @@ def bench_memory(
         buffer_size=min(steps, 1_000_000),
     )
     proc = psutil.Process()
-    samples: list[tuple[int, float, float]] = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         cfgs = [replace(cfg, seed=seed + i, run_dir=f"{tmp}/s{seed + i}") for i in range(seeds)]
         for c in cfgs:
             stack.enter_context(create(c))
         rss0 = proc.memory_info().rss / 2**20
-        trainer = Trainer(cfgs, resume=False, console=False)
+        trainer = OffPolicyLoop(cfgs, resume=False, console=False)
         spec = trainer.spec
-        stop = threading.Event()
-        t0 = time.perf_counter()
-
-        def sample() -> None:
-            while not stop.is_set():
-                samples.append(
-                    (
-                        trainer.env_step,
-                        time.perf_counter() - t0,
-                        proc.memory_info().rss / 2**20,
-                    )
-                )
-                stop.wait(interval)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        try:
-            trainer.run()
-        finally:
-            stop.set()
-            thread.join()
+        samples = _sampled_run(trainer, proc, interval)
     later = [rss for step, _, rss in samples if step >= steps // 5]
     per_transition = nbytes_for(1, spec.obs_dim, spec.act_dim)
     return {
@@ -89,6 +68,31 @@ def bench_memory(
             for s, t, r in samples[:: max(len(samples) // 20, 1)]
         ],
     }
+
+
+def _sampled_run(
+    trainer: OffPolicyLoop, proc: psutil.Process, interval: float
+) -> list[tuple[int, float, float]]:
+    """Run ``trainer`` to its end while a thread samples (env step, seconds, RSS in MiB) every
+    ``interval`` seconds."""
+    samples: list[tuple[int, float, float]] = []
+    stop = threading.Event()
+    t0 = time.perf_counter()
+
+    def sample() -> None:
+        while not stop.is_set():
+            rss = proc.memory_info().rss / 2**20
+            samples.append((trainer.env_step, time.perf_counter() - t0, rss))
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        trainer.run()
+    finally:
+        stop.set()
+        thread.join()
+    return samples
 
 
 def buffer_size_that_fits(result: dict[str, Any], memory_gib: float) -> int:

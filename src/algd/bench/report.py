@@ -290,6 +290,8 @@ def _band(
 
 
 def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
+    """One figure per env (PNG and SVG): returns, costs, multipliers, violations, and the
+    training episodes' cost per quarter."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,56 +302,68 @@ def _plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
     for r in runs:
         by_env[r["env"]][r["algo"]].append(r)
     for env, algos in sorted(by_env.items()):
-        first = next(iter(algos.values()))[0]
-        limit, kind = first["limit"], first["kind"]
-        fig = plt.figure(figsize=(15, 8), constrained_layout=True)
-        grid = fig.add_gridspec(2, 3)
-        ax_ret, ax_cost, ax_lam = (fig.add_subplot(grid[0, i]) for i in range(3))
-        ax_viol, ax_box = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
-        box_data, box_labels = [], []
-        for k, (algo, members) in enumerate(sorted(algos.items())):
-            color = f"C{k % 10}"  # one colour per algorithm in every panel
-            steps, mean, lo, hi = _band(members, "eval", "return_mean")
-            ax_ret.plot(steps, mean, label=algo, color=color)
-            ax_ret.fill_between(steps, lo, hi, alpha=0.2, color=color)
-            steps, mean, lo, hi = _band(members, "eval", "cost_vs_limit")
-            ax_cost.plot(steps, mean, label=algo, color=color)
-            ax_cost.fill_between(steps, lo, hi, alpha=0.2, color=color)
-            viol = np.mean(
-                [np.maximum(0.0, r["eval"]["cost_vs_limit"] - limit).mean() for r in members]
-            )
-            ax_viol.bar(algo, viol, color=color)
-            # A multiplier that never moved (SAC's) is left out of the multiplier panel.
-            if all(r["metrics"] for r in members) and any(
-                np.ptp(r["metrics"]["lambda"]) > 0 for r in members
-            ):
-                steps, mean, lo, hi = _band(members, "metrics", "lambda")
-                ax_lam.plot(steps, mean, label=algo, color=color)
-                ax_lam.fill_between(steps, lo, hi, alpha=0.2, color=color)
-            per_run = [quarter_costs(r) for r in members]
-            for q in range(4):
-                costs = [c for quarters in per_run for c in quarters[q].tolist()]
-                box_data.append(costs or [np.nan])
-                box_labels.append(f"{algo} Q{q + 1}")
-        ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
-        ax_ret.set_title("evaluation return (mean, min-max over seeds)")
-        ax_cost.set_title("evaluation cost vs limit")
-        ax_lam.set_title("multiplier lambda (mean, min-max; linear under 0.01)")
-        ax_lam.set_yscale("symlog", linthresh=1e-2)
-        ax_viol.set_title("average violation of the evaluations")
-        ax_viol.tick_params(axis="x", labelrotation=45)
-        ax_box.boxplot(box_data, tick_labels=box_labels)
-        ax_box.axhline(limit, color="black", linestyle="--")
-        units = "discounted cost" if kind == "discounted" else "cost"
-        ax_box.set_title(f"training-rollout episode {units} per quarter of the run")
-        ax_box.tick_params(axis="x", labelsize=7, labelrotation=90)
-        for ax in (ax_ret, ax_cost, ax_lam):
-            ax.set_xlabel("environment steps")
-            ax.legend(fontsize=8)
-        fig.suptitle(env)
+        fig = _env_figure(plt, env, algos)
         for ext in ("png", "svg"):
             name = f"{env}.{ext}"
             fig.savefig(out / name, dpi=110)
             written.append(name)
         plt.close(fig)
     return written
+
+
+def _env_figure(plt: Any, env: str, algos: dict[str, list[dict[str, Any]]]) -> Any:
+    first = next(iter(algos.values()))[0]
+    limit, kind = first["limit"], first["kind"]
+    fig = plt.figure(figsize=(15, 8), constrained_layout=True)
+    grid = fig.add_gridspec(2, 3)
+    ax_ret, ax_cost, ax_lam = (fig.add_subplot(grid[0, i]) for i in range(3))
+    ax_viol, ax_box = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
+    box_data: list[list[float]] = []
+    box_labels: list[str] = []
+    for k, (algo, members) in enumerate(sorted(algos.items())):
+        color = f"C{k % 10}"  # one colour per algorithm in every panel
+        _draw_algo((ax_ret, ax_cost, ax_lam, ax_viol), algo, members, color, limit)
+        per_run = [quarter_costs(r) for r in members]
+        for q in range(4):
+            costs = [c for quarters in per_run for c in quarters[q].tolist()]
+            box_data.append(costs or [np.nan])
+            box_labels.append(f"{algo} Q{q + 1}")
+    ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
+    ax_ret.set_title("evaluation return (mean, min-max over seeds)")
+    ax_cost.set_title("evaluation cost vs limit")
+    ax_lam.set_title("multiplier lambda (mean, min-max; linear under 0.01)")
+    ax_lam.set_yscale("symlog", linthresh=1e-2)
+    ax_viol.set_title("average violation of the evaluations")
+    ax_viol.tick_params(axis="x", labelrotation=45)
+    ax_box.boxplot(box_data, tick_labels=box_labels)
+    ax_box.axhline(limit, color="black", linestyle="--")
+    units = "discounted cost" if kind == "discounted" else "cost"
+    ax_box.set_title(f"training-rollout episode {units} per quarter of the run")
+    ax_box.tick_params(axis="x", labelsize=7, labelrotation=90)
+    for ax in (ax_ret, ax_cost, ax_lam):
+        ax.set_xlabel("environment steps")
+        ax.legend(fontsize=8)
+    fig.suptitle(env)
+    return fig
+
+
+def _draw_algo(
+    axes: tuple[Any, ...], algo: str, members: list[dict[str, Any]], color: str, limit: float
+) -> None:
+    """One algorithm's curves (return, cost, multiplier) and violation bar."""
+    ax_ret, ax_cost, ax_lam, ax_viol = axes
+    steps, mean, lo, hi = _band(members, "eval", "return_mean")
+    ax_ret.plot(steps, mean, label=algo, color=color)
+    ax_ret.fill_between(steps, lo, hi, alpha=0.2, color=color)
+    steps, mean, lo, hi = _band(members, "eval", "cost_vs_limit")
+    ax_cost.plot(steps, mean, label=algo, color=color)
+    ax_cost.fill_between(steps, lo, hi, alpha=0.2, color=color)
+    viol = np.mean([np.maximum(0.0, r["eval"]["cost_vs_limit"] - limit).mean() for r in members])
+    ax_viol.bar(algo, viol, color=color)
+    # A multiplier that never moved (SAC's) is left out of the multiplier panel.
+    if all(r["metrics"] for r in members) and any(
+        np.ptp(r["metrics"]["lambda"]) > 0 for r in members
+    ):
+        steps, mean, lo, hi = _band(members, "metrics", "lambda")
+        ax_lam.plot(steps, mean, label=algo, color=color)
+        ax_lam.fill_between(steps, lo, hi, alpha=0.2, color=color)

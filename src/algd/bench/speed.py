@@ -30,9 +30,11 @@ from algd.agents import default_config, is_on_policy
 from algd.buffer import sample_group
 from algd.config import apply_overrides
 from algd.errors import AlgdError
-from algd.onpolicy import OnPolicyTrainer, _rollout_update
 from algd.rundir import create
-from algd.train import Trainer, make_trainer
+from algd.training import make_loop
+from algd.training.loop import GroupLoop
+from algd.training.offpolicy import OffPolicyLoop
+from algd.training.onpolicy import OnPolicyLoop
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -62,9 +64,9 @@ def _timed(fn: Any, seconds: float, min_calls: int = 3) -> tuple[int, float]:
     return calls, time.perf_counter() - t0
 
 
-def flops_per_update(trainer: Trainer) -> float:
+def flops_per_update(trainer: OffPolicyLoop) -> float:
     """FLOPs of one seed's gradient step by XLA's cost analysis."""
-    agent, cfg = trainer.off_policy_agent, trainer.cfg
+    agent, cfg = trainer.agent, trainer.cfg
     buffers = trainer.buffers
     if buffers.on_device:
         size = jnp.int32(buffers.size)
@@ -125,20 +127,28 @@ def bench_speed(
         with contextlib.ExitStack() as stack:
             for c in cfgs:
                 stack.enter_context(create(c))
-            trainer = make_trainer(cfgs, resume=False, console=False)
+            trainer = make_loop(cfgs, resume=False, console=False)
             trainer.open_logs()
             try:
-                if isinstance(trainer, OnPolicyTrainer):
+                if isinstance(trainer, OnPolicyLoop):
                     out = _measure_on_policy(trainer, seconds, algo, env)
-                else:
+                elif isinstance(trainer, OffPolicyLoop):
                     out = _measure(trainer, fill, seconds, algo, env, utd, batch_size)
+                else:
+                    raise AlgdError(f"bench-speed: {algo} runs in no known loop")
                 return {**out, "sets": dict(sets or {})}
             finally:
                 trainer.close_logs()
 
 
 def _measure(
-    trainer: Trainer, fill: int, seconds: float, algo: str, env: str, utd: int, batch_size: int
+    trainer: OffPolicyLoop,
+    fill: int,
+    seconds: float,
+    algo: str,
+    env: str,
+    utd: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     for _ in range(fill):  # warm-up: the real env, uniform actions, no updates
         trainer.step()
@@ -164,7 +174,7 @@ def _measure(
 
 
 def _phases(
-    trainer: Trainer, update: Any, box: dict[str, Any], steps_per_call: int, seconds: float
+    trainer: GroupLoop, update: Any, box: dict[str, Any], steps_per_call: int, seconds: float
 ) -> dict[str, Any]:
     """The figures every loop shares: ``update()`` (one compiled update call of
     ``steps_per_call`` gradient steps on ``box["s"]``) alone, after a warm-up call; then the
@@ -200,7 +210,7 @@ def _phases(
     }
 
 
-def _latency(trainer: Trainer) -> dict[str, float]:
+def _latency(trainer: GroupLoop) -> dict[str, float]:
     """Median wall time of one single-state action, stochastic and deterministic (us)."""
     m0 = trainer.members[0]
     state = trainer.member_state(0)
@@ -220,7 +230,7 @@ def _latency(trainer: Trainer) -> dict[str, float]:
 
 
 def _measure_on_policy(
-    trainer: OnPolicyTrainer, seconds: float, algo: str, env: str
+    trainer: OnPolicyLoop, seconds: float, algo: str, env: str
 ) -> dict[str, Any]:
     """The on-policy loop: env steps/s of the whole loop (collection and the updates at each
     rollout's end), and the update on a full rollout alone (gradient steps/s)."""
@@ -232,8 +242,8 @@ def _measure_on_policy(
     box: dict[str, Any] = {"s": trainer.state}
 
     def update() -> None:
-        box["s"], m = _rollout_update(
-            agent, box["s"], rollouts, np.int32(cap), trainer.k_update, np.int32(t)
+        box["s"], m = agent.update_group(
+            box["s"], rollouts, np.int32(cap), trainer.k_update, np.int32(t)
         )
         jax.block_until_ready(m)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from algd.envs import sg_compat
+import algd.envs.sg_compat as sg_compat
 from algd.envs.base import EnvSpec, SafeEnv, box_bounds, flat_obs_dim
 
 # Vision tasks have image observations, Debug tasks keyboard control, and *Gymnasium variants

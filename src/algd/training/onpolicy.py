@@ -1,32 +1,27 @@
-"""The on-policy loop (PPO-Lag), beside the off-policy one in :mod:`algd.train`.
+"""The on-policy loop (PPO-Lag), the off-policy loop's sibling over :class:`GroupLoop`.
 
 Per environment step: act with the current policy, step every seed's env, append the
 transition to the rollout. When the rollout is full (``ppo_rollout`` steps) or, with
 ``ppo_epoch_flush`` (the reference), at the end of every epoch of one episode length, the
-group's update runs as one compiled call (each seed's PPO-Lag update on its own rollout,
-vmapped over the seeds) and the rollout starts again empty. Steps before ``warmup_steps`` are
-not learned from.
-
-Everything else is the off-policy loop's: the members and their envs, logs, evaluations,
-checkpoints (a checkpoint holds the unfinished rollout, so a resumed run continues exactly),
-groups of seeds, the signal handling and the run directories.
+group's update runs as one compiled call (:meth:`algd.agents.ppo_lag.PPOLag.update_group`) and
+the rollout starts again empty. Steps before ``warmup_steps`` are not learned from. A
+checkpoint holds the unfinished rollout, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from algd.agents.ppo_lag import PPOLag, PPOState
+from algd.agents.ppo_lag import PPOLag
 from algd.buffer import Rollout, RolloutBuffers
-from algd.train import Trainer
+from algd.training.loop import GroupLoop
+from algd.training.member import Transition
 
 
-class OnPolicyTrainer(Trainer):
+class OnPolicyLoop(GroupLoop):
+    """A group of seeds of an on-policy algorithm (see :class:`GroupLoop`)."""
+
     agent: PPOLag
 
     def make_buffers(self, seeds: int) -> RolloutBuffers:
@@ -34,7 +29,7 @@ class OnPolicyTrainer(Trainer):
         spec = self.spec
         return RolloutBuffers(seeds, self.agent.capacity, spec.obs_dim, spec.act_dim)
 
-    def _metric_names(self) -> list[str]:
+    def metric_names(self) -> list[str]:
         spec, cap = self.spec, self.agent.capacity
         f32 = np.float32
         column = {"obs": (cap, spec.obs_dim), "action": (cap, spec.act_dim)}
@@ -42,10 +37,8 @@ class OnPolicyTrainer(Trainer):
         rollout = Rollout(
             *(jax.ShapeDtypeStruct(column.get(name, (cap,)), f32) for name in Rollout._fields)
         )
-        one = jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), self.state
-        )
         n = jax.ShapeDtypeStruct((), np.int32)
+        one = self.one_state_shapes()
         out = jax.eval_shape(self.agent.update_rollout, one, rollout, n, self.k_update[0])
         return sorted(out[1])
 
@@ -56,18 +49,7 @@ class OnPolicyTrainer(Trainer):
         if t < self.cfg.warmup_steps:
             self.throughput.add(1, 0)
             return
-        self.buffers.add(
-            Rollout(
-                obs=np.stack([r.obs for r in rows]),
-                action=np.stack([r.action for r in rows]),
-                reward=np.array([r.reward for r in rows]),
-                cost=np.array([r.cost for r in rows]),
-                next_obs=np.stack([r.next_obs for r in rows]),
-                done=np.array([r.reward_done for r in rows]),
-                boundary=np.array([r.reward_done or r.ended for r in rows]),
-                discount=np.array([r.discount for r in rows]),
-            )
-        )
+        self.buffers.add(_rollout_row(rows))
         if not self.rollout_ends(t):
             self.throughput.add(1, 0)
             return
@@ -89,13 +71,8 @@ class OnPolicyTrainer(Trainer):
         if n < 2:
             self.buffers.clear()
             return 0
-        self.state, metrics = _rollout_update(
-            self.agent,
-            self.state,
-            self.buffers.columns,
-            np.int32(n),
-            self.k_update,
-            np.int32(t),
+        self.state, metrics = self.agent.update_group(
+            self.state, self.buffers.columns, np.int32(n), self.k_update, np.int32(t)
         )
         steps = self.agent.grad_steps(n)
         self.keep_metrics(metrics, t, steps)
@@ -103,18 +80,15 @@ class OnPolicyTrainer(Trainer):
         return steps
 
 
-# Every seed's PPO-Lag update on its own rollout in one compiled call, vmapped over the seeds:
-# seed i draws its minibatch order from fold_in(k_update[i], t). The state is donated.
-@partial(jax.jit, static_argnums=0, donate_argnums=1)
-def _rollout_update(
-    agent: PPOLag,
-    state: PPOState,
-    rollouts: Rollout,
-    n: jax.Array,
-    k_update: jax.Array,
-    t: jax.Array,
-) -> tuple[PPOState, dict[str, Any]]:
-    def one(s: PPOState, r: Rollout, k: jax.Array) -> Any:
-        return agent.update_rollout(s, r, n, jax.random.fold_in(k, t))
-
-    return jax.vmap(one)(state, jax.tree_util.tree_map(jnp.asarray, rollouts), k_update)
+def _rollout_row(rows: list[Transition]) -> Rollout:
+    """The seeds' transitions of one step as one rollout row per seed."""
+    return Rollout(
+        obs=np.stack([r.obs for r in rows]),
+        action=np.stack([r.action for r in rows]),
+        reward=np.array([r.reward for r in rows]),
+        cost=np.array([r.cost for r in rows]),
+        next_obs=np.stack([r.next_obs for r in rows]),
+        done=np.array([r.reward_done for r in rows]),
+        boundary=np.array([r.reward_done or r.ended for r in rows]),
+        discount=np.array([r.discount for r in rows]),
+    )
