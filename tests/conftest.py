@@ -19,6 +19,7 @@ enable_compilation_cache()
 import pytest  # noqa: E402
 
 from algd.cli import main  # noqa: E402
+from algd.config import agent_from_dict  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,6 @@ def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two finished SAC-Lag runs of different network widths."""
-    from algd.config import AgentConfig
     from algd.training import train
     from helpers import toy
     from test_reliability import TINY
@@ -42,6 +42,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     train(toy("sac_lag", root / "a", **TINY), console=False)
     train(
-        toy("sac_lag", root / "b", **TINY, agent=AgentConfig(critic_hidden=(32, 32))), console=False
+        toy("sac_lag", root / "b", **TINY, agent=agent_from_dict({"critic_hidden": (32, 32)})),
+        console=False,
     )
     return {"a": root / "a", "b": root / "b"}

@@ -64,8 +64,8 @@ def test_sac_family_penalties(algo: str) -> None:
     obs, act = jnp.asarray(b.obs), jnp.asarray(b.action) * 0.5
     pen = np.asarray(agent.penalty(state, b, act))
     qc = np.asarray(agent.qc_all(state.qc, obs, act))  # (E, B)
-    qc_bar = qc[0] if qc.shape[0] == 1 else qc.mean(0) + agent.a.cost_k * qc.std(0, ddof=1)
-    lam, h, rho = 0.8, agent.h, agent.a.rho
+    qc_bar = qc[0] if qc.shape[0] == 1 else qc.mean(0) + agent.a.critics.cost_k * qc.std(0, ddof=1)
+    lam, h, rho = 0.8, agent.h, agent.a.lagrangian.rho
     if algo == "sac":
         expected = np.zeros_like(pen)
     elif algo == "sac_lag":
@@ -77,7 +77,9 @@ def test_sac_family_penalties(algo: str) -> None:
         replay_bar = replay[0] if algo == "sac_auglag" else replay.mean(0) + replay.std(0, ddof=1)
         rect = min(10.0 * np.mean(h - replay_bar), lam)
         expected = (lam - rect) * qc_bar
-        assert (agent.a.cost_k, qc.shape[0]) == ((0.0, 1) if algo == "sac_auglag" else (1.0, 4))
+        assert (agent.a.critics.cost_k, qc.shape[0]) == (
+            (0.0, 1) if algo == "sac_auglag" else (1.0, 4)
+        )
     np.testing.assert_allclose(pen, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -124,7 +126,7 @@ def test_diffusion_actor_energy_term(algo: str, energy: str) -> None:
     qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
     lam, h = 0.8, agent.h
     if energy == "augmented":
-        e = -q + augmented_penalty(qc_bar, lam, h, agent.a.rho)
+        e = -q + augmented_penalty(qc_bar, lam, h, agent.a.lagrangian.rho)
     else:
         e = -q + lam * (qc_bar - h)
     assert float(metrics["loss/actor"]) == pytest.approx(float(np.mean(e)), rel=1e-4, abs=1e-5)
@@ -176,7 +178,7 @@ def test_multiplier_can_use_the_current_policys_actions(algo: str) -> None:
     action, _ = agent.next_action(state, jnp.asarray(b.obs), key)
     qc = np.asarray(agent.qc_all(state.qc, jnp.asarray(b.obs), action))
     std = qc.std(0, ddof=1) if qc.shape[0] > 1 else 0.0
-    expected = np.mean(qc.mean(0) + agent.a.cost_k * std - agent.h)
+    expected = np.mean(qc.mean(0) + agent.a.critics.cost_k * std - agent.h)
     assert float(m["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert float(m["qc_bar/policy"]) != pytest.approx(float(m["qc_bar/replay"]), abs=1e-6)
     assert float(new.mult.lam) != float(state.mult.lam)
@@ -230,7 +232,7 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
             q = agent.q_all(state.q, obs, act).min(0)
             qc = agent.qc_all(state.qc, obs, act)
             qc_bar = qc.mean(0) + 1.0 * qc.std(0, ddof=1)
-            out.append(-q + augmented_penalty(qc_bar, lam, h, a.rho))
+            out.append(-q + augmented_penalty(qc_bar, lam, h, a.lagrangian.rho))
         return jnp.stack(out).reshape(actions.shape[:-1])
 
     def loss(params):
@@ -241,16 +243,16 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
             x_tau = jax.lax.stop_gradient(x_tau)
         y_tau = agent.squash(x_tau)
         y_mc = jax.lax.stop_gradient(y_tau)[None] + sigma[None, :, None] * jax.random.normal(
-            k_mc, (a.mc_samples, n, 2)
+            k_mc, (a.diffusion.mc_samples, n, 2)
         )
-        log_p = -energy(y_mc) / a.beta
-        grads = jax.grad(lambda y: jnp.sum(-energy(y) / a.beta))(y_mc)
+        log_p = -energy(y_mc) / a.diffusion.beta
+        grads = jax.grad(lambda y: jnp.sum(-energy(y) / a.diffusion.beta))(y_mc)
         w = jax.nn.softmax(log_p, axis=0)
         target = jax.lax.stop_gradient(jnp.sum(w[..., None] * grads, axis=0))
         phi = agent.score_net.apply({"params": params}, obs, y_tau, tau)
         phi = phi if diffusion == "ve" else phi[..., 2:]
         score = jnp.mean(jnp.square(phi - target))
-        return a.energy_weight * jnp.mean(energy(a0)) + a.score_weight * score
+        return a.diffusion.energy_weight * jnp.mean(energy(a0)) + a.diffusion.score_weight * score
 
     expected = jax.grad(loss)(state.actor)
     for got, want in zip(jax.tree_util.tree_leaves(got_grad), jax.tree_util.tree_leaves(expected)):
@@ -293,7 +295,7 @@ def test_targets_move_after_the_even_steps_of_a_block() -> None:
     b1 = jax.tree_util.tree_map(lambda x: np.stack([x]), batch(16))
     after, _ = agent.update(state, b1, jax.random.PRNGKey(0))
     # One step: targets = (1 - tau) targets + tau * (critics after that step).
-    tau = agent.a.tau
+    tau = agent.a.critics.tau
 
     def leaf(tree):
         return np.asarray(tree["members_0"]["layers_0"]["kernel"])
@@ -343,9 +345,11 @@ def test_baselines_are_configured_as_the_authors_ran_them() -> None:
     for algo in ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac", "sac_auglag_quadratic"):
         assert default_config(algo).warmup_actions == "policy", algo
     cal = default_config("cal").agent
-    assert (cal.cost_ensemble, cal.cost_k, cal.cost_critic_lr, cal.cal_c) == (4, 1.0, 3e-4, 10.0)
+    c, lg = cal.critics, cal.lagrangian
+    assert (c.cost_ensemble, c.cost_k, c.cost_critic_lr, lg.cal_c) == (4, 1.0, 3e-4, 10.0)
     auglag = default_config("sac_auglag").agent
-    assert (auglag.cost_ensemble, auglag.cost_k, auglag.cal_c) == (1, 0.0, 10.0)
+    c, lg = auglag.critics, auglag.lagrangian
+    assert (c.cost_ensemble, c.cost_k, lg.cal_c) == (1, 0.0, 10.0)
 
 
 def test_cost_margin_lowers_the_budget_of_every_multiplier_agent() -> None:

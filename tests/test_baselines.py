@@ -11,7 +11,7 @@ from algd.agents import build_agent, default_config
 from algd.agents.hj import HJ, lambda_loss, reach_target
 from algd.agents.ppo_lag import PPOLag, clip_grads, clipped_surrogate, episode_cost, gae
 from algd.buffer import Batch, Rollout
-from algd.config import AgentConfig
+from algd.config import AgentConfig, CriticsConfig, HJConfig, LagrangianConfig, PPOConfig, SACConfig
 from algd.envs.base import EnvSpec
 from algd.lagrangian import init_multiplier, update_multiplier
 
@@ -30,7 +30,9 @@ def test_log_prob_tanh_correction_forms(algo: str) -> None:
     u = jnp.array([[0.0], [0.5], [12.0]])  # (B, act)
     forms = {}
     for form in ("reference", "exact"):
-        agent = build_agent(default_config(algo, agent=AgentConfig(log_prob=form)), spec)
+        agent = build_agent(
+            default_config(algo, agent=AgentConfig(sac=SACConfig(log_prob=form))), spec
+        )
         grad = jax.grad(lambda x, ag=agent: ag.log_det(x).sum())(u)
         forms[form] = (agent.log_det(u)[:, 0], grad[:, 0])
     (ref, ref_grad), (exact, exact_grad) = forms["reference"], forms["exact"]
@@ -69,7 +71,11 @@ def test_lambda_loss_value_and_gradient() -> None:
 
 def test_hj_actor_penalty_is_state_lambda_times_violation() -> None:
     cfg = default_config(
-        "hj", env="T", agent=AgentConfig(cost_ensemble=1, cost_k=0.0, hj_threshold=0.3)
+        "hj",
+        env="T",
+        agent=AgentConfig(
+            critics=CriticsConfig(cost_ensemble=1, cost_k=0.0), hj=HJConfig(threshold=0.3)
+        ),
     )
     agent = HJ(cfg, SPEC)
     state = agent.init(jax.random.PRNGKey(0))
@@ -99,10 +105,10 @@ def test_hj_actor_loss_matches_hand_written_loss() -> None:
     lam = jax.nn.softplus(agent.lam_mlp.apply({"params": state.lam_net}, obs))
     qh = agent.qc_all(state.qc, obs, a)[0]
     alpha = jnp.exp(state.temperature.log_alpha)
-    expected = jnp.mean(alpha * logp - q + lam * (qh - cfg.agent.hj_threshold))
+    expected = jnp.mean(alpha * logp - q + lam * (qh - cfg.agent.hj.threshold))
     assert float(metrics["loss/actor"]) == pytest.approx(float(expected), rel=1e-5)
     assert float(metrics["loss/lambda"]) == pytest.approx(
-        float(-jnp.mean(lam * (qh - cfg.agent.hj_threshold))), rel=1e-5
+        float(-jnp.mean(lam * (qh - cfg.agent.hj.threshold))), rel=1e-5
     )
 
 
@@ -185,7 +191,7 @@ def test_clip_grads_like_torch() -> None:
 
 
 def test_ppo_multiplier_step_is_adam_on_log_lambda() -> None:
-    a = AgentConfig(lambda_lr=5e-3)
+    a = LagrangianConfig(lambda_lr=5e-3)
     m = init_multiplier("dual", 0.6931, a.pid_ki)
     m = update_multiplier("dual", m, jnp.float32(12.0 - 10.0), a)  # episode cost 12 > budget 10
     # Adam's first step moves log lambda by lr against the gradient's sign: lambda rises.
@@ -194,7 +200,7 @@ def test_ppo_multiplier_step_is_adam_on_log_lambda() -> None:
         "dual",
         init_multiplier("dual", 79.99, 0.0),
         jnp.float32(5.0),
-        AgentConfig(lambda_lr=0.1, lambda_max=80.0),
+        LagrangianConfig(lambda_lr=0.1, lambda_max=80.0),
     )
     assert float(capped.lam) == pytest.approx(80.0, rel=1e-6)
 
@@ -206,7 +212,7 @@ def test_ppo_update_loss_and_steps() -> None:
     cfg = default_config(
         "ppo_lag",
         env="T",
-        agent=AgentConfig(ppo_epochs=2, ppo_minibatch=4, ppo_epoch_flush=False, ppo_rollout=8),
+        agent=AgentConfig(ppo=PPOConfig(epochs=2, minibatch=4, epoch_flush=False, rollout=8)),
     )
     agent = PPOLag(cfg, SPEC)
     state = agent.init(jax.random.PRNGKey(0))

@@ -38,10 +38,11 @@ def test_help_shows_field_docs(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "Gradient steps per environment step" in out  # TrainConfig.utd's docstring
-    assert "--agent.rho" in out and "Augmented-Lagrangian penalty rho" in out
+    assert "--agent.lagrangian.rho" in out and "Augmented-Lagrangian penalty rho" in out
     assert "{dual,multipliers,pid}" in out
-    # Which navigation protocol an id gets without a preset, on one line, and the paper's.
-    (line,) = [ln for ln in out.splitlines() if ln.startswith("Navigation ids without a preset")]
+    # Which navigation protocol an id gets without a preset, in one paragraph, and the paper's.
+    paragraphs = [" ".join(p.split()) for p in out.split("\n\n")]
+    (line,) = [p for p in paragraphs if p.startswith("Navigation ids without a preset")]
     assert "1000 steps, limit 25" in line and "400 steps, limit 10" in line
     assert "--preset reference" in line
 
@@ -69,7 +70,10 @@ def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (["train", "--algo", "nope"], "unknown algorithm 'nope'"),
         (["train", "--env", "NoSuchEnv-v0"], "unknown env id 'NoSuchEnv-v0'"),
-        (["train", "--agent.rho", "-1"], "config field 'agent.rho': must be a positive number"),
+        (
+            ["train", "--agent.rho", "-1"],
+            "config field 'agent.lagrangian.rho': must be a positive number",
+        ),
         (["train", "--batch-size", "0"], "config field 'batch_size'"),
         (["train", "--utd", "x"], "Error parsing --utd"),
         (["train", "--bogus"], "Unrecognized options: --bogus"),
@@ -135,7 +139,11 @@ def test_config_file_sits_between_the_preset_and_the_flags(tmp_path: Path) -> No
     )
     cfg = parse_train(["--preset", "toy", "--config", str(yaml_file), "--total-steps", "800"]).run
     assert (cfg.algo, cfg.total_steps, cfg.batch_size) == ("sac_lag", 800, 128)  # toy's batch
-    assert (cfg.agent.rho, cfg.agent.lambda_lr, cfg.agent.cost_ensemble) == (2.5, 0.02, 1)
+    assert (
+        cfg.agent.lagrangian.rho,
+        cfg.agent.lagrangian.lambda_lr,
+        cfg.agent.critics.cost_ensemble,
+    ) == (2.5, 0.02, 1)
     assert cfg.run_dir is None and cfg.overwrite is False
     # A run's own config.json gives that run's settings back.
     run_cfg = parse_train(["--preset", "toy", "--algo", "cal", "--seed", "4"]).run
@@ -173,7 +181,9 @@ def test_train_help_shows_the_chosen_algorithms_defaults(
     with pytest.raises(SystemExit):
         main(["train", "--algo", "sac_lag", "--help"])
     out = capsys.readouterr().out
-    line = next(i for i, text in enumerate(out.splitlines()) if "--agent.cost-ensemble" in text)
+    line = next(
+        i for i, text in enumerate(out.splitlines()) if "--agent.critics.cost-ensemble" in text
+    )
     assert "(default: 1)" in " ".join(out.splitlines()[line : line + 4])
 
 

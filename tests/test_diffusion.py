@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from algd.agents import build_agent, default_config
-from algd.config import AgentConfig
+from algd.config import agent_from_dict
 from algd.diffusion import Squash, ddpm_schedule, mc_boltzmann_score, reverse_chain, ve_schedule
 from algd.envs.base import EnvSpec
 
@@ -34,7 +34,7 @@ def test_ve_schedule_with_one_level() -> None:
         np.testing.assert_allclose(s.step_var, [sigma**2], rtol=1e-5)
         cfg = default_config(
             "algd",
-            agent=AgentConfig(denoise_steps=1, ve_single_level=level),  # type: ignore[arg-type]
+            agent=agent_from_dict({"denoise_steps": 1, "ve_single_level": level}),
         )
         assert build_agent(cfg, SPEC).start_std == pytest.approx(sigma, rel=1e-6)
 

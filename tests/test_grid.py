@@ -117,7 +117,7 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     # The algorithms' own toy settings apply under the grid's base preset.
     toy_ppo = next(c for c, _ in smoke if c.algo == "ppo_lag")
     assert toy_ppo.total_steps == 40_000 and toy_ppo.warmup_steps == 0
-    assert next(c for c, _ in smoke if c.algo == "hj").agent.hj_threshold == 0.0
+    assert next(c for c, _ in smoke if c.algo == "hj").agent.hj.threshold == 0.0
     cpu = expand(GRID_PRESETS["cpu"], tmp_path)
     assert len(cpu) == 8 * 2 * 3
     steps = {(c.env, c.algo): c.total_steps for c, _ in cpu}
@@ -127,7 +127,7 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     ppo_sg = next(c for c, _ in cpu if (c.env, c.algo) == ("SafetyPointGoal1-v0", "ppo_lag"))
     assert ppo_sg.warmup_steps == 0 and ppo_sg.total_steps == 20_000
     paper_hj = next(c for c, _ in paper if c.algo == "hj")
-    assert paper_hj.agent.hj_threshold == 1.0 and paper_hj.agent.cost_ensemble == 1
+    assert paper_hj.agent.hj.threshold == 1.0 and paper_hj.agent.critics.cost_ensemble == 1
     # cpu-real: the cpu training preset (task settings included) on two real tasks.
     real = {
         (c.env, c.algo): c for c, _ in expand(GRID_PRESETS["cpu-real"], tmp_path) if c.seed == 0
@@ -135,7 +135,11 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     assert len(real) == 2 * 8
     nav = real["SafetyPointButton1-v0", "algd"]
     assert (nav.episode_length, nav.cost_limit, nav.layout, nav.utd) == (400, 10.0, "fixed", 1)
-    assert (nav.agent.mc_samples, nav.agent.cost_ensemble, nav.agent.critic_hidden) == (
+    assert (
+        nav.agent.diffusion.mc_samples,
+        nav.agent.critics.cost_ensemble,
+        nav.agent.critics.critic_hidden,
+    ) == (
         2,
         2,
         (128, 128),
@@ -144,9 +148,9 @@ def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
         "cpu", algo="algd", env="SafetyPointButton1-v0", seed=0, run_dir=nav.run_dir, progress=False
     )
     cheetah = "PaperHalfCheetahVelocity-v0"
-    assert real[cheetah, "cal"].agent.cost_ensemble == 4 and real[cheetah, "sac"].utd == 1
-    assert real[cheetah, "hj"].agent.hj_threshold == pytest.approx(151.989 * 0.01)
-    assert real["SafetyPointButton1-v0", "hj"].agent.hj_threshold == 0.0
+    assert real[cheetah, "cal"].agent.critics.cost_ensemble == 4 and real[cheetah, "sac"].utd == 1
+    assert real[cheetah, "hj"].agent.hj.threshold == pytest.approx(151.989 * 0.01)
+    assert real["SafetyPointButton1-v0", "hj"].agent.hj.threshold == 0.0
     assert (
         real[cheetah, "ppo_lag"].warmup_steps == 0
         and real[cheetah, "ppo_lag"].total_steps == 50_000
@@ -175,15 +179,19 @@ def test_safe_suite_grids(tmp_path: Path) -> None:
             assert replace(c, total_steps=expected.total_steps) == expected
         assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
     hj = next(c for c, _ in safe if c.algo == "hj" and c.env.startswith("Paper"))
-    margin = PRESETS["safe"]["agent.cost_margin"]
-    assert hj.agent.hj_threshold == pytest.approx(1.51989 * (1 - margin), abs=1e-5)
+    margin = PRESETS["safe"]["agent.lagrangian.cost_margin"]
+    assert hj.agent.hj.threshold == pytest.approx(1.51989 * (1 - margin), abs=1e-5)
     reference = expand(GRID_PRESETS["safe-reference"], tmp_path)
     assert {(c.algo, c.seed) for c, _ in reference} == {
         (a, s) for a in ("algd", "cal", "sac_auglag") for s in (100, 101, 102)
     }
     for c, _ in reference:
-        assert (c.agent.violation, c.agent.multiplier, c.agent.cost_margin) == ("replay", "dual", 0)
-        assert (c.agent.lambda_lr, c.utd, c.bootstrap) == (3e-3, 1, "reference")
+        assert (
+            c.agent.lagrangian.violation,
+            c.agent.lagrangian.multiplier,
+            c.agent.lagrangian.cost_margin,
+        ) == ("replay", "dual", 0)
+        assert (c.agent.lagrangian.lambda_lr, c.utd, c.bootstrap) == (3e-3, 1, "reference")
         assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
 
 
@@ -191,20 +199,31 @@ def test_safe_preset_extends_cpu_with_each_algorithms_changes() -> None:
     """--preset safe applies cpu first, with the algorithms' own cpu changes, then its own."""
     env = "PaperHalfCheetahVelocity-v0"
     algd = preset("safe", algo="algd", env=env)
-    assert (algd.agent.mc_samples, algd.agent.cost_ensemble, algd.utd) == (2, 2, 1)
-    assert (algd.agent.multiplier, algd.agent.violation, algd.bootstrap) == (
+    assert (algd.agent.diffusion.mc_samples, algd.agent.critics.cost_ensemble, algd.utd) == (
+        2,
+        2,
+        1,
+    )
+    assert (algd.agent.lagrangian.multiplier, algd.agent.lagrangian.violation, algd.bootstrap) == (
         "multipliers",
         "episodes",
         "terminated",
     )
-    assert algd.total_steps == 100_000 and algd.agent.cost_margin > 0
-    assert preset("safe", algo="hj", env=env).agent.hj_threshold == 0.0
+    assert algd.total_steps == 100_000 and algd.agent.lagrangian.cost_margin > 0
+    assert preset("safe", algo="hj", env=env).agent.hj.threshold == 0.0
     ppo = preset("safe", algo="ppo_lag", env=env)
-    assert (ppo.agent.lambda_lr, ppo.agent.multiplier, ppo.agent.violation) == (
+    assert (
+        ppo.agent.lagrangian.lambda_lr,
+        ppo.agent.lagrangian.multiplier,
+        ppo.agent.lagrangian.violation,
+    ) == (
         0.05,
         "dual",
         "replay",
     )
-    assert ppo.agent.cost_margin == algd.agent.cost_margin and ppo.warmup_steps == 0
+    assert (
+        ppo.agent.lagrangian.cost_margin == algd.agent.lagrangian.cost_margin
+        and ppo.warmup_steps == 0
+    )
     nav = preset("safe", algo="sac_lag", env="SafetyPointGoal1-v0")
     assert (nav.episode_length, nav.cost_limit, nav.layout) == (400, 10.0, "fixed")

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algd.config import AgentConfig
+from algd.config import LagrangianConfig
 from algd.lagrangian import (
     LAMBDA_CEILING,
     augmented_energy,
@@ -122,7 +122,7 @@ def test_per_state_budget() -> None:
 
 
 def test_dual_update_raises_lambda_under_violation_and_lowers_it_otherwise() -> None:
-    cfg = AgentConfig(lambda_lr=0.1)
+    cfg = LagrangianConfig(lambda_lr=0.1)
     s = init_multiplier("dual", 0.6931, cfg.pid_ki)
     up = update_multiplier("dual", s, jnp.float32(2.0), cfg)
     down = update_multiplier("dual", s, jnp.float32(-2.0), cfg)
@@ -133,8 +133,8 @@ def test_dual_update_raises_lambda_under_violation_and_lowers_it_otherwise() -> 
 
 @pytest.mark.parametrize("kind", ["dual", "multipliers", "pid"])
 def test_lambda_floor_holds_under_slack_and_lets_lambda_rise(kind: str) -> None:
-    cfg = AgentConfig(lambda_lr=0.1, lambda_min=0.05)
-    free = AgentConfig(lambda_lr=0.1)
+    cfg = LagrangianConfig(lambda_lr=0.1, lambda_min=0.05)
+    free = LagrangianConfig(lambda_lr=0.1)
     s = f = init_multiplier(kind, 0.6931, cfg.pid_ki)
     for _ in range(200):  # a long slack spell
         s = update_multiplier(kind, s, jnp.float32(-5.0), cfg)
@@ -147,7 +147,7 @@ def test_lambda_floor_holds_under_slack_and_lets_lambda_rise(kind: str) -> None:
 
 
 def test_method_of_multipliers_update() -> None:
-    cfg = AgentConfig(rho=0.5, mom_step=0.5, mom_every=2)
+    cfg = LagrangianConfig(rho=0.5, mom_step=0.5, mom_every=2)
     s = init_multiplier("multipliers", 1.0, cfg.pid_ki)
     s1 = update_multiplier("multipliers", s, jnp.float32(3.0), cfg)
     assert float(s1.lam) == 1.0  # every second call only
@@ -160,7 +160,7 @@ def test_method_of_multipliers_update() -> None:
 
 
 def test_pid_update() -> None:
-    cfg = AgentConfig(pid_kp=1.0, pid_ki=0.5, pid_kd=0.0, pid_ema=0.0)
+    cfg = LagrangianConfig(pid_kp=1.0, pid_ki=0.5, pid_kd=0.0, pid_ema=0.0)
     s = init_multiplier("pid", 0.5, cfg.pid_ki)
     assert float(s.pid_i) == pytest.approx(1.0)
     s1 = update_multiplier("pid", s, jnp.float32(2.0), cfg)
@@ -168,7 +168,7 @@ def test_pid_update() -> None:
     assert float(s1.lam) == pytest.approx(3.5)
 
 
-def _drive(kind: str, cfg: AgentConfig, up: int, down: int, size: float = 0.1) -> dict:
+def _drive(kind: str, cfg: LagrangianConfig, up: int, down: int, size: float = 0.1) -> dict:
     """Every multiplier state after ``up`` updates at violation +size, then ``down`` at -size."""
     s = init_multiplier(kind, cfg.lambda_init, cfg.pid_ki)
     signal = jnp.concatenate([jnp.full(up, size), jnp.full(down, -size)])
@@ -199,7 +199,7 @@ def test_multiplier_stays_finite_and_comes_back_down(
     """A long positive violation, then a long negative one: the reference dual at a step of 0.01
     drove float32 Adam's second moment to overflow within 1500 updates and froze lambda near
     1.9e20 for good. Every method's state stays finite, and lambda falls well below its peak."""
-    cfg = AgentConfig(**settings)
+    cfg = LagrangianConfig(**settings)
     t = _drive(kind, cfg, up=3000, down=20000, size=size)
     for name, values in t.items():
         assert np.isfinite(values).all(), name
@@ -213,9 +213,9 @@ def test_multiplier_stays_finite_and_comes_back_down(
 
 
 def test_log_form_dual_moves_log_lambda_at_its_step_whatever_lambda_is() -> None:
-    cfg = AgentConfig(lambda_lr=0.01, dual_grad="log")
+    cfg = LagrangianConfig(lambda_lr=0.01, dual_grad="log")
     t = _drive("dual", cfg, up=500, down=0, size=1e-3)
     steps = np.diff(t["log_lam"])
     np.testing.assert_allclose(steps[10:], 0.01, rtol=1e-3)  # |m_hat / sqrt(v_hat)| = 1
-    ref = _drive("dual", AgentConfig(lambda_lr=0.01), up=500, down=0, size=1e-3)
+    ref = _drive("dual", LagrangianConfig(lambda_lr=0.01), up=500, down=0, size=1e-3)
     assert ref["lam"][-1] > t["lam"][-1]  # the reference's step grows with lambda

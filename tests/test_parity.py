@@ -21,7 +21,7 @@ import pytest
 
 from algd.agents import build_agent, default_config
 from algd.buffer import Batch
-from algd.config import AgentConfig
+from algd.config import agent_from_dict
 from algd.envs.base import EnvSpec, SafeEnv
 from helpers import ROOT, Capture
 
@@ -49,11 +49,13 @@ def make(variant: str, **agent: Any):
     """algd's agent at the reference defaults, holding the authors' initial weights."""
     cfg = default_config(
         "algd",
-        agent=AgentConfig(
-            diffusion="ddpm" if variant == "ddpm" else "ve",
-            critic_hidden=(HIDDEN, HIDDEN),
-            score_hidden=(HIDDEN, HIDDEN, HIDDEN),
-            **agent,
+        agent=agent_from_dict(
+            {
+                "diffusion": "ddpm" if variant == "ddpm" else "ve",
+                "critic_hidden": (HIDDEN, HIDDEN),
+                "score_hidden": (HIDDEN, HIDDEN, HIDDEN),
+                **agent,
+            }
         ),
     )
     ag = build_agent(cfg, SPECS[variant])

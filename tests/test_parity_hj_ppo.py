@@ -18,7 +18,6 @@ rtol 1e-4 / atol 2e-6, the targets' moves (tau x the online moves, ~1e-6) rtol 5
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -28,10 +27,11 @@ import numpy as np
 import optax
 import pytest
 
-from algd.agents import build_agent, default_config, get_algo
+from algd.agents import build_agent, default_config
 from algd.agents import ppo_lag as ppo_lag_module
 from algd.agents.base import Temperature
 from algd.buffer import Batch, Rollout
+from algd.config import apply_overrides
 from algd.envs.base import EnvSpec
 from algd.networks import apply_net
 from helpers import ROOT
@@ -209,13 +209,12 @@ def hj_nets(stage: str, targets: bool = True) -> dict[str, Any]:
 
 def hj_agent() -> tuple[Any, Any]:
     """algd's HJ at its registry defaults (network sizes changed) and a fresh state."""
-    agent_cfg = replace(
-        get_algo("hj").defaults,
-        critic_hidden=(HIDDEN, HIDDEN),
-        actor_hidden=(HIDDEN, HIDDEN),
-        hj_lambda_hidden=(HIDDEN,),
-    )
-    ag = build_agent(default_config("hj", agent=agent_cfg), HJ_SPEC)
+    widths = {
+        "agent.critic_hidden": (HIDDEN, HIDDEN),
+        "agent.actor_hidden": (HIDDEN, HIDDEN),
+        "agent.hj_lambda_hidden": (HIDDEN,),
+    }
+    ag = build_agent(apply_overrides(default_config("hj"), widths), HJ_SPEC)
     return ag, ag.init(jax.random.PRNGKey(0))
 
 
@@ -319,7 +318,7 @@ def test_hj_updates_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None
         # The constraint matters: costs above the threshold, and the reachability target's
         # max picks h(s) for some continuing samples and Q_h(s', a'') for others.
         go_on, y_h = b.reward_done == 0, fx(p + "y_h")
-        assert (b.cost > ag.a.hj_threshold).any()
+        assert (b.cost > ag.a.hj.threshold).any()
         assert (go_on & (y_h > b.cost + 1e-4)).any() and (go_on & (y_h < b.cost + 1e-6)).any()
         # The reward target as algd's critic_step forms it from its a' and entropy bonus.
         next_a, bonus = log["next"][u]
@@ -358,7 +357,7 @@ def test_hj_updates_match_the_reference(monkeypatch: pytest.MonkeyPatch) -> None
             moved = jax.tree_util.tree_map(np.subtract, want[net], prev[net])
             got = jax.tree_util.tree_map(np.subtract, getattr(after, net), getattr(before, net))
             size = max(float(np.abs(x).max()) for x in jax.tree_util.tree_leaves(moved))
-            assert (size > 1e-7) == (u % ag.a.target_every == 0), (net, u, size)
+            assert (size > 1e-7) == (u % ag.a.critics.target_every == 0), (net, u, size)
             compare(got, moved, MOVES, f"{p}move/{net}", "target moves")
         before = after
     compare(final, log["state"][-1], {"rtol": 0, "atol": 0}, "final state", "structure")
@@ -394,16 +393,15 @@ def ppo_nets(stage: str) -> dict[str, Any]:
 
 def test_ppo_lag_update_matches_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """One update on a 40-step rollout with one episode end: 2 epochs of minibatches 16, 16, 8."""
-    info = get_algo("ppo_lag")
+
     epochs = int(fx("ppo_lag/n_draws"))
-    agent_cfg = replace(
-        info.defaults,
-        actor_hidden=(HIDDEN, HIDDEN),
-        value_hidden=(HIDDEN, HIDDEN),
-        ppo_minibatch=16,
-        ppo_epochs=epochs,
-    )
-    ag = build_agent(default_config("ppo_lag", agent=agent_cfg), PPO_SPEC)
+    settings = {
+        "agent.actor_hidden": (HIDDEN, HIDDEN),
+        "agent.value_hidden": (HIDDEN, HIDDEN),
+        "agent.ppo_minibatch": 16,
+        "agent.ppo_epochs": epochs,
+    }
+    ag = build_agent(apply_overrides(default_config("ppo_lag"), settings), PPO_SPEC)
     assert isinstance(ag, ppo_lag_module.PPOLag) and ag.capacity == T
     assert ag.budget() == pytest.approx(float(fx("ppo_lag/target_cost")), rel=1e-6)
     state = ag.init(jax.random.PRNGKey(0))
@@ -475,7 +473,7 @@ def test_ppo_lag_update_matches_the_reference(monkeypatch: pytest.MonkeyPatch) -
     )
 
     old_logp = fx("ppo_lag/old_logp")
-    mb = ag.a.ppo_minibatch
+    mb = ag.a.ppo.minibatch
     per_epoch = -(-T // mb)
     for j in range(n_steps):
         perm, start = perms[j // per_epoch], (j % per_epoch) * mb

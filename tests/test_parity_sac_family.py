@@ -21,7 +21,6 @@ log pi differ by 4e-3); one sample per draw sits at |u| = 10.5, where both round
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from typing import Any
 
 import jax
@@ -34,6 +33,7 @@ from algd.agents.base import Temperature, copy_tree
 from algd.agents.cal import CAL, rectified_multiplier
 from algd.agents.sac_lag import SACLag
 from algd.buffer import Batch
+from algd.config import apply_overrides
 from algd.envs.base import EnvSpec
 from helpers import ROOT, Capture
 
@@ -160,10 +160,10 @@ def make(name: str, **agent: Any):
         )
     cfg = default_config(ALGOS[name])
     widths = {"critic_hidden": (HIDDEN, HIDDEN), "actor_hidden": (HIDDEN, HIDDEN)}
-    cfg = replace(cfg, agent=replace(cfg.agent, **widths, **agent))
+    cfg = apply_overrides(cfg, {f"agent.{k}": v for k, v in {**widths, **agent}.items()})
     ag = build_agent(cfg, spec)
     assert ag.h == pytest.approx(float(fx(name, "target_cost")), rel=1e-6)
-    assert ag.a.cost_ensemble == int(fx(name, "ens"))
+    assert ag.a.critics.cost_ensemble == int(fx(name, "ens"))
     state = ag.init(jax.random.PRNGKey(0))
     q, qc, actor = (to_algd(name, f"init/{net}", net) for net in ("critic", "qc", "policy"))
     for got, want in ((q, state.q), (qc, state.qc), (actor, state.actor)):
@@ -184,7 +184,7 @@ def make(name: str, **agent: Any):
         actor_opt=ag.actor_tx.init(actor),
         temperature=Temperature(log_alpha, ag.alpha_tx.init(log_alpha)),
     )
-    assert float(log_alpha) == pytest.approx(float(np.log(ag.a.alpha_init)))  # alpha = 1
+    assert float(log_alpha) == pytest.approx(float(np.log(ag.a.sac.alpha_init)))  # alpha = 1
     assert float(state.mult.log_lam) == pytest.approx(float(fx(name, "init/log_lam")), abs=1e-7)
     return ag, state
 
@@ -258,7 +258,7 @@ def run_updates(ag: Any, state: Any, batches: list[Batch]) -> list[dict[str, Any
             "log_prob": log_prob,
             "qc_actor": ag.qc_all(new.qc, b.obs, action),
             "qc_replay": ag.qc_all(new.qc, b.obs, b.action),
-            "weight": rectified_multiplier(lam, replay, ag.h, ag.a.cal_c),
+            "weight": rectified_multiplier(lam, replay, ag.h, ag.a.lagrangian.cal_c),
             "lam": lam,
         }
 

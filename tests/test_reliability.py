@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import faulty_envs
-from algd.api import AgentConfig, TrainConfig
+from algd.api import TrainConfig
 from algd.checkpoint import read_checkpoint
 from algd.cli import main
-from algd.config import from_dict
+from algd.config import DiffusionConfig, LagrangianConfig, from_dict
 from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
 from algd.rundir import create
 from algd.training import train
@@ -51,22 +51,28 @@ TRAIN_CASES = [
     (["--env", "Pendulum-v1"], "env Pendulum-v1 reports no cost signal"),
     (["--env", "NanCostEnv-v0"], "env NanCostEnv-v0 returned a non-finite cost"),
     (["--env", "NanObsEnv-v0"], "env NanObsEnv-v0 returned a non-finite observation at reset"),
-    (["--agent.rho", "-1"], "'agent.rho': must be a positive number (got -1.0)"),
-    (["--agent.rho", "0"], "'agent.rho': must be a positive number"),
-    (["--agent.rho", "nan"], "'agent.rho': must be a positive number (got nan)"),
-    (["--agent.beta", "0"], "'agent.beta': must be a positive number"),
+    (["--agent.rho", "-1"], "'agent.lagrangian.rho': must be a positive number (got -1.0)"),
+    (["--agent.rho", "0"], "'agent.lagrangian.rho': must be a positive number"),
+    (["--agent.rho", "nan"], "'agent.lagrangian.rho': must be a positive number (got nan)"),
+    (["--agent.beta", "0"], "'agent.diffusion.beta': must be a positive number"),
     (["--agent.gamma", "1.0"], "'agent.gamma': must be a discount in [0, 1)"),
     (["--agent.gamma-c", "-0.5"], "'agent.gamma_c': must be a discount in [0, 1)"),
-    (["--agent.critic-lr", "0"], "'agent.critic_lr': must be in (0, 1]"),
+    (["--agent.critic-lr", "0"], "'agent.critics.critic_lr': must be in (0, 1]"),
     (["--agent.actor-lr", "5"], "'agent.actor_lr': must be in (0, 1]"),
-    (["--agent.denoise-steps", "0"], "'agent.denoise_steps': must be an integer >= 1"),
-    (["--agent.mc-samples", "0"], "'agent.mc_samples': must be an integer >= 1"),
-    (["--agent.cost-ensemble", "0"], "'agent.cost_ensemble': must be an integer >= 1"),
-    (["--agent.cost-k", "-1"], "'agent.cost_k': must be a number >= 0"),
-    (["--agent.tau", "0"], "'agent.tau': must be in (0, 1]"),
-    (["--agent.sigma-min", "2"], "'agent.sigma_min': must be smaller than sigma_max"),
-    (["--agent.critic-hidden", "0"], "'agent.critic_hidden': must be one or more layer widths"),
-    (["--agent.pid-ema", "1.0"], "'agent.pid_ema': must be in [0, 1)"),
+    (
+        ["--agent.denoise-steps", "0"],
+        "'agent.diffusion.denoise_steps': must be an integer in 1..1000",
+    ),
+    (["--agent.mc-samples", "0"], "'agent.diffusion.mc_samples': must be an integer >= 1"),
+    (["--agent.cost-ensemble", "0"], "'agent.critics.cost_ensemble': must be an integer >= 1"),
+    (["--agent.cost-k", "-1"], "'agent.critics.cost_k': must be a number >= 0"),
+    (["--agent.tau", "0"], "'agent.critics.tau': must be in (0, 1]"),
+    (["--agent.sigma-min", "2"], "'agent.diffusion.sigma_min': must be smaller than sigma_max"),
+    (
+        ["--agent.critic-hidden", "0"],
+        "'agent.critics.critic_hidden': must be one or more layer widths",
+    ),
+    (["--agent.pid-ema", "1.0"], "'agent.lagrangian.pid_ema': must be in [0, 1)"),
     (["--batch-size", "0"], "'batch_size': must be an integer >= 1"),
     (
         ["--batch-size", "512", "--buffer-size", "256"],
@@ -76,7 +82,7 @@ TRAIN_CASES = [
         ["--learning-starts", "5000", "--buffer-size", "1000"],
         "'learning_starts': (5000) must not exceed",
     ),
-    (["--total-steps", "0"], "'total_steps': must be an integer >= 1"),
+    (["--total-steps", "0"], "'total_steps': must be an integer in 1..1000000000"),
     (
         ["--warmup-steps", "100", "--total-steps", "50"],
         "'warmup_steps': (100) must be smaller than total_steps (50)",
@@ -87,21 +93,30 @@ TRAIN_CASES = [
     (["--cost-limit", "-1"], "'cost_limit': must be a number >= 0"),
     (["--episode-length", "0"], "'episode_length': must be an integer >= 1"),
     (["--seed", "-1"], "'seed': must be in [0, 2^31)"),
-    (["--agent.multiplier", "foo"], "invalid choice 'foo' for argument '--agent.multiplier'"),
+    (
+        ["--agent.multiplier", "foo"],
+        "invalid choice 'foo' for argument '--agent.lagrangian.multiplier'",
+    ),
     (["--utd", "x"], "Error parsing --utd"),
     (["--bogus"], "Unrecognized options: --bogus"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     # The reachability baseline and the on-policy one.
-    (["--algo", "hj", "--agent.hj-threshold", "nan"], "'agent.hj_threshold': must be a finite"),
-    (["--algo", "hj", "--agent.hj-lambda-lr", "0"], "'agent.hj_lambda_lr': must be in (0, 1]"),
-    (["--algo", "hj", "--agent.hj-lambda-hidden", "0"], "'agent.hj_lambda_hidden': must be one"),
-    (["--algo", "ppo_lag", "--agent.ppo-rollout", "0"], "'agent.ppo_rollout': must be an integer"),
-    (["--algo", "ppo_lag", "--agent.ppo-epochs", "0"], "'agent.ppo_epochs': must be an integer"),
-    (["--algo", "ppo_lag", "--agent.ppo-minibatch", "-4"], "'agent.ppo_minibatch': must be an"),
-    (["--algo", "ppo_lag", "--agent.ppo-clip", "0"], "'agent.ppo_clip': must be a positive"),
-    (["--algo", "ppo_lag", "--agent.gae-lambda", "1.5"], "'agent.gae_lambda': must be in [0, 1]"),
-    (["--algo", "ppo_lag", "--agent.max-grad-norm", "inf"], "'agent.max_grad_norm': must be a"),
-    (["--algo", "ppo_lag", "--agent.lambda-max", "-1"], "'agent.lambda_max': must be a positive"),
+    (["--algo", "hj", "--agent.hj-threshold", "nan"], "'agent.hj.threshold': must be a finite"),
+    (["--algo", "hj", "--agent.hj-lambda-lr", "0"], "'agent.hj.lambda_lr': must be in (0, 1]"),
+    (["--algo", "hj", "--agent.hj-lambda-hidden", "0"], "'agent.hj.lambda_hidden': must be one"),
+    (["--algo", "ppo_lag", "--agent.ppo-rollout", "0"], "'agent.ppo.rollout': must be an integer"),
+    (["--algo", "ppo_lag", "--agent.ppo-epochs", "0"], "'agent.ppo.epochs': must be an integer"),
+    (["--algo", "ppo_lag", "--agent.ppo-minibatch", "-4"], "'agent.ppo.minibatch': must be an"),
+    (["--algo", "ppo_lag", "--agent.ppo-clip", "0"], "'agent.ppo.clip': must be a positive"),
+    (
+        ["--algo", "ppo_lag", "--agent.gae-lambda", "1.5"],
+        "'agent.ppo.gae_lambda': must be in [0, 1]",
+    ),
+    (["--algo", "ppo_lag", "--agent.max-grad-norm", "inf"], "'agent.ppo.max_grad_norm': must be a"),
+    (
+        ["--algo", "ppo_lag", "--agent.lambda-max", "-1"],
+        "'agent.lagrangian.lambda_max': must be a positive",
+    ),
     (["--algo", "ppo_lag", "--agent.ppo-budget", "x"], "invalid choice 'x' for argument"),
 ]
 
@@ -160,7 +175,7 @@ RUN_CASES = [
     ("eval", "mismatched", [], "does not match this run: .q['members_0']['b_in'] has shape"),
     ("eval", "bad_json", [], "config.json is not valid JSON"),
     ("eval", "unknown_field", [], "config field 'agent.rhoo': unknown field"),
-    ("eval", "bad_value", [], "config field 'agent.rho': must be a positive number"),
+    ("eval", "bad_value", [], "config field 'agent.lagrangian.rho': must be a positive number"),
     ("eval", None, ["--episodes", "0"], "--episodes must be >= 1"),
     ("resume", "truncated", [], "is truncated or corrupt"),
     ("resume", "mismatched", [], "does not match this run"),
@@ -203,10 +218,10 @@ def test_missing_run_dirs(tmp_path: Path, capsys) -> None:
     ("build", "error"),
     [
         (lambda: TrainConfig(utd=0), "'utd'"),
-        (lambda: AgentConfig(rho=-1.0), "'agent.rho'"),
-        (lambda: AgentConfig(score_hidden=()), "'agent.score_hidden'"),
+        (lambda: LagrangianConfig(rho=-1.0), "'agent.lagrangian.rho'"),
+        (lambda: DiffusionConfig(score_hidden=()), "'agent.diffusion.score_hidden'"),
         (lambda: from_dict({"nope": 1}), "'nope': unknown field"),
-        (lambda: from_dict({"agent": {"beta": 0.0}}), "'agent.beta'"),
+        (lambda: from_dict({"agent": {"beta": 0.0}}), "'agent.diffusion.beta'"),
         (lambda: from_dict([1, 2]), "config must be a JSON object"),
     ],
 )

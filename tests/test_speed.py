@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from algd.bench.speed import bench_speed
-from algd.config import AgentConfig
+from algd.config import agent_from_dict
 
 
 def test_bench_speed_reports_every_figure() -> None:
@@ -39,7 +39,7 @@ def test_bench_speed_of_the_on_policy_loop() -> None:
         seconds=0.3,
         seed=0,
         seeds=2,
-        agent=AgentConfig(value_hidden=(32, 32), actor_hidden=(32, 32)),
+        agent=agent_from_dict({"value_hidden": (32, 32), "actor_hidden": (32, 32)}),
     )
     # Rollouts of one 100-step episode (the epoch flush), minibatches of 64: 2 per pass.
     assert out["rollout"] == 100 and out["grad_steps_per_rollout"] == 10 * 2

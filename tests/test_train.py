@@ -15,7 +15,7 @@ import pytest
 from algd.agents import build_agent
 from algd.bench.grid import print_progress
 from algd.checkpoint import read_checkpoint, split_arrays, unflatten_state
-from algd.config import AgentConfig
+from algd.config import agent_from_dict, apply_overrides
 from algd.errors import CheckpointError, RunDirError
 from algd.rundir import create, load_run_config
 from algd.stop import StopFlag
@@ -53,7 +53,7 @@ def test_run_directory_contents(tmp_path: Path) -> None:
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["agent"]["cost_ensemble"] == 1 and cfg["algo"] == "sac_lag"  # resolved
+    assert cfg["agent"]["critics"]["cost_ensemble"] == 1 and cfg["algo"] == "sac_lag"  # resolved
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,episodes,updates,train/return,train/cost,lambda")
     assert "loss/actor" in rows[0] and "loss/qc" in rows[0] and "violation" in rows[0]
@@ -166,8 +166,8 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
     finished training episodes minus the limit less the cost margin, and a resumed run
     carries those episodes."""
     cfg = toy("sac_lag", tmp_path / "straight", **SHORT)
-    agent = replace(cfg.agent, violation="episodes", violation_episodes=2, cost_margin=margin)
-    cfg = replace(cfg, agent=agent)
+    settings = {"violation": "episodes", "violation_episodes": 2, "cost_margin": margin}
+    cfg = apply_overrides(cfg, {f"agent.{k}": v for k, v in settings.items()})
     train(cfg, console=False)
     episodes = list(
         csv.DictReader((tmp_path / "straight" / "episodes.csv").read_text().splitlines())
@@ -228,7 +228,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
             "sac_lag",
             other,
             **{**SHORT, "total_steps": 400},
-            agent=toy("sac_lag", other).agent.__class__(critic_hidden=(32, 32)),
+            agent=agent_from_dict({"critic_hidden": (32, 32)}),
         ),
         console=False,
     )
@@ -265,7 +265,7 @@ def test_update_cap_halves_the_first_epochs_updates(tmp_path: Path, cap) -> None
         eval_episodes=1,
         checkpoint_every=0,
         update_cap=cap,
-        agent=AgentConfig(critic_hidden=(16, 16), actor_hidden=(16, 16)),
+        agent=agent_from_dict({"critic_hidden": (16, 16), "actor_hidden": (16, 16)}),
     )
     train(cfg, console=False)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
@@ -278,17 +278,24 @@ def test_a_run_config_from_before_a_field_existed_reads_with_its_old_value(tmp_p
     """config.json written before replacement, log_prob, cost_init and ve_single_level existed:
     the run resumes and evaluates as it trained (the values of then); a config the user writes
     gets today's defaults."""
-    from algd.config import LEGACY_AGENT_FIELDS, LEGACY_FIELDS, from_dict, to_dict
+    from algd.config import from_dict, to_dict
+    from algd.config.io import LEGACY_AGENT_FIELDS, LEGACY_FIELDS
 
     data = to_dict(toy("algd", tmp_path))
     for name in LEGACY_FIELDS:
         del data[name]
-    for name in LEGACY_AGENT_FIELDS:
-        del data["agent"][name]
+    for family, name, _ in LEGACY_AGENT_FIELDS.values():
+        del data["agent"][family][name]
     (tmp_path / "config.json").write_text(json.dumps(data))
     old = load_run_config(tmp_path)
-    assert (old.replacement, old.agent.log_prob) == (True, "exact")
-    assert (old.agent.cost_init, old.agent.ve_single_level) == ("truncated", "sigma_max")
+    assert (old.replacement, old.agent.sac.log_prob) == (True, "exact")
+    assert (old.agent.critics.cost_init, old.agent.diffusion.ve_single_level) == (
+        "truncated",
+        "sigma_max",
+    )
     new = from_dict(data)
-    assert (new.replacement, new.agent.log_prob) == (False, "reference")
-    assert (new.agent.cost_init, new.agent.ve_single_level) == ("normal", "sigma_min")
+    assert (new.replacement, new.agent.sac.log_prob) == (False, "reference")
+    assert (new.agent.critics.cost_init, new.agent.diffusion.ve_single_level) == (
+        "normal",
+        "sigma_min",
+    )

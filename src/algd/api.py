@@ -1,7 +1,7 @@
 """Python API: the same operations as the CLI.
 
 >>> from algd.api import make_config, train, resume, evaluate_run
->>> cfg = make_config({"algo": "algd", "env": "ToyRing-v0", "agent.rho": 2.0}, preset="toy")
+>>> cfg = make_config({"algo": "algd", "env": "ToyRing-v0", "agent.lagrangian.rho": 2.0}, preset="toy")
 >>> summary = train(cfg)
 >>> evaluate_run(summary["run_dir"], episodes=10)["cost_mean"]
 """

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import tyro
 
+from algd import helptext
 from algd.commands import (
     COMMANDS,
     Bench,
@@ -30,8 +31,11 @@ from algd.commands import (
     Plot,
     Report,
     Train,
+    command_run,
+    train_command,
 )
-from algd.config import parse_sets
+from algd.config import FAMILIES, parse_sets
+from algd.config.io import FLAT_NAMES, is_flat_name
 from algd.errors import AlgdError, Stopped
 from algd.stop import StopFlag, stop_signals
 
@@ -63,12 +67,17 @@ def parse(cls: type[T], command: str, args: list[str], default: T | None = None)
     prints and exits 0."""
     captured = io.StringIO()
     kwargs: dict[str, Any] = {} if default is None else {"default": default}
+    width = helptext.width()
     try:
-        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+        with (
+            contextlib.redirect_stderr(captured),
+            contextlib.redirect_stdout(captured),
+            helptext.rendered_at(width),
+        ):
             return tyro.cli(cls, args=args, prog=f"algd {command}", **kwargs)
     except SystemExit as exc:
         if exc.code == 0:
-            sys.stdout.write(captured.getvalue())
+            sys.stdout.write(helptext.reflow(captured.getvalue(), width))
             raise
         raise UsageError(f"algd {command}: {_one_line(captured.getvalue())}") from None
 
@@ -124,13 +133,48 @@ def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Tra
     """Two passes: the flags that choose the defaults (algorithm, env, preset, config file),
     then every flag, over those defaults (so --help shows the defaults that apply). ``known``:
     the first pass's result, where the caller has it."""
+    from algd.agents import get_algo
     from algd.presets import make_config
 
     known = _pre_parse(args) if known is None else known
     overrides = load_config_file(known.config) if known.config else {}
     overrides.update({k: v for k, v in (("algo", known.algo), ("env", known.env)) if v})
     base = make_config(overrides, preset=known.preset)
-    return parse(Train, "train", args, Train(run=base))
+    families = get_algo(base.algo).families
+    args, unused = agent_flags(args, families)
+    if any(a in ("-h", "--help") for a in args):  # the help shows the families the algo reads
+        command = train_command(families)
+        parse(command, "train", args, command(run=command_run(command, base)))
+    ns = parse(Train, "train", args, Train(run=base))
+    for flag in unused:
+        print(
+            f"algd train: note: {flag} does not apply to {base.algo} (it reads the agent's "
+            f"{', '.join(families)} settings); it is kept in the config but has no effect",
+            file=sys.stderr,
+        )
+    return ns
+
+
+def agent_flags(args: list[str], families: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(``args`` with the agent's flat flags, ``--agent.rho`` (the names before the
+    families), as their families' ``--agent.lagrangian.rho``; the flags of families not in
+    ``families``)."""
+    out, unused = [], []
+    for arg in args:
+        if arg.startswith("--agent."):
+            flag, eq, value = arg.partition("=")
+            parts = flag[len("--agent.") :].replace("-", "_").split(".")
+            negated = len(parts) == 1 and parts[0].startswith("no_") and is_flat_name(parts[0][3:])
+            name = parts[0][3:] if negated else parts[0]
+            if len(parts) == 1 and is_flat_name(name):
+                family, field = FLAT_NAMES[name]
+                parts = [family, ("no_" if negated else "") + field]
+                flag = "--agent." + ".".join(p.replace("_", "-") for p in parts)
+            if len(parts) > 1 and parts[0] in FAMILIES and parts[0] not in families:
+                unused.append(flag)
+            arg = flag + eq + value
+        out.append(arg)
+    return out, unused
 
 
 def _resume_args(args: list[str], known: argparse.Namespace) -> int | None:

@@ -5,12 +5,15 @@ and ``--help`` from the fields and their docstrings (``algd train``'s from
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Annotated, Any, Literal
 
 import tyro
 
-from algd.config import TrainConfig
+from algd.config import FAMILIES, AgentConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,12 @@ class Train:
     """Continue the run in this directory from its last checkpoint (only --total-steps may
     change)."""
     preset: Literal["toy", "reference", "cpu", "safe"] | None = None
-    """Start from a named config: toy (the built-in task, seconds per run), reference (the
-    authors' settings for the env's task family), cpu (the authors' task settings at a
-    2-core CPU's cost per step: one update per step, 128-wide networks, 50k steps) or safe
-    (cpu, 100k steps, a multiplier on the recent episodes' cost that aims a margin below the
-    limit)."""
+    """Start from a named config: toy (the built-in task), reference (the authors' settings),
+    cpu (theirs at a 2-core CPU's cost per step) or safe (cpu with a multiplier that holds
+    the limit; docs/experiments.md)."""
     config: str | None = None
     """A run's config.json, or a JSON or YAML file of fields (nested, or dotted keys such as
-    agent.rho), applied after --preset; its run_dir and overwrite are not taken."""
+    agent.lagrangian.rho), applied after --preset; its run_dir and overwrite are not taken."""
     seeds: str | None = None
     """Train these seeds together in one process and one compiled program (0,1,2 or a range
     0-4); --run-dir is then the group's folder, seed s's run directory its subfolder s<s>.
@@ -96,7 +97,7 @@ class BenchSpeed:
     """Group sizes to measure, side by side in this process (e.g. 1,2,4): each a group of that
     many seeds (seed, seed + 1, ...) trained as one program."""
     set: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
-    """agent.KEY=VALUE override of the algorithm's defaults (agent.critic_hidden=[128,128]);
+    """agent.KEY=VALUE override of the algorithm's defaults (agent.critics.critic_hidden=[128,128]);
     repeatable."""
 
 
@@ -167,7 +168,7 @@ class Bench:
     seeds: str | None = None
     """Comma-separated seeds."""
     set: tyro.conf.UseAppendAction[tuple[str, ...]] = ()
-    """KEY=VALUE config override for every point, in the flags' dotted keys (agent.rho=2.0);
+    """KEY=VALUE config override for every point, in the flags' dotted keys (agent.lagrangian.rho=2.0);
     repeatable."""
     backend: Literal["local", "ray"] = "local"
     workers: int | None = None
@@ -204,3 +205,45 @@ COMMANDS: dict[str, type] = {
     "bench": Bench,
     "report": Report,
 }
+
+
+@cache
+def train_command(families: tuple[str, ...]) -> type[Train]:
+    """:class:`Train` whose agent shows only the families ``families`` (an algorithm's): the
+    others' flags are hidden from ``--help`` and refused. Its ``run`` converts back with
+    :func:`algd.config.from_dict` (``to_dict`` of it is a full config)."""
+    hidden = [
+        (name, Annotated[cls, tyro.conf.Suppress], field(default_factory=cls))
+        for name, cls in FAMILIES.items()
+        if name not in families
+    ]
+    agent: Any = dataclasses.make_dataclass(
+        "AgentConfig", hidden, bases=(AgentConfig,), frozen=True
+    )
+    agent.__doc__ = AgentConfig.__doc__
+    run: Any = dataclasses.make_dataclass(
+        "TrainConfig",
+        [("agent", agent, field(default_factory=agent))],
+        bases=(TrainConfig,),
+        frozen=True,
+    )
+    run.__doc__ = TrainConfig.__doc__
+    command: Any = dataclasses.make_dataclass(
+        "Train",
+        [("run", Annotated[run, tyro.conf.arg(name="")])],
+        bases=(Train,),
+        frozen=True,
+    )
+    command.__doc__ = Train.__doc__
+    return command
+
+
+def command_run(command: type[Train], cfg: TrainConfig) -> Any:
+    """``cfg`` as the ``run`` of a :func:`train_command` class (the default it parses over)."""
+    run_cls = typing.get_args(command.__dataclass_fields__["run"].type)[0]
+    agent_cls = run_cls.__dataclass_fields__["agent"].type
+    agent = agent_cls(
+        **{f.name: getattr(cfg.agent, f.name) for f in dataclasses.fields(AgentConfig)}
+    )
+    top = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+    return run_cls(**{**top, "agent": agent})

@@ -5,13 +5,11 @@ Equations are ALGD_METHOD section 3 (energies), section 1 (budget) and section 5
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from algd.config import MultiplierKind
+from algd.config import LagrangianConfig, MultiplierKind
 
 
 def per_state_budget(limit: float, kind: str, horizon: int, gamma_c: float) -> float:
@@ -100,7 +98,7 @@ def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> Multipl
 
 
 def update_multiplier(
-    kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: Any
+    kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: LagrangianConfig
 ) -> Multiplier:
     """One multiplier step from violation = mean(Qc_bar(s, a) - h), kept in [lambda_min,
     lambda_max] where those are set.

@@ -49,11 +49,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 1000,
         "agent.gamma": 0.9,
         "agent.gamma_c": 0.9,
-        "agent.critic_hidden": (64, 64),
+        "agent.critics.critic_hidden": (64, 64),
         "agent.actor_hidden": (64, 64),
-        "agent.score_hidden": (64, 64, 64),
-        "agent.alpha_init": 0.1,
-        "agent.lambda_lr": 0.01,
+        "agent.diffusion.score_hidden": (64, 64, 64),
+        "agent.sac.alpha_init": 0.1,
+        "agent.lagrangian.lambda_lr": 0.01,
         "agent.init": "lecun",
     },
     # The defaults are the authors' settings; what depends on the task family is added by
@@ -74,9 +74,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_episodes": 5,
         "log_every": 1000,
         "checkpoint_every": 10_000,
-        "agent.critic_hidden": (128, 128),
+        "agent.critics.critic_hidden": (128, 128),
         "agent.actor_hidden": (128, 128),
-        "agent.lambda_lr": 3e-3,
+        "agent.lagrangian.lambda_lr": 3e-3,
     },
     # "cpu" (which it extends), set to keep the evaluated policy under the limit at a
     # workstation's budget (docs/experiments.md, "The safe preset"): 100k steps; the multiplier
@@ -89,12 +89,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "safe": {
         "total_steps": 100_000,
         "bootstrap": "terminated",
-        "agent.violation": "episodes",
-        "agent.violation_episodes": 5,
-        "agent.multiplier": "multipliers",
-        "agent.mom_step": 0.05,
-        "agent.mom_every": 1000,
-        "agent.cost_margin": 0.05,
+        "agent.lagrangian.violation": "episodes",
+        "agent.lagrangian.violation_episodes": 5,
+        "agent.lagrangian.multiplier": "multipliers",
+        "agent.lagrangian.mom_step": 0.05,
+        "agent.lagrangian.mom_every": 1000,
+        "agent.lagrangian.cost_margin": 0.05,
     },
 }
 # A preset that extends another applies the other first (with its algorithms' changes).
@@ -102,17 +102,17 @@ PRESET_BASE = {"safe": "cpu"}
 # Presets that add the task family's reference settings of the env (reference_for_env).
 TASK_PROTOCOL_PRESETS = ("reference", "cpu", "safe")
 
-# The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
-# per episode, one layout per run. Velocity tasks need nothing beyond the defaults: the
-# Paper*Velocity ids carry the paper's discounted limits.
-NAVIGATION_REFERENCE = {"episode_length": 400, "cost_limit": 10.0, "layout": "fixed"}
-
 
 def reference_for_env(env_id: str) -> dict[str, Any]:
-    """Settings the authors' configurations add for the task family of ``env_id``."""
-    from algd.envs.safety_gym import is_navigation_id
+    """Settings the authors' configurations add for the task family of ``env_id`` (its env
+    family's protocol; none for an id no family takes, which fails when the env is built)."""
+    from algd.envs import env_family
+    from algd.errors import EnvError
 
-    return dict(NAVIGATION_REFERENCE) if is_navigation_id(env_id) else {}
+    try:
+        return env_family(env_id).protocol(env_id)
+    except EnvError:
+        return {}
 
 
 def make_config(

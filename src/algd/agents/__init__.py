@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from algd.agents.algd import ALGD
 from algd.agents.base import Agent, OffPolicyAgent, TrainState
@@ -19,7 +19,7 @@ from algd.agents.ppo_lag import PPOLag
 from algd.agents.sac import SAC
 from algd.agents.sac_auglag import SACAugLagQuadratic
 from algd.agents.sac_lag import SACLag
-from algd.config import AgentConfig, TrainConfig
+from algd.config import AgentConfig, CriticsConfig, SACConfig, TrainConfig
 from algd.envs.base import EnvSpec
 from algd.errors import AlgdError
 
@@ -36,16 +36,22 @@ class AlgoInfo:
     """Top-level TrainConfig fields the algorithm sets differently (dotted keys)."""
     preset_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per named preset, what the algorithm changes after the preset is applied."""
+    families: tuple[str, ...] = ("critics", "lagrangian", "sac")
+    """The AgentConfig families the algorithm reads (``--help`` shows only these)."""
+    role: Literal["paper", "reference", "variant"] = "paper"
+    """paper: one the paper compares (the benchmark grids run these); reference: the
+    unconstrained reference the grids add; variant: an extra, run when named."""
 
 
 REGISTRY: dict[str, AlgoInfo] = {}
 
 # The AgentConfig defaults are ALGD's (and LGD's and CAL's: a 4-member cost ensemble, k = 1);
 # the authors ran the other SAC variants with one cost critic.
-_ONE_COST_CRITIC = AgentConfig(cost_ensemble=1, cost_k=0.0)
+_ONE_COST_CRITIC = AgentConfig(critics=CriticsConfig(cost_ensemble=1, cost_k=0.0))
 # The cpu preset's diffusion agents: 2 Monte-Carlo samples and 2 cost critics (pilot runs,
 # docs/experiments.md).
-_DIFFUSION_CPU = {"agent.mc_samples": 2, "agent.cost_ensemble": 2}
+_DIFFUSION_FAMILIES = ("critics", "lagrangian", "diffusion")
+_DIFFUSION_CPU = {"agent.diffusion.mc_samples": 2, "agent.critics.cost_ensemble": 2}
 
 
 def register(info: AlgoInfo) -> None:
@@ -61,6 +67,7 @@ register(
         "diffusion policy guided by the augmented Lagrangian L_A",
         AgentConfig(),
         preset_overrides={"cpu": _DIFFUSION_CPU},
+        families=_DIFFUSION_FAMILIES,
     )
 )
 register(
@@ -70,6 +77,7 @@ register(
         "ALGD with the standard Lagrangian energy L (ablation)",
         AgentConfig(),
         preset_overrides={"cpu": _DIFFUSION_CPU},
+        families=_DIFFUSION_FAMILIES,
     )
 )
 register(
@@ -93,13 +101,23 @@ register(
         AgentConfig(),
     )
 )
-register(AlgoInfo("sac", SAC, "unconstrained SAC (ignores the cost)", _ONE_COST_CRITIC))
+register(
+    AlgoInfo(
+        "sac",
+        SAC,
+        "unconstrained SAC (ignores the cost)",
+        _ONE_COST_CRITIC,
+        families=("critics", "sac"),
+        role="reference",
+    )
+)
 register(
     AlgoInfo(
         "sac_auglag_quadratic",
         SACAugLagQuadratic,
         "SAC with the textbook augmented-Lagrangian actor penalty (ALGD's L_A term)",
         _ONE_COST_CRITIC,
+        role="variant",
     )
 )
 
@@ -109,10 +127,11 @@ register(
         "hj",
         HJ,
         "hard-constrained reachability (RCRL): safety critic Q_h, state multiplier lambda(s)",
-        replace(_ONE_COST_CRITIC, alpha_loss="log_alpha"),
+        replace(_ONE_COST_CRITIC, sac=SACConfig(alpha_loss="log_alpha")),
         # The reference threshold (1) never binds on ToyRing's costs in [0, 1]: the toy preset
         # uses RCRL's own feasibility threshold, 0 (presets.py has the measurements).
-        preset_overrides={"toy": {"agent.hj_threshold": 0.0}, "cpu": {"agent.hj_threshold": 0.0}},
+        preset_overrides={"toy": {"agent.hj.threshold": 0.0}, "cpu": {"agent.hj.threshold": 0.0}},
+        families=("critics", "sac", "hj"),
     )
 )
 # PPO-Lag learns from on-policy rollouts: no warm-up. On the built-in task the toy preset's
@@ -124,6 +143,7 @@ register(
         "on-policy PPO with reward and cost value networks and a Lagrange multiplier",
         _ONE_COST_CRITIC,
         on_policy=True,
+        families=("lagrangian", "ppo"),
         loop_defaults={"warmup_steps": 0},
         preset_overrides={
             "toy": {
@@ -132,10 +152,10 @@ register(
                 "eval_every": 5000,
                 "log_every": 1000,
                 "checkpoint_every": 5000,
-                "agent.ppo_rollout": 1000,
-                "agent.ppo_epoch_flush": False,
-                "agent.ppo_minibatch": 100,
-                "agent.lambda_lr": 0.05,
+                "agent.ppo.rollout": 1000,
+                "agent.ppo.epoch_flush": False,
+                "agent.ppo.minibatch": 100,
+                "agent.lagrangian.lambda_lr": 0.05,
             },
             # One dual step per rollout: 50 in a 50k-step run. The reference networks (PPO's
             # cost is the simulator's, not its updates), no warm-up.
@@ -143,14 +163,19 @@ register(
                 "warmup_steps": 0,
                 "batch_size": 256,
                 "agent.actor_hidden": (256, 256),
-                "agent.lambda_lr": 0.05,
+                "agent.lagrangian.lambda_lr": 0.05,
             },
             # The safe preset's multiplier settings step per gradient step; PPO-Lag steps once
             # per rollout, so it keeps the cpu preset's dual update on its rollouts' cost.
-            "safe": {"agent.violation": "replay", "agent.multiplier": "dual"},
+            "safe": {"agent.lagrangian.violation": "replay", "agent.lagrangian.multiplier": "dual"},
         },
     )
 )
+
+
+def algos(*roles: str) -> tuple[str, ...]:
+    """The registered algorithms of the given roles, in registration order."""
+    return tuple(name for name, info in REGISTRY.items() if info.role in roles)
 
 
 def get_algo(name: str) -> AlgoInfo:
@@ -180,6 +205,7 @@ __all__ = [
     "REGISTRY",
     "Agent",
     "AlgoInfo",
+    "algos",
     "OffPolicyAgent",
     "TrainState",
     "build_agent",

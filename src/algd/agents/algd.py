@@ -48,27 +48,34 @@ class ALGD(OffPolicyAgent):
         a = self.a
         self.energy_kind = energy
         self.identity = (*self.identity, energy)
-        self.ve = a.diffusion == "ve"
-        self.K = a.denoise_steps
+        self.ve = a.diffusion.process == "ve"
+        self.K = a.diffusion.denoise_steps
         self.score_net = ScoreNet(
             spec.obs_dim,
             spec.act_dim,
-            a.score_hidden,
-            a.time_embed_dim,
+            a.diffusion.score_hidden,
+            a.diffusion.time_embed_dim,
             1 if self.ve else 2,
             init_scheme="xavier" if a.init == "reference" else "lecun",
-            time_table=self.K if a.time_embedding == "learned" else 0,
+            time_table=self.K if a.diffusion.time_embedding == "learned" else 0,
         )
         if self.ve:
-            self.sched = ve_schedule(a.denoise_steps, a.sigma_min, a.sigma_max, a.ve_single_level)
+            self.sched = ve_schedule(
+                a.diffusion.denoise_steps,
+                a.diffusion.sigma_min,
+                a.diffusion.sigma_max,
+                a.diffusion.ve_single_level,
+            )
         else:
-            self.sched = ddpm_schedule(a.denoise_steps, a.ddpm_beta_min, a.ddpm_beta_max)
+            self.sched = ddpm_schedule(
+                a.diffusion.denoise_steps, a.diffusion.ddpm_beta_min, a.diffusion.ddpm_beta_max
+            )
         self.squash = Squash(self.act_scale, self.act_bias)
-        self.latent = a.score_space == "latent"
-        self.guidance = a.guidance_scale if self.ve else a.ddpm_guidance
+        self.latent = a.diffusion.score_space == "latent"
+        self.guidance = a.diffusion.guidance_scale if self.ve else a.diffusion.ddpm_guidance
         if self.ve:
             self.start_std = float(self.sched.sigma[-1])  # the reference's sigma_T: the last level
-        elif a.ddpm_start == "standard":
+        elif a.diffusion.ddpm_start == "standard":
             self.start_std = 1.0
         else:
             self.start_std = float(jnp.sqrt(1.0 - self.sched.alpha_bar[-1]))
@@ -122,7 +129,7 @@ class ALGD(OffPolicyAgent):
         return chain, s_feat, t_feat
 
     def deterministic_needs_noise(self) -> bool:
-        return (not self.ve) and not self.a.eval_noise_free
+        return (not self.ve) and not self.a.diffusion.eval_noise_free
 
     def policy_from_noise(
         self, actor: Params, obs: jax.Array, noise: jax.Array | None, deterministic: bool
@@ -160,10 +167,10 @@ class ALGD(OffPolicyAgent):
 
     def energy_from_min(self, state: TrainState, q_min: jax.Array, qc: jax.Array) -> jax.Array:
         """E from the smaller reward critic's value q_min (*T) and the cost critics' qc (E, *T)."""
-        qc_bar = ensemble_upper_bound(qc, self.a.cost_k)
+        qc_bar = ensemble_upper_bound(qc, self.a.critics.cost_k)
         lam = jax.lax.stop_gradient(state.mult.lam)
         if self.energy_kind == "augmented":
-            return augmented_energy(q_min, qc_bar, lam, self.h, self.a.rho)
+            return augmented_energy(q_min, qc_bar, lam, self.h, self.a.lagrangian.rho)
         return lagrangian_energy(q_min, qc_bar, lam, self.h)
 
     def energy_and_grad(
@@ -194,7 +201,7 @@ class ALGD(OffPolicyAgent):
         batch = b.obs.shape[0]
         draws = jax.random.normal(k_chain, (batch, *self.noise_shape()))
         tau = jax.random.randint(k_tau, (batch,), 0, self.K)
-        mc_noise = jax.random.normal(k_mc, (self.a.mc_samples, batch, self.act_dim))
+        mc_noise = jax.random.normal(k_mc, (self.a.diffusion.mc_samples, batch, self.act_dim))
         return self.actor_update(state, b, draws, tau, mc_noise)
 
     def actor_update(
@@ -214,7 +221,7 @@ class ALGD(OffPolicyAgent):
             """-> (a0, the chain state at step tau): both carry the chain's gradient."""
             chain, _, _ = self.chain(params, b.obs, draws, deterministic=False)
             # Reference: the output of step tau; principled: its input (section 6).
-            states = chain.outputs if a.score_time == "output" else chain.inputs
+            states = chain.outputs if a.diffusion.score_time == "output" else chain.inputs
             return self.squash(chain.x0), states[tau, jnp.arange(batch)]
 
         (a0, x_tau), chain_vjp = jax.vjp(run_chain, state.actor)
@@ -239,15 +246,17 @@ class ALGD(OffPolicyAgent):
         score, (g_score, g_x_tau) = jax.value_and_grad(score_loss, argnums=(0, 1))(
             state.actor, x_tau
         )
-        if not a.score_chain_grad:
+        if not a.diffusion.score_chain_grad:
             g_x_tau = jnp.zeros_like(g_x_tau)
         # One pull-back through the chain: the energy's a0 part and the score loss's a_tau part.
-        (g_chain,) = chain_vjp((a.energy_weight / batch * g_points[0], a.score_weight * g_x_tau))
-        g = jax.tree_util.tree_map(lambda x, y: x + a.score_weight * y, g_chain, g_score)
+        (g_chain,) = chain_vjp(
+            (a.diffusion.energy_weight / batch * g_points[0], a.diffusion.score_weight * g_x_tau)
+        )
+        g = jax.tree_util.tree_map(lambda x, y: x + a.diffusion.score_weight * y, g_chain, g_score)
         actor, actor_opt = adam_step(self.actor_tx, state.actor, g, state.actor_opt)
         state = state.replace(actor=actor, actor_opt=actor_opt)
         metrics = {
-            "loss/actor": a.energy_weight * energy + a.score_weight * score,
+            "loss/actor": a.diffusion.energy_weight * energy + a.diffusion.score_weight * score,
             "loss/score": score,
             "energy": energy,
             "grad_norm/actor": optax.global_norm(g),
@@ -258,8 +267,8 @@ class ALGD(OffPolicyAgent):
         """phi* = sum_i w_i grad log p(y_i), w = softmax_i log p(y_i) (the estimator of
         :func:`algd.diffusion.mc_boltzmann_score`), from energies (N, B) and their action
         gradients (N, B, act) at the N Monte-Carlo points y_mc (N, B, act)."""
-        log_p = -energies / self.a.beta
-        grad = -g_actions / self.a.beta
+        log_p = -energies / self.a.diffusion.beta
+        grad = -g_actions / self.a.diffusion.beta
         if self.latent:
             # Chain rule through a = tanh(x) scale + bias, plus the log-Jacobian's gradient.
             tanh = jnp.tanh(y_mc)

@@ -89,7 +89,7 @@ class Agent:
         self.cfg, self.a, self.spec = cfg, a, spec
         self.obs_dim, self.act_dim = spec.obs_dim, spec.act_dim
         # The limit the agent trains for: the env's, less the cost margin.
-        self.limit = spec.cost_limit * (1.0 - a.cost_margin)
+        self.limit = spec.cost_limit * (1.0 - a.lagrangian.cost_margin)
         self.h = per_state_budget(
             self.limit, spec.cost_limit_kind, spec.max_episode_steps, a.gamma_c
         )
@@ -169,7 +169,7 @@ class OffPolicyAgent(Agent):
         self.q_net = CriticEnsemble(
             self.obs_dim,
             self.act_dim,
-            a.critic_hidden,
+            a.critics.critic_hidden,
             2,
             Q_ACTIVATION,
             "xavier" if reference else "lecun",
@@ -177,15 +177,15 @@ class OffPolicyAgent(Agent):
         self.qc_net = CriticEnsemble(
             self.obs_dim,
             self.act_dim,
-            a.critic_hidden,
-            a.cost_ensemble,
+            a.critics.critic_hidden,
+            a.critics.cost_ensemble,
             QC_ACTIVATION,
-            ("ensemble" if a.cost_init == "normal" else "ensemble_truncated")
+            ("ensemble" if a.critics.cost_init == "normal" else "ensemble_truncated")
             if reference
             else "lecun",
         )
-        self.q_tx = optax.adam(a.critic_lr)
-        self.qc_tx = optax.adam(a.cost_critic_lr)
+        self.q_tx = optax.adam(a.critics.critic_lr)
+        self.qc_tx = optax.adam(a.critics.cost_critic_lr)
         self.actor_tx = optax.adam(a.actor_lr)
 
     def update(
@@ -272,7 +272,9 @@ class OffPolicyAgent(Agent):
             actor=actor,
             actor_opt=actor_opt,
             temperature=temperature,
-            mult=init_multiplier(a.multiplier, a.lambda_init, a.pid_ki),
+            mult=init_multiplier(
+                a.lagrangian.multiplier, a.lagrangian.lambda_init, a.lagrangian.pid_ki
+            ),
             step=jnp.int32(0),
             **self.init_extra(jax.random.fold_in(key, 1)),
         )
@@ -287,7 +289,7 @@ class OffPolicyAgent(Agent):
 
     def qc_bar(self, params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """The ensemble's upper bound Qc_bar = mean + k std, (*B)."""
-        return ensemble_upper_bound(self.qc_all(params, obs, action), self.a.cost_k)
+        return ensemble_upper_bound(self.qc_all(params, obs, action), self.a.critics.cost_k)
 
     def critic_step(
         self, state: TrainState, b: Batch, key: jax.Array
@@ -309,7 +311,7 @@ class OffPolicyAgent(Agent):
         y_c = jax.lax.stop_gradient(self.cost_target(state, b, next_a, key))
         # Per-member mean squared errors, summed (reward critics, as the reference) and, for
         # the cost critics, averaged over the ensemble (the reference) or summed.
-        qc_scale = 1.0 / a.cost_ensemble if a.cost_loss_reduction == "mean" else 1.0
+        qc_scale = 1.0 / a.critics.cost_ensemble if a.critics.cost_loss_reduction == "mean" else 1.0
 
         def qc_loss(p: Params) -> jax.Array:
             return qc_scale * jnp.square(self.qc_all(p, b.obs, b.action) - y_c).mean(-1).sum()
@@ -337,31 +339,33 @@ class OffPolicyAgent(Agent):
             return state, {}
         qc_bar = self.qc_bar(state.qc, b.obs, b.action)
         metrics = {"qc_bar/replay": qc_bar.mean()}
-        if self.a.violation == "policy":
+        if self.a.lagrangian.violation == "policy":
             action, _ = self.next_action(state, b.obs, key)
             qc_bar = self.qc_bar(state.qc, b.obs, action)
             metrics["qc_bar/policy"] = qc_bar.mean()
         violation = (qc_bar - self.h).mean()
-        if self.a.violation == "episodes":
+        if self.a.lagrangian.violation == "episodes":
             if episodes is None:
                 raise ValueError("violation=episodes needs the episodes' violation")
             violation = jnp.asarray(episodes, jnp.float32)
         mult = state.mult
         if self.updates_multiplier():
-            mult = update_multiplier(self.a.multiplier, mult, violation, self.a)
+            mult = update_multiplier(
+                self.a.lagrangian.multiplier, mult, violation, self.a.lagrangian
+            )
         return state.replace(mult=mult), {**metrics, "violation": violation}
 
     def target_step(self, state: TrainState, index: jax.Array) -> TrainState:
         """Polyak averaging after the gradient steps of a UTD block whose index in the block is
         a multiple of target_every (0, 2, 4, ... as the reference's update counter)."""
-        tau = self.a.tau
+        tau = self.a.critics.tau
         targets = (state.q_targ, state.qc_targ)
 
         def polyak(_: Any) -> Any:
             return optax.incremental_update((state.q, state.qc), targets, tau)
 
         # A conditional, so that the steps without an update do no work.
-        do = (index % self.a.target_every) == 0
+        do = (index % self.a.critics.target_every) == 0
         q_targ, qc_targ = jax.lax.cond(do, polyak, lambda _: targets, None)
         return state.replace(q_targ=q_targ, qc_targ=qc_targ)
 

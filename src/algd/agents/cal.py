@@ -24,5 +24,5 @@ def rectified_multiplier(lam: jax.Array, qc_bar_replay: jax.Array, h: float, c: 
 class CAL(SACFamily):
     def penalty(self, state: TrainState, b: Batch, action: jax.Array) -> jax.Array:
         replay = self.qc_bar(state.qc, b.obs, b.action)
-        weight = rectified_multiplier(state.mult.lam, replay, self.h, self.a.cal_c)
+        weight = rectified_multiplier(state.mult.lam, replay, self.h, self.a.lagrangian.cal_c)
         return jax.lax.stop_gradient(weight) * self.qc_bar(state.qc, b.obs, action)

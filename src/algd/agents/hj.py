@@ -50,14 +50,14 @@ class HJ(SACFamily):
         self.qc_net = CriticEnsemble(
             self.obs_dim,
             self.act_dim,
-            a.critic_hidden,
-            a.cost_ensemble,
+            a.critics.critic_hidden,
+            a.critics.cost_ensemble,
             "relu",
             "xavier" if a.init == "reference" else "lecun",
         )
         # lambda(s) keeps PyTorch's default init in the reference (no custom init applied).
-        self.lam_mlp = StateMLP(a.hj_lambda_hidden, "torch" if a.init == "reference" else "lecun")
-        self.lam_tx = optax.adam(a.hj_lambda_lr)
+        self.lam_mlp = StateMLP(a.hj.lambda_hidden, "torch" if a.init == "reference" else "lecun")
+        self.lam_tx = optax.adam(a.hj.lambda_lr)
 
     def init_extra(self, key: jax.Array) -> dict[str, Any]:
         params = self.lam_mlp.init(key, jnp.zeros((1, self.obs_dim)))["params"]
@@ -81,7 +81,7 @@ class HJ(SACFamily):
 
     def penalty(self, state: TrainState, b: Batch, action: jax.Array) -> jax.Array:
         lam = jax.lax.stop_gradient(self.state_lambda(state.lam_net, b.obs))
-        return lam * (self.qc_bar(state.qc, b.obs, action) - self.a.hj_threshold)
+        return lam * (self.qc_bar(state.qc, b.obs, action) - self.a.hj.threshold)
 
     def actor_step(self, state: TrainState, b: Batch, key: jax.Array) -> tuple[TrainState, Metrics]:
         new, metrics = super().actor_step(state, b, key)
@@ -91,7 +91,7 @@ class HJ(SACFamily):
         qh = self.qc_bar(state.qc, b.obs, action)
 
         def loss(p: Params) -> jax.Array:
-            return lambda_loss(apply_net(self.lam_mlp, p, b.obs), qh, self.a.hj_threshold)
+            return lambda_loss(apply_net(self.lam_mlp, p, b.obs), qh, self.a.hj.threshold)
 
         l_lam, g = jax.value_and_grad(loss)(state.lam_net)
         lam_net, lam_net_opt = adam_step(self.lam_tx, state.lam_net, g, state.lam_net_opt)
@@ -108,7 +108,7 @@ class HJ(SACFamily):
         state = state.replace(mult=state.mult.replace(lam=lam.mean()))
         metrics = {
             "qc_bar/replay": qh.mean(),
-            "violation": (qh - self.a.hj_threshold).mean(),
+            "violation": (qh - self.a.hj.threshold).mean(),
             "lambda/max": lam.max(),
         }
         return state, metrics

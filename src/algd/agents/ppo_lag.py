@@ -118,9 +118,9 @@ class PPOLag(Agent):
         a = self.a
         init = "xavier" if a.init == "reference" else "lecun"
         self.actor_net = GaussianActor(spec.act_dim, a.actor_hidden, init_scheme=init)
-        self.value_net = StateMLP(a.value_hidden, init)
+        self.value_net = StateMLP(a.ppo.value_hidden, init)
         self.actor_tx = optax.adam(a.actor_lr)
-        self.value_tx = optax.adam(a.value_lr)
+        self.value_tx = optax.adam(a.ppo.value_lr)
         self.capacity = rollout_capacity(cfg, spec)
 
     # --- policy ---------------------------------------------------------------------------------
@@ -138,7 +138,9 @@ class PPOLag(Agent):
             vr_opt=self.value_tx.init(vr),
             vc=vc,
             vc_opt=self.value_tx.init(vc),
-            mult=init_multiplier(a.multiplier, a.lambda_init, a.pid_ki),
+            mult=init_multiplier(
+                a.lagrangian.multiplier, a.lagrangian.lambda_init, a.lagrangian.pid_ki
+            ),
             step=jnp.int32(0),
         )
 
@@ -171,11 +173,11 @@ class PPOLag(Agent):
     def grad_steps(self, n: int) -> int:
         """Gradient steps of one update on a rollout of ``n`` steps: a pass is ceil(n / mb)
         minibatches."""
-        return self.a.ppo_epochs * -(-n // min(self.a.ppo_minibatch, self.capacity))
+        return self.a.ppo.epochs * -(-n // min(self.a.ppo.minibatch, self.capacity))
 
     def budget(self) -> float:
         """What the estimated episode cost is held to (``ppo_budget``)."""
-        return self.h if self.a.ppo_budget == "reference" else self.limit
+        return self.h if self.a.ppo.budget == "reference" else self.limit
 
     # --- the update -----------------------------------------------------------------------------
     def update_group(
@@ -197,10 +199,12 @@ class PPOLag(Agent):
         old_logp, _ = self.log_prob(state.actor, r.obs, r.action)
         adv, ret_r, ret_c, count = self.advantages(state, r, valid)
 
-        discounted = a.ppo_budget == "limit" and self.spec.cost_limit_kind == "discounted"
+        discounted = a.ppo.budget == "limit" and self.spec.cost_limit_kind == "discounted"
         signal = r.cost * r.discount if discounted else r.cost
         spent = episode_cost(signal, r.done, valid, self.spec.max_episode_steps)
-        mult = update_multiplier(a.multiplier, state.mult, spent - self.budget(), a)
+        mult = update_multiplier(
+            a.lagrangian.multiplier, state.mult, spent - self.budget(), a.lagrangian
+        )
         state = state.replace(mult=mult)
 
         data = (r.obs, r.action, old_logp, adv, ret_r, ret_c)
@@ -229,10 +233,10 @@ class PPOLag(Agent):
         vr, vr_next = self.values(state.vr, r.obs), self.values(state.vr, r.next_obs)
         vc, vc_next = self.values(state.vc, r.obs), self.values(state.vc, r.next_obs)
         adv_r, ret_r = gae(
-            (r.reward, vr, vr_next), r.done, r.boundary, valid, a.gamma, a.gae_lambda
+            (r.reward, vr, vr_next), r.done, r.boundary, valid, a.gamma, a.ppo.gae_lambda
         )
         adv_c, ret_c = gae(
-            (r.cost, vc, vc_next), r.done, r.boundary, valid, a.gamma_c, a.cost_gae_lambda
+            (r.cost, vc, vc_next), r.done, r.boundary, valid, a.gamma_c, a.ppo.cost_gae_lambda
         )
         adv = adv_r - state.mult.lam * adv_c
         count = jnp.maximum(valid.sum(), 2.0)
@@ -254,7 +258,7 @@ class PPOLag(Agent):
         1 for the minibatches that ran)."""
         a = self.a
         rows = valid.shape[0]
-        mb = min(a.ppo_minibatch, rows)
+        mb = min(a.ppo.minibatch, rows)
         per_epoch = -(-rows // mb)
 
         def minibatch(
@@ -282,7 +286,7 @@ class PPOLag(Agent):
             xs = (jnp.broadcast_to(perm, (per_epoch, perm.shape[0])), jnp.arange(per_epoch))
             return jax.lax.scan(minibatch, carry, xs)
 
-        state, stats = jax.lax.scan(epoch, state, jax.random.split(key, a.ppo_epochs))
+        state, stats = jax.lax.scan(epoch, state, jax.random.split(key, a.ppo.epochs))
         return state, stats.reshape(-1, len(METRICS) + 1)
 
     def grad_step(
@@ -295,22 +299,22 @@ class PPOLag(Agent):
 
         def actor_loss(p: Params) -> tuple[jax.Array, tuple[jax.Array, ...]]:
             logp, ent = self.log_prob(p, obs, action)
-            surr, clip_frac = clipped_surrogate(logp, old_logp, adv, a.ppo_clip, weight)
+            surr, clip_frac = clipped_surrogate(logp, old_logp, adv, a.ppo.clip, weight)
             kl = (w * (old_logp - logp)).sum()
-            return surr - a.entropy_coef * (w * ent).sum(), (clip_frac, kl, (w * ent).sum())
+            return surr - a.ppo.entropy_coef * (w * ent).sum(), (clip_frac, kl, (w * ent).sum())
 
         (l_actor, (clip_frac, kl, ent)), g = jax.value_and_grad(actor_loss, has_aux=True)(s.actor)
-        g, gn_actor = clip_grads(g, a.max_grad_norm)
+        g, gn_actor = clip_grads(g, a.ppo.max_grad_norm)
         actor, actor_opt = adam_step(self.actor_tx, s.actor, g, s.actor_opt)
 
         def value_loss(p: Params, target: jax.Array, coef: float) -> jax.Array:
             return coef * (w * jnp.square(self.values(p, obs) - target)).sum()
 
-        l_vr, g = jax.value_and_grad(value_loss)(s.vr, ret_r, a.vf_coef)
-        g, gn_vr = clip_grads(g, a.max_grad_norm)
+        l_vr, g = jax.value_and_grad(value_loss)(s.vr, ret_r, a.ppo.vf_coef)
+        g, gn_vr = clip_grads(g, a.ppo.max_grad_norm)
         vr, vr_opt = adam_step(self.value_tx, s.vr, g, s.vr_opt)
-        l_vc, g = jax.value_and_grad(value_loss)(s.vc, ret_c, a.cost_vf_coef)
-        g, gn_vc = clip_grads(g, a.max_grad_norm)
+        l_vc, g = jax.value_and_grad(value_loss)(s.vc, ret_c, a.ppo.cost_vf_coef)
+        g, gn_vc = clip_grads(g, a.ppo.max_grad_norm)
         vc, vc_opt = adam_step(self.value_tx, s.vc, g, s.vc_opt)
         s = s.replace(
             actor=actor,
@@ -356,4 +360,4 @@ def rollout_capacity(cfg: TrainConfig, spec: EnvSpec) -> int:
     """Rows one rollout can hold: ppo_rollout, or at most one epoch (episode length) when the
     rollout is also cut at every epoch's end."""
     a = cfg.agent
-    return min(a.ppo_rollout, spec.max_episode_steps) if a.ppo_epoch_flush else a.ppo_rollout
+    return min(a.ppo.rollout, spec.max_episode_steps) if a.ppo.epoch_flush else a.ppo.rollout

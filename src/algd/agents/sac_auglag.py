@@ -17,4 +17,6 @@ from algd.lagrangian import augmented_penalty
 class SACAugLagQuadratic(SACFamily):
     def penalty(self, state: TrainState, b: Batch, action: jax.Array) -> jax.Array:
         lam = jax.lax.stop_gradient(state.mult.lam)
-        return augmented_penalty(self.qc_bar(state.qc, b.obs, action), lam, self.h, self.a.rho)
+        return augmented_penalty(
+            self.qc_bar(state.qc, b.obs, action), lam, self.h, self.a.lagrangian.rho
+        )

@@ -33,12 +33,12 @@ class SACFamily(OffPolicyAgent):
         super().__init__(cfg, spec)
         init = "xavier" if self.a.init == "reference" else "lecun"
         self.actor_net = GaussianActor(spec.act_dim, self.a.actor_hidden, init_scheme=init)
-        self.alpha_tx = optax.adam(self.a.alpha_lr)
+        self.alpha_tx = optax.adam(self.a.sac.alpha_lr)
         self.target_entropy = -float(spec.act_dim)
 
     def init_actor(self, key: jax.Array) -> tuple[Params, optax.OptState, Temperature]:
         params = self.actor_net.init(key, jnp.zeros((1, self.obs_dim)))["params"]
-        log_alpha = jnp.log(jnp.float32(self.a.alpha_init))
+        log_alpha = jnp.log(jnp.float32(self.a.sac.alpha_init))
         temperature = Temperature(log_alpha, self.alpha_tx.init(log_alpha))
         return params, self.actor_tx.init(params), temperature
 
@@ -53,7 +53,7 @@ class SACFamily(OffPolicyAgent):
 
     def log_det(self, u: jax.Array) -> jax.Array:
         """log |d squash / du| per action component (``log_prob``)."""
-        if self.a.log_prob == "reference":
+        if self.a.sac.log_prob == "reference":
             # The authors' form: 1e-6 inside the log, so it flattens at -13.8 once tanh
             # saturates and its gradient vanishes there.
             return jnp.log(self.act_scale * (1.0 - jnp.square(jnp.tanh(u))) + 1e-6)
@@ -96,12 +96,12 @@ class SACFamily(OffPolicyAgent):
         (l_actor, (logp, pen)), g = jax.value_and_grad(loss, has_aux=True)(state.actor)
         actor, actor_opt = adam_step(self.actor_tx, state.actor, g, state.actor_opt)
         temperature = state.temperature
-        if self.a.learn_alpha:
+        if self.a.sac.learn_alpha:
             assert temperature is not None
             entropy_gap = jax.lax.stop_gradient(logp + self.target_entropy).mean()
             # d/dlog_alpha of the temperature loss: reference alpha * (-logp - target_entropy)
             # gives -alpha * gap; the SAC paper's -log_alpha * (logp + target_entropy), -gap.
-            g_alpha = -entropy_gap * (alpha if self.a.alpha_loss == "alpha" else 1.0)
+            g_alpha = -entropy_gap * (alpha if self.a.sac.alpha_loss == "alpha" else 1.0)
             log_alpha, alpha_opt = adam_step(
                 self.alpha_tx, temperature.log_alpha, g_alpha, temperature.opt
             )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from algd.agents import algos
 from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
 from algd.presets import PRESETS
@@ -44,8 +45,9 @@ VELOCITY_BUDGET = {
     "PaperAntVelocity-v0": 200_000,
     "PaperHumanoidVelocity-v0": 500_000,
 }
-PAPER_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "hj", "ppo_lag")
-ALL_ALGOS = ("algd", "lgd", "sac_lag", "sac_auglag", "cal", "sac", "hj", "ppo_lag")
+# The algorithms the paper compares, and those with the unconstrained reference (SAC).
+PAPER_ALGOS = algos("paper")
+ALL_ALGOS = algos("paper", "reference")
 WARMUP = 5000
 # PPO-Lag learns from its own rollouts from the first step (the reference's on-policy script
 # has no warm-up); its runs keep the same total steps as the others.
@@ -85,7 +87,7 @@ def _paper_env(env: str, limit: float | None, length: int | None) -> dict[str, A
 SAFE_NAV, SAFE_NAV_STEPS = "SafetyPointGoal1-v0", 100_000
 SAFE_ENVS = ("PaperHalfCheetahVelocity-v0", SAFE_NAV)
 SAFE_PER_ENV: dict[str, dict[str, Any]] = {SAFE_NAV: {"total_steps": SAFE_NAV_STEPS}}
-SAFE_MARGIN = float(PRESETS["safe"]["agent.cost_margin"])
+SAFE_MARGIN = float(PRESETS["safe"]["agent.lagrangian.cost_margin"])
 
 GRID_PRESETS: dict[str, GridSpec] = {
     # The built-in task, every algorithm, two seeds: about 10 minutes on 2 cores before HJ and
@@ -123,9 +125,9 @@ GRID_PRESETS: dict[str, GridSpec] = {
                 "checkpoint_every": 4000,
                 "agent.gamma": 0.99,
                 "agent.gamma_c": 0.99,
-                "agent.critic_hidden": [128, 128],
+                "agent.critics.critic_hidden": [128, 128],
                 "agent.actor_hidden": [128, 128],
-                "agent.lambda_lr": 3e-3,
+                "agent.lagrangian.lambda_lr": 3e-3,
             }
         },
         per_algo=ON_POLICY,
@@ -134,8 +136,8 @@ GRID_PRESETS: dict[str, GridSpec] = {
             "ToyRing-v0:lgd": {"total_steps": 6000},
             "ToyRing-v0:hj": {"total_steps": 6000},
             # 0/1 costs: the reference threshold (1) never binds; RCRL's own threshold, 0.
-            "SafetyPointGoal1-v0:hj": {"agent.hj_threshold": 0.0},
-            "SafetyPointGoal1-v0:ppo_lag": {"agent.lambda_lr": 0.05},
+            "SafetyPointGoal1-v0:hj": {"agent.hj.threshold": 0.0},
+            "SafetyPointGoal1-v0:ppo_lag": {"agent.lagrangian.lambda_lr": 0.05},
         },
     ),
     # Evidence on real tasks within a 2-core CPU's day (docs/results.md): every algorithm, three
@@ -149,7 +151,7 @@ GRID_PRESETS: dict[str, GridSpec] = {
         ("PaperHalfCheetahVelocity-v0", "SafetyPointButton1-v0"),
         (0, 1, 2),
         base="cpu",
-        per_pair={"PaperHalfCheetahVelocity-v0:hj": {"agent.hj_threshold": 1.51989}},
+        per_pair={"PaperHalfCheetahVelocity-v0:hj": {"agent.hj.threshold": 1.51989}},
     ),
     # The safe preset's suite (docs/experiments.md, "The safe preset"): ALGD against the
     # baselines that share its multiplier machinery, and SAC unconstrained, on HalfCheetah and
@@ -163,7 +165,7 @@ GRID_PRESETS: dict[str, GridSpec] = {
         per_env=SAFE_PER_ENV,
         per_pair={
             "PaperHalfCheetahVelocity-v0:hj": {
-                "agent.hj_threshold": round(1.51989 * (1.0 - SAFE_MARGIN), 5)
+                "agent.hj.threshold": round(1.51989 * (1.0 - SAFE_MARGIN), 5)
             }
         },
     ),

@@ -254,7 +254,7 @@ def _measure_on_policy(
         "env": env,
         "rollout": cap,
         "grad_steps_per_rollout": agent.grad_steps(cap),
-        "minibatch": min(trainer.cfg.agent.ppo_minibatch, cap),
+        "minibatch": min(trainer.cfg.agent.ppo.minibatch, cap),
         **figures,
         "rollout_update_s": figures["update_call_s"],
     }

@@ -9,59 +9,50 @@ Ids, in the order they are resolved:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec, SafeEnv, StepResult
-from algd.envs.gym_cost import VELOCITY_TASKS, is_gym_id, make_info_cost, make_velocity
-from algd.envs.safety_gym import (
-    SafetyGymEnv,
-    is_navigation_id,
-    is_safety_gym_id,
-    list_safety_gym_ids,
-)
-from algd.envs.toy import ToyRing
+from algd.envs.registry import FAMILIES, EnvFamily, register_family
 from algd.errors import EnvError
 
 __all__ = [
+    "EnvFamily",
     "EnvSpec",
     "SafeEnv",
     "StepResult",
+    "env_family",
     "env_for",
     "env_kind",
     "layout_seed",
     "list_env_ids",
     "make_env",
+    "register_family",
 ]
 
 LAYOUT_STREAM = 11  # numpy stream of the fixed layout's seed
 
-BUILTIN: dict[str, Callable[[int | None, float | None], SafeEnv]] = {
-    "ToyRing-v0": ToyRing,
-}
 
-
-def env_kind(env_id: str) -> str:
-    """'builtin', 'velocity', 'safety_gym' or 'gym' (nothing is built). Raises EnvError for
-    ids that none of them knows."""
-    if env_id in BUILTIN:
-        return "builtin"
-    if env_id in VELOCITY_TASKS:
-        return "velocity"
-    if is_safety_gym_id(env_id):
-        if env_id not in list_safety_gym_ids():
-            raise EnvError(
-                f"unknown env id '{env_id}': no such Safety-Gymnasium task (see `algd list`)"
-            )
-        return "safety_gym"
-    if is_gym_id(env_id):
-        return "gym"
+def env_family(env_id: str) -> EnvFamily:
+    """The family that takes ``env_id`` (nothing is built). Raises EnvError for ids that no
+    family takes, or that name no task of the family that takes them."""
+    for family in FAMILIES:
+        if family.takes(env_id):
+            if not family.exists(env_id):
+                raise EnvError(
+                    f"unknown env id '{env_id}': no such {family.name} task (see `algd list`)"
+                )
+            return family
     raise EnvError(
         f"unknown env id '{env_id}': not a built-in, paper-velocity, Safety-Gymnasium or "
         "registered Gymnasium id (see `algd list`)"
     )
+
+
+def env_kind(env_id: str) -> str:
+    """The name of the family that takes ``env_id`` ('builtin', 'velocity', 'safety_gym',
+    'gym', or a registered one)."""
+    return env_family(env_id).name
 
 
 def make_env(
@@ -72,21 +63,15 @@ def make_env(
     render_size: tuple[int, int] | None = None,
 ) -> SafeEnv:
     """Build an environment. Raises EnvError for unknown ids and envs without a cost signal.
-    ``layout_seed`` (Safety-Gymnasium navigation tasks only): every reset uses this seed, so
-    every episode has the same layout. ``render_size`` (width, height): the simulator renders
-    frames off-screen (``env.render()``)."""
-    kind = env_kind(env_id)
-    if layout_seed is not None and not (kind == "safety_gym" and is_navigation_id(env_id)):
+    ``layout_seed`` (tasks with fixed layouts only, the navigation tasks): every reset uses
+    this seed, so every episode has the same layout. ``render_size`` (width, height): the
+    simulator renders frames off-screen (``env.render()``)."""
+    family = env_family(env_id)
+    if layout_seed is not None and not family.fixed_layouts(env_id):
         raise EnvError(
             f"a fixed layout applies to Safety-Gymnasium navigation tasks only; {env_id} is not one"
         )
-    if kind == "builtin":
-        return BUILTIN[env_id](episode_length, cost_limit)
-    if kind == "velocity":
-        return make_velocity(env_id, episode_length, cost_limit, render_size)
-    if kind == "safety_gym":
-        return SafetyGymEnv(env_id, episode_length, cost_limit, layout_seed, render_size)
-    return make_info_cost(env_id, episode_length, cost_limit, render_size)
+    return family.make(env_id, episode_length, cost_limit, layout_seed, render_size)
 
 
 def env_for(cfg: TrainConfig, render_size: tuple[int, int] | None = None) -> SafeEnv:
@@ -102,5 +87,5 @@ def layout_seed(cfg: TrainConfig) -> int | None:
 
 
 def list_env_ids() -> list[str]:
-    """Built-in, paper-velocity and Safety-Gymnasium ids (any Gymnasium id with a cost also works)."""
-    return [*BUILTIN, *VELOCITY_TASKS, *list_safety_gym_ids()]
+    """Every family's listed ids (any Gymnasium id with a cost also works)."""
+    return [env_id for family in FAMILIES for env_id in family.ids()]

@@ -312,17 +312,15 @@ class GroupLoop:
                 "lambda": float(self.state.mult.lam[i]),
             }
             row.update({k: v for k, v in sorted(m.last_metrics.items()) if k != "lambda"})
-            logs.metrics.write(row)
-            logs.timing.write(
+            logs.record("metrics", row)
+            logs.record(
+                "timing",
                 {
                     "step": lp.env_step,
                     "wall_s": time.time() - logs.t0,
                     "env_steps_per_s": sps,
                     "updates_per_s": ups,
-                }
-            )
-            logs.scalars(
-                lp.env_step, {**row, "perf/env_steps_per_s": sps, "perf/updates_per_s": ups}
+                },
             )
             means.append((row["train/return"], row["train/cost"], row["lambda"]))
         ret, cost, lam = (float(np.mean(v)) for v in zip(*means))
@@ -344,8 +342,7 @@ class GroupLoop:
                 cfg.agent.gamma_c,
             )
             lp.eval_index += 1
-            logs.eval.write({"step": lp.env_step, **result})
-            logs.scalars(lp.env_step, {f"eval/{k}": v for k, v in result.items()})
+            logs.record("eval", {"step": lp.env_step, **result})
             who = f"seed {m.seed} " if len(self.members) > 1 else ""
             self.console.message(
                 f"{who}eval @ {lp.env_step}: return {result['return_mean']:.2f} +- "

@@ -136,7 +136,8 @@ class Member:
         next."""
         lp = self.loop
         if self.logs is not None:
-            self.logs.episodes.write(
+            self.logs.record(
+                "episodes",
                 {
                     "step": lp.env_step,
                     "episode": lp.episode,
@@ -144,7 +145,7 @@ class Member:
                     "cost": lp.ep_cost,
                     "discounted_cost": lp.ep_disc_cost,
                     "length": lp.ep_len,
-                }
+                },
             )
         lp.recent.append((lp.ep_return, lp.ep_cost))
         lp.recent_limit_cost.append(lp.ep_disc_cost if discounted else lp.ep_cost)

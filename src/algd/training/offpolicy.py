@@ -80,11 +80,11 @@ class OffPolicyLoop(GroupLoop):
         episodes minus the limit the agent trains for (the env's less cost_margin; 0 before an
         episode has ended); None otherwise."""
         a = self.cfg.agent
-        if a.violation != "episodes":
+        if a.lagrangian.violation != "episodes":
             return None
         out, limit = [], self.agent.limit
         for m in self.members:
-            last = list(m.loop.recent_limit_cost)[-a.violation_episodes :]
+            last = list(m.loop.recent_limit_cost)[-a.lagrangian.violation_episodes :]
             out.append(float(np.mean(last)) - limit if last else 0.0)
         return np.asarray(out, np.float32)
 

@@ -60,7 +60,7 @@ class OnPolicyLoop(GroupLoop):
         """Whether environment step t (0-based) closes the rollout: it is full, or (with
         ``ppo_epoch_flush``) step t is the last of an epoch of one episode length."""
         a = self.cfg.agent
-        epoch_end = a.ppo_epoch_flush and (t + 1) % self.spec.max_episode_steps == 0
+        epoch_end = a.ppo.epoch_flush and (t + 1) % self.spec.max_episode_steps == 0
         return self.buffers.full or epoch_end
 
     def update_rollouts(self, t: int) -> int:

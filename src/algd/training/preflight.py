@@ -58,8 +58,8 @@ def memory_estimate(cfg: TrainConfig, spec: EnvSpec, seeds: int = 1) -> dict[str
         buffer = rollout_nbytes(rollout_capacity(cfg, spec), spec.obs_dim, spec.act_dim)
     else:
         buffer = nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
-    members = 2 + cfg.agent.cost_ensemble
-    activations = cfg.batch_size * max(cfg.agent.critic_hidden) * members * 4
+    members = 2 + cfg.agent.critics.cost_ensemble
+    activations = cfg.batch_size * max(cfg.agent.critics.critic_hidden) * members * 4
     return {"state": seeds * state, "buffer": seeds * buffer, "activations": seeds * activations}
 
 
