@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,9 +116,10 @@ def test_deterministic_ve_chain_ignores_noise() -> None:
     np.testing.assert_array_equal(a1, a2)
 
 
-def _fields(x: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two arbitrary, distinguishable fields of a network input: (eps head, guidance head)."""
-    return 0.7 * x + 0.1 * (t + 1), np.sin(2.0 * x) + 0.05 * t
+def _fields(x: Any, t: Any, xp: Any = np) -> tuple[Any, Any]:
+    """Two arbitrary, distinguishable fields of a network input: (eps head, guidance head), in
+    numpy (float64) or, with ``xp=jnp``, traced inside the chain."""
+    return 0.7 * x + 0.1 * (t + 1), xp.sin(2.0 * x) + 0.05 * t
 
 
 @pytest.mark.parametrize("kind", ["ve", "ddpm"])
@@ -135,7 +138,7 @@ def test_chain_follows_the_schedule_formulas_at_known_weights(kind: str) -> None
     z = rng.normal(size=(k, 64, 2))
 
     def model(inp, t):
-        eps, phi = (jnp.asarray(f) for f in _fields(inp, t))
+        eps, phi = _fields(inp, t, jnp)
         return phi if kind == "ve" else jnp.concatenate([eps, phi], -1)
 
     sched = ve_schedule(k, 0.01, 1.0) if kind == "ve" else ddpm_schedule(k, 1e-4, 0.02)

@@ -86,3 +86,16 @@ def test_imports_have_no_cycle() -> None:
 def test_the_cycle_check_finds_a_cycle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_readmes_layout_names_every_module() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```")[1]
+    missing = []
+    for path in sorted((SRC / "algd").rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        where = path.parent.name + "/" if path.parent.name != "algd" else ""
+        if path.name not in block or (where and where not in block):
+            missing.append(str(path.relative_to(SRC)))
+    assert missing == []
