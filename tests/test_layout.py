@@ -99,3 +99,12 @@ def test_the_readmes_layout_names_every_module() -> None:
         if path.name not in block or (where and where not in block):
             missing.append(str(path.relative_to(SRC)))
     assert missing == []
+
+
+def test_no_private_name_is_imported_from_another_module() -> None:
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("algd"):
+                found += [f"{name}: {node.module}.{a.name}" for a in node.names if a.name[0] == "_"]
+    assert found == []

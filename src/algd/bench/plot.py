@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from algd.bench.report import _read_csv
+from algd.bench.report import read_csv
 from algd.errors import AlgdError, RunDirError
 
 FILES = ("plot.png", "plot.svg")
@@ -39,7 +39,7 @@ def load(run: Path) -> dict[str, Any]:
     cfg = load_run_config(run)
     limit, kind = _limit(run, cfg)
     try:
-        logs = {name: _read_csv(run / f"{name}.csv") for name in ("eval", "metrics")}
+        logs = {name: read_csv(run / f"{name}.csv") for name in ("eval", "metrics")}
     except (OSError, ValueError, KeyError, UnicodeDecodeError):
         raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
     return {"dir": run, "algo": cfg.algo, "seed": cfg.seed, "limit": limit, "kind": kind, **logs}

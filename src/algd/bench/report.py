@@ -27,7 +27,7 @@ import numpy as np
 from algd.errors import AlgdError, RunDirError
 
 
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
+def read_csv(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     with open(path, newline="") as f:
@@ -52,7 +52,7 @@ def find_failures(root: Path) -> list[dict[str, Any]]:
     for path in sorted(root.rglob("failure.json")):
         if (path.parent / "summary.json").exists():
             continue
-        record = _read_json(path, ("env", "algo", "seed", "error"))
+        record = read_json(path, ("env", "algo", "seed", "error"))
         keys = ("env", "algo", "seed", "env_steps", "error")
         out.append({k: record.get(k) for k in keys})
     return out
@@ -71,7 +71,7 @@ def _ci95(values: list[float]) -> tuple[float, float]:
 SUMMARY_KEYS = ("algo", "env", "seed", "cost_limit", "cost_limit_kind", "wall_s")
 
 
-def _read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+def read_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     """A JSON object holding ``keys``; anything else is one clear RunDirError."""
     try:
         data = json.loads(path.read_bytes().decode())
@@ -94,10 +94,10 @@ def variant(run: Path, algo: str) -> str:
 
 
 def load_run(run: Path) -> dict[str, Any]:
-    summary = _read_json(run / "summary.json", SUMMARY_KEYS)
-    config = _read_json(run / "config.json", ("total_steps",))
+    summary = read_json(run / "summary.json", SUMMARY_KEYS)
+    config = read_json(run / "config.json", ("total_steps",))
     try:
-        logs = {name: _read_csv(run / f"{name}.csv") for name in ("eval", "episodes", "metrics")}
+        logs = {name: read_csv(run / f"{name}.csv") for name in ("eval", "episodes", "metrics")}
     except (OSError, ValueError, KeyError, UnicodeDecodeError):
         raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
     return {
