@@ -20,16 +20,13 @@ skipped.
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.typing import ArrayLike
 
-from algd.agents.base import Agent, Metrics, Params, adam_step
+from algd.agents.base import Metrics, Params, adam_step
+from algd.agents.onpolicy import OnPolicyAgent
 from algd.buffer import Rollout
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
@@ -112,7 +109,7 @@ def clip_grads(grads: Params, max_norm: float) -> tuple[Params, jax.Array]:
     return jax.tree_util.tree_map(lambda g: g * coef, grads), norm
 
 
-class PPOLag(Agent):
+class PPOLag(OnPolicyAgent):
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
         super().__init__(cfg, spec)
         a = self.a
@@ -180,14 +177,6 @@ class PPOLag(Agent):
         return self.h if self.a.ppo.budget == "reference" else self.limit
 
     # --- the update -----------------------------------------------------------------------------
-    def update_group(
-        self, state: PPOState, rollouts: Rollout, n: ArrayLike, k_update: ArrayLike, t: ArrayLike
-    ) -> tuple[PPOState, Metrics]:
-        """Every seed's update on its own rollout (leading seed axis S; ``n`` real rows each) in
-        one compiled call, vmapped over the seeds: seed i draws its minibatch order from
-        fold_in(k_update[i], t). Donates ``state``."""
-        return _compiled_update_group(self, state, rollouts, n, k_update, t)
-
     def update_rollout(
         self, state: PPOState, r: Rollout, n: jax.Array, key: jax.Array
     ) -> tuple[PPOState, Metrics]:
@@ -339,21 +328,6 @@ METRICS = (
     "ppo/approx_kl",
     "entropy",
 )
-
-
-@partial(jax.jit, static_argnums=0, donate_argnums=1)
-def _compiled_update_group(
-    agent: PPOLag,
-    state: PPOState,
-    rollouts: Rollout,
-    n: jax.Array,
-    k_update: jax.Array,
-    t: jax.Array,
-) -> tuple[PPOState, Metrics]:
-    def one(s: PPOState, r: Rollout, k: jax.Array) -> Any:
-        return agent.update_rollout(s, r, n, jax.random.fold_in(k, t))
-
-    return jax.vmap(one)(state, jax.tree_util.tree_map(jnp.asarray, rollouts), k_update)
 
 
 def rollout_capacity(cfg: TrainConfig, spec: EnvSpec) -> int:

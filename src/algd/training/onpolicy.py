@@ -3,7 +3,7 @@
 Per environment step: act with the current policy, step every seed's env, append the
 transition to the rollout. When the rollout is full (``ppo_rollout`` steps) or, with
 ``ppo_epoch_flush`` (the reference), at the end of every epoch of one episode length, the
-group's update runs as one compiled call (:meth:`algd.agents.ppo_lag.PPOLag.update_group`) and
+group's update runs as one compiled call (:meth:`algd.agents.onpolicy.OnPolicyAgent.update_group`) and
 the rollout starts again empty. Steps before ``warmup_steps`` are not learned from. A
 checkpoint holds the unfinished rollout, so a resumed run continues exactly.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from algd.agents.ppo_lag import PPOLag
+from algd.agents.onpolicy import OnPolicyAgent
 from algd.buffer import Rollout, RolloutBuffers
 from algd.training.loop import GroupLoop
 from algd.training.member import Transition
@@ -22,7 +22,7 @@ from algd.training.member import Transition
 class OnPolicyLoop(GroupLoop):
     """A group of seeds of an on-policy algorithm (see :class:`GroupLoop`)."""
 
-    agent: PPOLag
+    agent: OnPolicyAgent
 
     def make_buffers(self, seeds: int) -> RolloutBuffers:
         """The group's rollouts (host memory; an update sends them to the device once)."""

@@ -10,8 +10,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from algd.agents import build_agent, is_on_policy
-from algd.agents.ppo_lag import rollout_capacity
+from algd.agents import build_agent
+from algd.agents.onpolicy import OnPolicyAgent
 from algd.buffer import nbytes_for, rollout_nbytes
 from algd.config import TrainConfig
 from algd.envs import EnvSpec, env_for
@@ -54,8 +54,8 @@ def memory_estimate(cfg: TrainConfig, spec: EnvSpec, seeds: int = 1) -> dict[str
     agent = build_agent(cfg, spec)
     shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     state = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree_util.tree_leaves(shapes))
-    if is_on_policy(cfg.algo):
-        buffer = rollout_nbytes(rollout_capacity(cfg, spec), spec.obs_dim, spec.act_dim)
+    if isinstance(agent, OnPolicyAgent):
+        buffer = rollout_nbytes(agent.capacity, spec.obs_dim, spec.act_dim)
     else:
         buffer = nbytes_for(cfg.buffer_size, spec.obs_dim, spec.act_dim)
     members = 2 + cfg.agent.critics.cost_ensemble
