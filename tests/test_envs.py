@@ -141,7 +141,7 @@ def test_toy_unconstrained_optimum_violates_limit() -> None:
 def test_unknown_env_id() -> None:
     with pytest.raises(EnvError, match="unknown env id 'NoSuchEnv-v0'"):
         make_env("NoSuchEnv-v0")
-    with pytest.raises(EnvError, match="SafetyPointButton9-v0"):
+    with pytest.raises(EnvError, match="'SafetyPointButton9-v0': no such Safety-Gymnasium task"):
         make_env("SafetyPointButton9-v0")
 
 

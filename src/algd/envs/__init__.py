@@ -40,7 +40,8 @@ def env_family(env_id: str) -> EnvFamily:
         if family.takes(env_id):
             if not family.exists(env_id):
                 raise EnvError(
-                    f"unknown env id '{env_id}': no such {family.name} task (see `algd list`)"
+                    f"unknown env id '{env_id}': no such {family.title or family.name} task "
+                    "(see `algd list`)"
                 )
             return family
     raise EnvError(

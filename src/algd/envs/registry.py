@@ -45,6 +45,8 @@ class EnvFamily:
     protocol: Callable[[str], dict[str, Any]] = field(default=_nothing)
     """The settings the paper's protocol adds for the task (the reference, cpu and safe
     presets), as config fields."""
+    title: str | None = None
+    """How messages name the family (default: its name)."""
 
 
 # The paper's navigation protocol (the authors' Safety-Gym runs): 400-step episodes, limit 10
@@ -74,6 +76,7 @@ FAMILIES: list[EnvFamily] = [
         make=SafetyGymEnv,
         ids=list_safety_gym_ids,
         exists=lambda env_id: env_id in list_safety_gym_ids(),
+        title="Safety-Gymnasium",
         fixed_layouts=is_navigation_id,
         protocol=lambda env_id: dict(NAVIGATION_PROTOCOL) if is_navigation_id(env_id) else {},
     ),
