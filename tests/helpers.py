@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -68,3 +69,15 @@ class Capture(NamedTuple):
     @property
     def grad(self) -> Any:
         return self.grads[-1]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file under root with its mtime and content hash."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(root))] = (
+                p.stat().st_mtime_ns,
+                hashlib.sha256(p.read_bytes()).hexdigest(),
+            )
+    return out

@@ -80,6 +80,9 @@ def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "--agent.diffusion", "sde"], "invalid choice 'sde'"),
         (["eval", "does/not/exist"], "is not a run directory"),
         (["train", "--resume", "does/not/exist"], "is not a run directory"),
+        (["train", "--total-steps"], "--total-steps is missing its value"),
+        (["train", "--algo"], "--algo is missing its value"),
+        (["train", "--quiet=true"], "--quiet takes no value"),
     ],
 )
 def test_user_errors_are_one_line(
@@ -95,6 +98,16 @@ def test_user_errors_are_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("algd: error:") and message in err
     assert not run_dir.exists()
+
+
+def test_bare_algd_prints_its_usage_and_names_what_is_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: algd") and err.count("\n") == 1
+    assert err.startswith("algd: error: give a command: train, eval")
+    assert main(["--help"]) == 0 and capsys.readouterr().err == ""
 
 
 def test_train_eval_and_refusals_through_the_real_cli(
@@ -130,7 +143,7 @@ def test_train_eval_and_refusals_through_the_real_cli(
 def test_config_file_sits_between_the_preset_and_the_flags(tmp_path: Path) -> None:
     """Defaults: the algorithm's, then --preset, then --config FILE, then the flags; a file's
     run_dir and overwrite are not taken."""
-    from algd.cli import parse_train
+    from algd.parsing import parse_train
 
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text(
@@ -190,7 +203,7 @@ def test_train_help_shows_the_chosen_algorithms_defaults(
 def test_train_offers_every_named_preset() -> None:
     import typing
 
-    from algd.cli import Train
+    from algd.commands import Train
     from algd.presets import PRESETS
 
     literal, none = typing.get_args(typing.get_type_hints(Train)["preset"])

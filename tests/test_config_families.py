@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from algd.agents import REGISTRY
-from algd.cli import main, parse_train
+from algd.cli import main
 from algd.config import FAMILIES, AgentConfig, TrainConfig, apply_overrides, from_dict, to_dict
 from algd.config.fields import Int, Num, Widths
 from algd.config.io import FLAT_NAMES, run_config_from_dict
+from algd.parsing import parse_train
 
 
 def _numeric_fields(cls: type) -> list[tuple[str, object, tuple[object, ...]]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from algd.config import to_json
 from algd.presets import PRESETS, preset
 from algd.training import train
 from helpers import quick
+from test_reliability import _spawn, _wait_for_rows
 
 SHORT = quick(400, every=200)
 SPEC = GridSpec(("sac_lag",), ("ToyRing-v0",), (0, 1), base="toy", overrides=SHORT)
@@ -227,3 +230,58 @@ def test_safe_preset_extends_cpu_with_each_algorithms_changes() -> None:
     )
     nav = preset("safe", algo="sac_lag", env="SafetyPointGoal1-v0")
     assert (nav.episode_length, nav.cost_limit, nav.layout) == (400, 10.0, "fixed")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _gone(pid: int, timeout: float = 20) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # ended, waiting for its new parent to collect it
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_stops_the_grid_and_every_worker(tmp_path: Path, capsys) -> None:
+    """SIGTERM to `algd bench`: the running group checkpoints and reports "stopped", the group
+    not started yet is reported and not started, the command exits 143 and leaves no process
+    behind; the same command then finishes both."""
+    out = tmp_path / "grid"
+    settings = quick(1000, every=200)
+    spec = GridSpec(("sac_lag", "sac"), ("ToyRing-v0",), (0,), base="toy", overrides=settings)
+    (_, first), (_, second) = expand(spec, out)
+    argv = ["bench", "--out", str(out), "--base", "toy", "--algos", "sac_lag,sac"]
+    argv += ["--envs", "ToyRing-v0", "--seeds", "0", "--workers", "1"]
+    argv += [f"--set={k}={v}" for k, v in settings.items()]
+    proc = _spawn(argv)
+    _wait_for_rows(first / "metrics.csv", 3, proc, timeout=240)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped  ToyRing-v0 sac_lag seed 0 at step" in err
+    assert "not started ToyRing-v0 sac seed 0" in err and "Traceback" not in err
+    assert all(_gone(pid) for pid in workers)
+    assert not second.exists()
+    assert main(argv) == 0
+    records = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert records == {"out": str(out), "runs": 2, "resumed": 1, "trained": 1}
+    for run in (first, second):
+        assert json.loads((run / "summary.json").read_text())["env_steps"] == 1000

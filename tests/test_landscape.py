@@ -64,5 +64,5 @@ def test_landscape_figure_and_diagnostics(tmp_path: Path, capsys) -> None:
     # A second call must not replace the figure silently.
     before = (out / "landscape.png").stat().st_mtime_ns
     assert main(argv) == 2
-    assert "exists and is not empty" in capsys.readouterr().err
+    assert "landscape.png already exists (pass --overwrite" in capsys.readouterr().err
     assert (out / "landscape.png").stat().st_mtime_ns == before

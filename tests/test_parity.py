@@ -253,17 +253,23 @@ def run_updates(variant: str, **agent: Any) -> tuple[Any, list[Any]]:
     return state, out
 
 
+# The tests of the three updates share one worker, so each variant's updates compile and run
+# once.
+ON_ONE_WORKER = pytest.mark.xdist_group("parity_updates")
+
+
 @pytest.fixture(scope="module", params=["ve", "ddpm", "ve_nav"])
 def updates(request: pytest.FixtureRequest) -> tuple[str, Any]:
     return request.param, run_updates(request.param)[1]
 
 
-def test_budget(updates: tuple[str, Any]) -> None:
-    variant, _ = updates
+@pytest.mark.parametrize("variant", ["ve", "ddpm", "ve_nav"])
+def test_budget(variant: str) -> None:
     ag, _ = make(variant)
     assert ag.h == pytest.approx(float(fx(variant, "h")), rel=1e-6)
 
 
+@ON_ONE_WORKER
 def test_updates_losses_and_gradients(updates: tuple[str, Any]) -> None:
     """critics -> actor -> multiplier -> targets, as the authors' update_parameters(..., i)
     for i = 0, 1, 2: regression targets' losses, score loss, every parameter gradient."""
@@ -280,6 +286,7 @@ def test_updates_losses_and_gradients(updates: tuple[str, Any]) -> None:
             assert_trees_close(grad, to_algd(variant, p + "grad", net), **GRADS)
 
 
+@ON_ONE_WORKER
 def test_updates_multiplier(updates: tuple[str, Any]) -> None:
     """The multiplier's gradient (d/d log lambda of mean(lambda (h - Qc_bar(s, a_replay))))
     and its value after each Adam step: a wrong violation magnitude, k, or the policy's actions
@@ -296,6 +303,7 @@ def test_updates_multiplier(updates: tuple[str, Any]) -> None:
         assert float(state.mult.log_lam) == pytest.approx(want, abs=1e-6)
 
 
+@ON_ONE_WORKER
 def test_updates_parameters_and_targets(updates: tuple[str, Any]) -> None:
     """Every parameter after each update; the targets move by tau x (online - target) at block
     indices 0 and 2 and stay put at 1."""

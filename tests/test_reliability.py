@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,23 +24,11 @@ from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
 from algd.rundir import create
 from algd.training import train
 from algd.training.offpolicy import OffPolicyLoop
-from helpers import ROOT, quick, toy
+from helpers import ROOT, quick, snapshot, toy
 
 faulty_envs.register()
 
 TINY = quick(600)
-
-
-def snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every file under root with its mtime and content hash."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            out[str(p.relative_to(root))] = (
-                p.stat().st_mtime_ns,
-                hashlib.sha256(p.read_bytes()).hexdigest(),
-            )
-    return out
 
 
 # --- bad input corpus -----------------------------------------------------------------------
@@ -140,6 +128,44 @@ def test_bad_train_input(args: list[str], message: str, tmp_path: Path, capsys) 
     assert snapshot(tmp_path) == before
 
 
+# Mistakes in the other subcommands' flags and in the files and modules a flag names, caught
+# before anything runs ({tmp} is the test's folder, which holds the files named).
+COMMAND_CASES = [
+    (["train", "--config", "{tmp}/binary.yaml"], "--config {tmp}/binary.yaml: not a UTF-8 text"),
+    (["train", "--config", "{tmp}/utf16.yaml"], "not a UTF-8 text file"),
+    (["train", "--config", "{tmp}/checkpoint.npz"], "a checkpoint or a policy file is not one"),
+    (["train", "--env", "broken_syntax_env:Env"], "'broken_syntax_env' has a syntax error"),
+    (["train", "--env", "raising_env:Env"], "module 'raising_env' raised RuntimeError: boom"),
+    (["bench-speed", "--seconds", "nan"], "--seconds must be a finite number (got nan)"),
+    (["bench-speed", "--seconds", "inf"], "--seconds must be a finite number (got inf)"),
+    (["bench-speed", "--seconds", "0"], "--seconds must be > 0"),
+    (["bench-memory", "--memory-gib", "nan"], "--memory-gib must be a finite number"),
+    (["bench-memory", "--memory-gib", "inf"], "--memory-gib must be a finite number"),
+    (["bench-memory", "--interval", "nan"], "--interval must be a finite number"),
+    (["landscape", "{tmp}", "--lam", "nan"], "--lam must be a finite number (got nan)"),
+    (["landscape", "{tmp}", "--lam", "inf"], "--lam must be a finite number (got inf)"),
+    (["landscape", "{tmp}", "--lam", "-1"], "--lam is a multiplier, >= 0"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), COMMAND_CASES)
+def test_bad_command_input(
+    argv: list[str], message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    (tmp_path / "utf16.yaml").write_text("algo: sac_lag\n", encoding="utf-16")
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04" + bytes(range(128, 256)))
+    (tmp_path / "broken_syntax_env.py").write_text("import nope(\n")
+    (tmp_path / "raising_env.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = snapshot(tmp_path)
+    args = [a.format(tmp=tmp_path) for a in argv]
+    if args[0] == "train":
+        args += ["--preset", "toy", "--run-dir", str(tmp_path / "run")]
+    _expect_one_line_error(args, message.format(tmp=tmp_path), capsys)
+    assert snapshot(tmp_path) == before
+
+
 def test_empty_run_dir_rejected(tmp_path: Path, capsys) -> None:
     _expect_one_line_error(
         ["train", "--run-dir", ""], "'run_dir': must be a non-empty path", capsys
@@ -166,9 +192,52 @@ def _corrupt(kind: str, run: Path, other: Path) -> None:
         cfg = json.loads((run / "config.json").read_text())
         cfg["agent"]["rho"] = -3.0
         (run / "config.json").write_text(json.dumps(cfg))
+    elif kind in LOG_DAMAGE:
+        LOG_DAMAGE[kind](run)
+
+
+def _replace_by_folder(path: Path) -> None:
+    path.unlink()
+    path.mkdir()
+    (path / "kept.txt").write_text("a file of the user's")
+
+
+def _replace_by_file(path: Path) -> None:
+    shutil.rmtree(path)
+    path.write_text("not a folder")
+
+
+# Damaged logs and summaries of a finished run: a resume to a larger budget must refuse before
+# it changes anything (it would rewrite config.json and the CSVs and delete summary.json).
+LOG_DAMAGE = {
+    "eval_binary": lambda run: (run / "eval.csv").write_bytes(bytes(range(256)) * 4),
+    "metrics_step": lambda run: (run / "metrics.csv").write_text(
+        (run / "metrics.csv").read_text() + "abc,1,2\n"
+    ),
+    "metrics_huge_field": lambda run: (run / "metrics.csv").write_text(
+        (run / "metrics.csv").read_text() + '1,"' + "x" * 200_000 + '"\n'
+    ),
+    "eval_folder": lambda run: _replace_by_folder(run / "eval.csv"),
+    "tb_file": lambda run: _replace_by_file(run / "tb"),
+    # A committed result: its summary says what the run did, and there is no checkpoint.
+    "summary_binary": lambda run: _committed(run, bytes(range(256))),
+    "summary_list": lambda run: _committed(run, b"[1, 2]"),
+}
+
+
+def _committed(run: Path, summary: bytes) -> None:
+    (run / "checkpoint.npz").unlink()
+    (run / "summary.json").write_bytes(summary)
 
 
 RUN_CASES = [
+    ("resume", "eval_binary", [], "eval.csv is damaged ('utf-8' codec"),
+    ("resume", "metrics_step", [], "metrics.csv is damaged (a row's step is 'abc')"),
+    ("resume", "metrics_huge_field", [], "metrics.csv is damaged (field larger than"),
+    ("resume", "eval_folder", [], "eval.csv is a folder, not a CSV log"),
+    ("resume", "tb_file", [], "tb is a file; a run's tb/ is the folder"),
+    ("resume", "summary_binary", [], "summary.json is damaged"),
+    ("resume", "summary_list", [], "summary.json is damaged (not a JSON object)"),
     ("eval", "truncated", [], "is truncated or corrupt"),
     ("eval", "garbage", [], "is truncated or corrupt"),
     ("eval", "missing", [], "does not exist"),
@@ -204,6 +273,59 @@ def test_bad_run_input(
         argv = ["train", "--preset", "toy", "--algo", "sac_lag", "--run-dir", str(run)]
     _expect_one_line_error(argv, message, capsys)
     assert snapshot(tmp_path) == before
+
+
+def _rewrite(path: Path, edit: Any) -> None:
+    path.write_text(edit(path.read_text()))
+
+
+def _drop_last_column(text: str) -> str:
+    return "\n".join(",".join(line.split(",")[:-1]) for line in text.splitlines()) + "\n"
+
+
+# What `algd report` and `algd plot` read of a finished run, damaged.
+READ_DAMAGE = {
+    "summary_binary": (
+        lambda run: (run / "summary.json").write_bytes(b"\xff\xfe\x00"),
+        "summary.json is not a readable JSON file",
+    ),
+    "summary_incomplete": (
+        lambda run: (run / "summary.json").write_text('{"finished": true}'),
+        "summary.json is not an algd run file (no '",
+    ),
+    "eval_extra_field": (
+        lambda run: _rewrite(run / "eval.csv", lambda t: t.rstrip("\n") + ",5,6\n"),
+        "eval.csv is damaged (a row has more fields than the header)",
+    ),
+    "eval_missing_column": (
+        lambda run: _rewrite(run / "eval.csv", _drop_last_column),
+        "eval.csv is damaged (no column 'cost_vs_limit')",
+    ),
+    "eval_huge_field": (
+        lambda run: _rewrite(run / "eval.csv", lambda t: t + '1,"' + "x" * 200_000 + '"\n'),
+        "eval.csv is damaged (field larger than field limit",
+    ),
+    "metrics_not_a_number": (
+        lambda run: _rewrite(run / "metrics.csv", lambda t: t + "abc\n"),
+        "metrics.csv is damaged (could not convert string to float",
+    ),
+}
+
+
+@pytest.mark.xdist_group("finished_runs")
+@pytest.mark.parametrize("command", ["report", "plot"])
+@pytest.mark.parametrize("damage", list(READ_DAMAGE))
+def test_damaged_runs_in_report_and_plot(
+    damage: str, command: str, finished, tmp_path: Path, capsys
+) -> None:
+    run = tmp_path / "results" / "run"
+    shutil.copytree(finished["a"], run)
+    corrupt, message = READ_DAMAGE[damage]
+    corrupt(run)
+    before = snapshot(tmp_path)
+    target = run.parent if command == "report" else run
+    _expect_one_line_error([command, str(target), "--out", str(tmp_path / "out")], message, capsys)
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
 
 
 def test_missing_run_dirs(tmp_path: Path, capsys) -> None:

@@ -63,7 +63,7 @@ def test_report_table_and_plots(tmp_path: Path, capsys) -> None:
         assert rows[algo]["last_quarter_under_share"] == pytest.approx(late / total)
     assert f"| ToyRing-v0 | sac | {rows['sac']['final_under_limit_seeds']} of 1 |" in out
     assert main(["report", str(grid)]) == 2  # refuses to overwrite
-    assert "exists and is not empty" in capsys.readouterr().err
+    assert "report.md already exists (pass --overwrite" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing")]) == 2
 
 

@@ -66,7 +66,8 @@ def test_bench_speed_refuses_a_bad_set(item: str, message: str, capsys) -> None:
 
 
 def test_bench_speed_set_is_repeatable() -> None:
-    from algd.cli import BenchSpeed, parse
+    from algd.commands import BenchSpeed
+    from algd.parsing import parse
 
     ns = parse(BenchSpeed, "bench-speed", ["--set", "agent.rho=2", "--set", "agent.beta=3"])
     assert ns.set == ("agent.rho=2", "agent.beta=3")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,9 +40,38 @@ def files(run_dir: Path) -> dict[str, str]:
     return {n: (run_dir / n).read_text() for n in ("metrics.csv", "episodes.csv", "eval.csv")}
 
 
-def test_run_directory_contents(tmp_path: Path) -> None:
-    summary = train(toy("sac_lag", tmp_path / "run", **SHORT), console=False)
-    run = tmp_path / "run"
+# Toy runs at SHORT settings that several tests start from: (algorithm, steps).
+RUNS = {"sac_lag": ("sac_lag", 1000), "sac_lag_500": ("sac_lag", 500), "algd_400": ("algd", 400)}
+# The tests that start from them share one worker, so each run is trained once.
+SHARED = pytest.mark.xdist_group("train_runs")
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``shared_run(name)``: the run RUNS[name], trained on its first use. Tests read it, or
+    copy it (``copy_of``) before they change it."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            algo, steps = RUNS[name]
+            run = tmp_path_factory.mktemp(name) / "run"
+            train(toy(algo, run, **{**SHORT, "total_steps": steps}), console=False)
+            made[name] = run
+        return made[name]
+
+    return get
+
+
+def copy_of(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+@SHARED
+def test_run_directory_contents(shared_run: Callable[[str], Path]) -> None:
+    run = shared_run("sac_lag")
+    summary = json.loads((run / "summary.json").read_text())
     for name in (
         "config.json",
         "metrics.csv",
@@ -64,14 +95,15 @@ def test_run_directory_contents(tmp_path: Path) -> None:
     assert summary["final_eval"]["cost_mean"] >= 0
 
 
-def test_checkpoint_round_trip_gives_identical_actions(tmp_path: Path) -> None:
-    train(toy("algd", tmp_path / "run", **SHORT), console=False)
-    cfg = load_run_config(tmp_path / "run")
+@SHARED
+def test_checkpoint_round_trip_gives_identical_actions(shared_run: Callable[[str], Path]) -> None:
+    run = shared_run("algd_400")
+    cfg = load_run_config(run)
     from algd.envs import make_env
 
     env = make_env(cfg.env)
     agent = build_agent(cfg, env.spec)
-    meta, arrays = read_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    meta, arrays = read_checkpoint(run / "checkpoint.npz")
     state = unflatten_state(agent.init(jax.random.PRNGKey(99)), split_arrays(arrays, "agent"), "x")
     fresh = build_agent(cfg, env.spec)
     state2 = unflatten_state(fresh.init(jax.random.PRNGKey(7)), split_arrays(arrays, "agent"), "x")
@@ -79,26 +111,26 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path: Path) -> None:
     a1 = agent.act(state, obs, None, deterministic=True)
     a2 = fresh.act(state2, obs, None, deterministic=True)
     np.testing.assert_array_equal(a1, a2)
-    assert meta["loop"]["env_step"] == 1000
+    assert meta["loop"]["env_step"] == 400
     untrained = fresh.act(fresh.init(jax.random.PRNGKey(7)), obs, None, deterministic=True)
     assert not np.array_equal(a1, untrained)
 
 
-def test_resume_is_exact(tmp_path: Path) -> None:
+@SHARED
+def test_resume_is_exact(shared_run: Callable[[str], Path], tmp_path: Path) -> None:
     """A run stopped at step 500 and resumed ends with exactly the metrics of an uninterrupted
     run: every key and numpy generator derives from the seed and step, all state is saved."""
-    straight = tmp_path / "straight"
-    train(toy("sac_lag", straight, **SHORT), console=False)
-    parted = tmp_path / "parted"
-    train(toy("sac_lag", parted, **{**SHORT, "total_steps": 500}), console=False)
+    parted = copy_of(shared_run("sac_lag_500"), tmp_path / "parted")
     resume(parted, total_steps=1000, console=False)
-    assert files(parted) == files(straight)
+    assert files(parted) == files(shared_run("sac_lag"))
 
 
-def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(tmp_path: Path) -> None:
+@SHARED
+def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(
+    shared_run: Callable[[str], Path], tmp_path: Path
+) -> None:
     """Committed results keep a run's small files only: a re-run skips it and leaves them be."""
-    run = tmp_path / "run"
-    train(toy("sac_lag", run, **{**SHORT, "total_steps": 500}), console=False)
+    run = copy_of(shared_run("sac_lag_500"), tmp_path / "run")
     for ckpt in run.glob("checkpoint*"):
         ckpt.unlink()
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
@@ -111,11 +143,14 @@ def test_finished_run_without_its_checkpoint_is_skipped_not_retrained(tmp_path: 
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_a_part_that_diverges_leaves_the_other_runs_be(tmp_path: Path, monkeypatch) -> None:
+@SHARED
+def test_a_part_that_diverges_leaves_the_other_runs_be(
+    shared_run: Callable[[str], Path], tmp_path: Path, monkeypatch
+) -> None:
     """run_members (a grid's group, a group's resume): a finished seed stays skipped and keeps
     its files when the part still to train diverges."""
-    done, fresh = tmp_path / "s0", tmp_path / "s1"
-    train(toy("sac_lag", done, **{**SHORT, "total_steps": 500}), console=False)
+    done = copy_of(shared_run("sac_lag_500"), tmp_path / "s0")
+    fresh = tmp_path / "s1"
     create(toy("sac_lag", fresh, seed=1, **{**SHORT, "total_steps": 500})).release()
     before = (done / "summary.json").read_text()
     original = OffPolicyLoop.step
@@ -148,9 +183,11 @@ class StopAfter(StopFlag):
         pass
 
 
-def test_a_stopped_member_is_reported_as_stopped(tmp_path: Path, capsys) -> None:
-    run = tmp_path / "run"
-    train(toy("sac_lag", run, **{**SHORT, "total_steps": 500}), console=False)
+@SHARED
+def test_a_stopped_member_is_reported_as_stopped(
+    shared_run: Callable[[str], Path], tmp_path: Path, capsys
+) -> None:
+    run = copy_of(shared_run("sac_lag_500"), tmp_path / "run")
     (record,) = run_members([run], total_steps=1000, console=False, stop=StopAfter(150))
     assert record["status"] == "stopped" and 500 < record["env_steps"] < 1000
     assert record["stopped_by_signal"] == signal.SIGTERM and not record["finished"]
@@ -192,30 +229,34 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
     assert files(parted) == files(tmp_path / "straight")
 
 
-def test_same_seed_same_metrics(tmp_path: Path) -> None:
+@SHARED
+def test_same_seed_same_metrics(shared_run: Callable[[str], Path], tmp_path: Path) -> None:
     short = {**SHORT, "total_steps": 400}
-    train(toy("algd", tmp_path / "a", **short), console=False)
+    a = shared_run("algd_400")
     train(toy("algd", tmp_path / "b", **short), console=False)
     train(toy("algd", tmp_path / "c", seed=1, **short), console=False)
-    assert files(tmp_path / "a") == files(tmp_path / "b")
-    assert files(tmp_path / "a")["metrics.csv"] != files(tmp_path / "c")["metrics.csv"]
+    assert files(a) == files(tmp_path / "b")
+    assert files(a)["metrics.csv"] != files(tmp_path / "c")["metrics.csv"]
 
 
-def test_refuses_existing_run_dir(tmp_path: Path) -> None:
+@SHARED
+def test_refuses_existing_run_dir(shared_run: Callable[[str], Path], tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
     (run / "keep.txt").write_text("results")
     with pytest.raises(RunDirError, match="is not an algd run directory"):
         train(toy("sac_lag", run, **SHORT, overwrite=True), console=False)
     assert (run / "keep.txt").read_text() == "results"
-    train(toy("sac_lag", tmp_path / "done", **{**SHORT, "total_steps": 400}), console=False)
+    done = copy_of(shared_run("sac_lag_500"), tmp_path / "done")
     with pytest.raises(RunDirError, match="already exists"):
-        train(toy("sac_lag", tmp_path / "done", **SHORT), console=False)
+        train(toy("sac_lag", done, **SHORT), console=False)
 
 
-def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    train(toy("sac_lag", run, **{**SHORT, "total_steps": 400}), console=False)
+@SHARED
+def test_corrupt_and_mismatched_checkpoints(
+    shared_run: Callable[[str], Path], tmp_path: Path
+) -> None:
+    run = copy_of(shared_run("sac_lag_500"), tmp_path / "run")
     ckpt = run / "checkpoint.npz"
     good = ckpt.read_bytes()
     ckpt.write_bytes(good[: len(good) // 2])
@@ -235,7 +276,7 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path) -> None:
     ckpt.write_bytes((other / "checkpoint.npz").read_bytes())
     with pytest.raises(CheckpointError, match="does not match this run"):
         resume(run, total_steps=600, console=False)
-    assert json.loads((run / "config.json").read_text())["total_steps"] == 400  # unchanged
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 500  # unchanged
     # A checkpoint in the older format (stacked critic weights) is refused with that reason.
     with np.load(other / "checkpoint.npz") as data:
         arrays = {k: data[k] for k in data.files}

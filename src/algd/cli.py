@@ -8,17 +8,11 @@ one line on stderr, before anything is written.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import tyro
-
-from algd import helptext
 from algd.commands import (
     COMMANDS,
     Bench,
@@ -30,56 +24,13 @@ from algd.commands import (
     List,
     Plot,
     Report,
-    Train,
-    command_run,
-    train_command,
 )
-from algd.config import FAMILIES, parse_sets
-from algd.config.io import FLAT_NAMES, is_flat_name
+from algd.config import parse_sets
 from algd.errors import AlgdError, Stopped
+from algd.parsing import UsageError, parse, parse_train, pre_parse, resume_args
 from algd.stop import StopFlag, stop_signals
 
 EXIT_USER_ERROR = 2
-T = TypeVar("T")
-
-
-class UsageError(AlgdError):
-    pass
-
-
-# --- parsing --------------------------------------------------------------------------------
-
-
-def _one_line(text: str) -> str:
-    """tyro's boxed error message as one line: the lines between its first two rules."""
-    lines = [line.strip(" │╭╮╰╯─") for line in text.splitlines()]
-    rules = [i for i, line in enumerate(lines) if line.startswith("---") or not line]
-    body = []
-    for line in lines[rules[0] + 1 :] if rules else lines:
-        if line.startswith("---") or not line:
-            break
-        body.append(line)
-    return " ".join(body) or "invalid arguments"
-
-
-def parse(cls: type[T], command: str, args: list[str], default: T | None = None) -> T:
-    """tyro's parse of ``args`` into ``cls``; a mistake raises UsageError (one line), --help
-    prints and exits 0."""
-    captured = io.StringIO()
-    kwargs: dict[str, Any] = {} if default is None else {"default": default}
-    width = helptext.width()
-    try:
-        with (
-            contextlib.redirect_stderr(captured),
-            contextlib.redirect_stdout(captured),
-            helptext.rendered_at(width),
-        ):
-            return tyro.cli(cls, args=args, prog=f"algd {command}", **kwargs)
-    except SystemExit as exc:
-        if exc.code == 0:
-            sys.stdout.write(helptext.reflow(captured.getvalue(), width))
-            raise
-        raise UsageError(f"algd {command}: {_one_line(captured.getvalue())}") from None
 
 
 def usage() -> str:
@@ -96,115 +47,14 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """A JSON or YAML file of config fields -> overrides for make_config."""
-    import yaml
-
-    try:
-        text = Path(path).read_text()
-        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    except OSError as exc:
-        raise UsageError(f"--config {path}: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        reason = str(exc).splitlines()[0]
-        raise UsageError(f"--config {path}: not valid JSON or YAML ({reason})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--config {path}: must hold a mapping of config fields")
-    # Where a run goes and whether it may replace one are said on the command line. Nested
-    # groups (agent: {...}) and dotted keys are both overrides config.apply_overrides takes.
-    return {k: v for k, v in data.items() if k not in ("run_dir", "overwrite")}
-
-
-def _pre_parse(args: list[str]) -> argparse.Namespace:
-    """The flags that choose where the defaults come from (or which run to resume)."""
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for flag in ("--algo", "--env", "--preset", "--config", "--resume"):
-        pre.add_argument(flag)
-    pre.add_argument("--total-steps", "--total_steps", dest="total_steps")
-    pre.add_argument("--quiet", action="store_true")
-    try:
-        known, _ = pre.parse_known_args(args)
-    except SystemExit:
-        raise UsageError("algd train: a flag is missing its value") from None
-    return known
-
-
-def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Train:
-    """Two passes: the flags that choose the defaults (algorithm, env, preset, config file),
-    then every flag, over those defaults (so --help shows the defaults that apply). ``known``:
-    the first pass's result, where the caller has it."""
-    from algd.agents import get_algo
-    from algd.presets import make_config
-
-    known = _pre_parse(args) if known is None else known
-    overrides = load_config_file(known.config) if known.config else {}
-    overrides.update({k: v for k, v in (("algo", known.algo), ("env", known.env)) if v})
-    base = make_config(overrides, preset=known.preset)
-    families = get_algo(base.algo).families
-    args, unused = agent_flags(args, families)
-    if any(a in ("-h", "--help") for a in args):  # the help shows the families the algo reads
-        command = train_command(families)
-        parse(command, "train", args, command(run=command_run(command, base)))
-    ns = parse(Train, "train", args, Train(run=base))
-    for flag in unused:
-        print(
-            f"algd train: note: {flag} does not apply to {base.algo} (it reads the agent's "
-            f"{', '.join(families)} settings); it is kept in the config but has no effect",
-            file=sys.stderr,
-        )
-    return ns
-
-
-def agent_flags(args: list[str], families: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """(``args`` with the agent's flat flags, ``--agent.rho`` (the names before the
-    families), as their families' ``--agent.lagrangian.rho``; the flags of families not in
-    ``families``)."""
-    out, unused = [], []
-    for arg in args:
-        if arg.startswith("--agent."):
-            flag, eq, value = arg.partition("=")
-            parts = flag[len("--agent.") :].replace("-", "_").split(".")
-            negated = len(parts) == 1 and parts[0].startswith("no_") and is_flat_name(parts[0][3:])
-            name = parts[0][3:] if negated else parts[0]
-            if len(parts) == 1 and is_flat_name(name):
-                family, field = FLAT_NAMES[name]
-                parts = [family, ("no_" if negated else "") + field]
-                flag = "--agent." + ".".join(p.replace("_", "-") for p in parts)
-            if len(parts) > 1 and parts[0] in FAMILIES and parts[0] not in families:
-                unused.append(flag)
-            arg = flag + eq + value
-        out.append(arg)
-    return out, unused
-
-
-def _resume_args(args: list[str], known: argparse.Namespace) -> int | None:
-    """--resume takes --total-steps and --quiet only: the rest of the config is the run's."""
-    allowed = ("--resume", "--quiet", "--total-steps", "--total_steps")
-    given = [a.split("=")[0] for a in args if a.startswith("--")]
-    extra = [a for a in given if a not in allowed]
-    if extra:
-        raise UsageError(
-            f"algd train: --resume continues the saved config; {extra[0]} cannot change "
-            "(only --total-steps can)"
-        )
-    if known.total_steps is None:
-        return None
-    try:
-        return int(known.total_steps)
-    except ValueError:
-        raise UsageError(
-            f"algd train: --total-steps takes an integer (got '{known.total_steps}')"
-        ) from None
-
-
 def _cmd_train(args: list[str], flag: StopFlag) -> int:
     from algd.config import parse_seeds
     from algd.training import resume, train, train_seeds
 
-    known = _pre_parse(args)
+    known = pre_parse(args)
     group: str | None = None
     if known.resume is not None and "--help" not in args and "-h" not in args:
-        total = _resume_args(args, known)
+        total = resume_args(args, known)
         result = resume(known.resume, total, console=not known.quiet, stop=flag)
         if isinstance(result, list):
             group = known.resume
@@ -323,6 +173,8 @@ def _cmd_speed(ns: BenchSpeed) -> int:
             f"algd bench-speed: --set takes agent fields (agent.KEY=VALUE), got '{bad}'; "
             "--utd and --batch-size are flags"
         )
+    if ns.seconds <= 0:
+        raise UsageError("algd bench-speed: --seconds must be > 0")
     for size in sizes:
         result = bench_speed(
             ns.algo, ns.env, ns.utd, ns.batch_size, ns.seconds, ns.seed, size, sets=agent_sets
@@ -353,6 +205,8 @@ def _cmd_landscape(ns: Landscape) -> int:
 
     if not ns.run_dirs:
         raise UsageError("algd landscape: give at least one RUN_DIR")
+    if ns.lam is not None and ns.lam < 0:
+        raise UsageError(f"algd landscape: --lam is a multiplier, >= 0 (got {ns.lam})")
     out = ns.out if ns.out is not None else str(Path(ns.run_dirs[0]) / "landscape")
     result = landscape(list(ns.run_dirs), out, ns.grid, ns.samples, ns.seed, ns.lam, ns.overwrite)
     print(json.dumps(result))
@@ -387,9 +241,18 @@ def _cmd_bench(ns: Bench) -> int:
         return 0
     if ns.group_size is not None and ns.group_size < 1:
         raise UsageError("algd bench: --group-size must be >= 1")
-    records = run_grid(
-        spec, ns.out, ns.backend, ns.workers, ns.ray_address, print_progress, ns.group_size
-    )
+    # A signal stops the grid: nothing new starts, running groups checkpoint and stop.
+    with stop_signals() as flag:
+        records = run_grid(
+            spec,
+            ns.out,
+            ns.backend,
+            ns.workers,
+            ns.ray_address,
+            print_progress,
+            ns.group_size,
+            flag,
+        )
     counts: dict[str, int] = {}
     for r in records:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -407,14 +270,14 @@ def _cmd_bench(ns: Bench) -> int:
             f"skipped); first: {first['env']} {first['algo']} seed {first['seed']}: "
             f"{first['error']}"
         )
-    stopped = [r for r in records if r["status"] == "stopped"]
-    if stopped:
+    stopped = [r for r in records if r["status"] in ("stopped", "not started")]
+    if stopped or flag.signum is not None:
         print(
-            f"{len(stopped)} of {len(records)} runs stopped before their budget; the same "
-            "command resumes them",
+            f"{len(stopped)} of {len(records)} runs stopped or not started; the same command "
+            "resumes them",
             file=sys.stderr,
         )
-        return 128 + int(stopped[0]["stopped_by_signal"])
+        return 128 + int(flag.signum or stopped[0]["stopped_by_signal"])
     print(f"tables and plots: algd report {ns.out}", file=sys.stderr)
     return 0
 
@@ -447,7 +310,9 @@ def _run(argv: list[str]) -> int:
 
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        return 0 if argv else EXIT_USER_ERROR
+        if argv:
+            return 0
+        raise UsageError(f"give a command: {', '.join(COMMANDS)} (algd COMMAND --help)")
     command, args = argv[0], argv[1:]
     if command not in COMMANDS:
         raise UsageError(f"unknown command '{command}' (choose from: {', '.join(COMMANDS)})")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algd.checkpoint import atomic_write_bytes
-from algd.errors import AlgdError, WriteError
+from algd.errors import AlgdError, RunDirError, WriteError
 
 
 def _fmt(v: Any) -> str:
@@ -64,13 +64,38 @@ class CsvLog:
             self._file.close()
 
 
+def read_rows(path: Path) -> list[list[str]]:
+    """A CSV log's rows (header first), or a RunDirError naming the file and its damage."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except IsADirectoryError:
+        raise RunDirError(f"{path} is a folder, not a CSV log; restore the file") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        reason = str(exc).splitlines()[0][:120]
+        raise RunDirError(f"{path} is damaged ({reason}); restore it or remove the run") from None
+    for row in rows[1:]:
+        if row and not _is_number(row[0]):
+            raise RunDirError(
+                f"{path} is damaged (a row's step is {row[0][:40]!r}); restore it or remove the run"
+            )
+    return rows
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def truncate_after(path: Path, step: int) -> None:
     """Drop rows whose ``step`` exceeds ``step`` (rows written after the checkpoint a resumed run
     continues from), atomically, so resumed logs have no duplicated or missing rows."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = read_rows(path)
     if not rows:
         return
     header, body = rows[0], rows[1:]

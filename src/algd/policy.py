@@ -36,6 +36,7 @@ from algd.checkpoint import (
 from algd.config import TrainConfig, run_config_from_dict, to_dict
 from algd.envs.base import EnvSpec
 from algd.errors import AlgdError, CheckpointError, RunDirError
+from algd.outputs import check_file
 
 POLICY_FORMAT = "algd-policy"
 POLICY_VERSION = 1
@@ -165,12 +166,9 @@ def export_policy(run_dir: str | Path, out: str | Path, overwrite: bool = False)
     """Write run ``run_dir``'s policy to the file ``out`` (atomically); returns its path, size
     and header."""
     out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise RunDirError(f"{out_path} already exists (pass --overwrite to replace it)")
     if out_path.suffix != ".npz":
         raise AlgdError(f"{out_path}: a policy file is an .npz (name it {out_path.name}.npz)")
-    if not out_path.parent.is_dir():
-        raise RunDirError(f"{out_path.parent} is not a folder")
+    check_file(out_path, overwrite, "policy file")
     policy = load_policy(run_dir)
     spec = policy.spec
     ckpt_meta, _ = read_checkpoint(Path(run_dir) / CHECKPOINT_NAME, meta_only=True)

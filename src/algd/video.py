@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from algd.errors import AlgdError, EnvError, RunDirError
+from algd.errors import AlgdError, EnvError
+from algd.outputs import StagedFolder, check_file, check_folder
 
 BAND = 32  # pixels of the text band above each frame
 SIZE = (480, 480)  # width, height of the simulator's frame
@@ -50,15 +51,18 @@ def annotate(frame: np.ndarray, text: str, over_limit: bool, step_cost: float) -
 
 
 class VideoWriter:
-    """Frames of the episodes to one .mp4 file, or one file per episode in a folder; written
-    to a staging folder and moved into place only when complete."""
+    """Frames of the episodes to one .mp4 file, or one file per episode in a folder; staged
+    beside their place and moved in only when complete (algd.outputs' rules: ``overwrite``
+    replaces the video's own files, never anything else)."""
 
-    def __init__(self, out: Path, overwrite: bool) -> None:
+    def __init__(self, out: Path, overwrite: bool, episodes: int = 0) -> None:
         self.out, self.one_file = out, out.suffix == ".mp4"
-        if out.exists() and not overwrite:
-            raise RunDirError(f"{out} already exists (pass --overwrite to replace it)")
-        if not out.parent.is_dir():
-            raise RunDirError(f"{out.parent} is not a folder")
+        self._folder: StagedFolder | None = None
+        if self.one_file:
+            check_file(out, overwrite, "video")
+        else:
+            names = [_episode_name(e) for e in range(episodes)]
+            self._folder = StagedFolder(out, overwrite, "video", names)
         try:
             import imageio.v2 as imageio
             import imageio_ffmpeg  # noqa: F401  (the encoder imageio uses)
@@ -68,7 +72,10 @@ class VideoWriter:
                 "bash scripts/setup.sh"
             ) from None
         self._imageio = imageio
-        self._stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        if self._folder is None:
+            self._stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        else:
+            self._stage = self._folder.open()
         self._writer: Any = None
         self._episode = -1
         self.frames: list[int] = []
@@ -78,7 +85,7 @@ class VideoWriter:
             self._writer.close()
             self._writer = None
         if self._writer is None:
-            name = self.out.name if self.one_file else f"episode_{episode:03d}.mp4"
+            name = self.out.name if self.one_file else _episode_name(episode)
             self._writer = self._imageio.get_writer(
                 self._stage / name, fps=FPS, codec="libx264", macro_block_size=16
             )
@@ -95,20 +102,34 @@ class VideoWriter:
         """Finish the files and put them in place; returns their paths."""
         if self._writer is not None:
             self._writer.close()
-        if self.one_file:
-            os.replace(self._stage / self.out.name, self.out)
-            shutil.rmtree(self._stage)
-            return [str(self.out)]
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        os.replace(self._stage, self.out)
-        return [str(p) for p in sorted(self.out.glob("*.mp4"))]
+            self._writer = None
+        if self._folder is not None:
+            return [str(p) for p in self._folder.commit()]
+        os.replace(self._stage / self.out.name, self.out)
+        shutil.rmtree(self._stage)
+        return [str(self.out)]
 
     def abort(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):  # the partial file is removed either way
                 self._writer.close()
-        shutil.rmtree(self._stage, ignore_errors=True)
+        if self._folder is not None:
+            self._folder.discard()
+        else:
+            shutil.rmtree(self._stage, ignore_errors=True)
+
+
+def _check_out(out: Path, overwrite: bool, episodes: int) -> None:
+    if out.suffix not in ("", ".mp4"):
+        raise AlgdError(f"--video {out}: give an .mp4 file or a folder")
+    if out.suffix:
+        check_file(out, overwrite, "video")
+    else:
+        check_folder(out, [_episode_name(e) for e in range(episodes)], overwrite, "video")
+
+
+def _episode_name(episode: int) -> str:
+    return f"episode_{episode:03d}.mp4"
 
 
 def _overlay(env: Any, writer: VideoWriter, gamma_c: float, backend: str) -> Any:
@@ -159,12 +180,11 @@ def record(
     from algd.evaluate import evaluate
 
     out_path = Path(out)
-    if out_path.suffix not in ("", ".mp4"):
-        raise AlgdError(f"--video {out_path}: give an .mp4 file or a folder")
+    _check_out(out_path, overwrite, episodes)
     cfg, agent, state, meta = load_agent(run_dir)
     env = env_for(cfg, render_size=SIZE)
     try:
-        writer = VideoWriter(out_path, overwrite)
+        writer = VideoWriter(out_path, overwrite, episodes)
     except BaseException:
         env.close()
         raise

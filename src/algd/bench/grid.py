@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from algd.agents import algos
+from algd.bench.workers import run_local, run_ray
 from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
 from algd.presets import PRESETS
+from algd.stop import StopFlag
 
 NAVIGATION = (
     "SafetyPointButton1-v0",
@@ -236,10 +238,10 @@ def expand(spec: GridSpec, out: Path) -> list[tuple[TrainConfig, Path]]:
     return points
 
 
-def run_group(config_jsons: list[str]) -> list[dict[str, Any]]:
+def run_group(config_jsons: list[str], stop: StopFlag | None = None) -> list[dict[str, Any]]:
     """Skip, resume or start the grid points of one group (seeds of one configuration) in one
     worker process: finished seeds are skipped, the others train together (those at the same
-    step as one program). One record per point, in order."""
+    step as one program) until ``stop`` says to stop. One record per point, in order."""
     from algd.rundir import create, load_run_config
     from algd.training import run_members
     from algd.training.preflight import check_memory, probe_env
@@ -270,7 +272,7 @@ def run_group(config_jsons: list[str]) -> list[dict[str, Any]]:
         ready.append(i)
     if ready:
         try:
-            out = run_members([Path(str(cfgs[i].run_dir)) for i in ready], console=False)
+            out = run_members([Path(str(cfgs[i].run_dir)) for i in ready], console=False, stop=stop)
         except AlgdError as exc:
             out = [_failed(cfgs[i], exc) for i in ready]
         records.update(zip(ready, out))
@@ -323,16 +325,21 @@ def run_grid(
     ray_address: str | None = None,
     on_result: Callable[[dict[str, Any], int, int], None] | None = None,
     group_size: int | None = None,
+    stop: StopFlag | None = None,
 ) -> list[dict[str, Any]]:
     """Run every point; returns one record per point (status, summary), in grid order. Points
     that differ only in seed train as one group (at most ``group_size`` seeds; default all of
-    them), each group in one worker."""
+    them), each group in one worker. Once ``stop`` is set, nothing new starts, the running
+    groups stop with a checkpoint, and the points not started are reported "not started"."""
     check_points(spec)
+    if backend not in ("local", "ray"):
+        raise AlgdError(f"unknown backend '{backend}' (local or ray)")
     points = expand(spec, Path(out))
     if not points:
         raise AlgdError("the grid is empty")
     if group_size is not None and group_size < 1:
         raise AlgdError("--group-size must be >= 1")
+    stop = stop if stop is not None else StopFlag()
     batches = groups(points, group_size)
     jobs = [[json.dumps(to_dict(points[i][0])) for i in batch] for batch in batches]
     workers = workers or os.cpu_count() or 1
@@ -348,62 +355,24 @@ def run_grid(
         done(b, [_failed(points[i][0], exc) for i in batches[b]])
 
     if backend == "local":
-        _run_local(jobs, workers, done, failed)
-    elif backend == "ray":
-        _run_ray(jobs, workers, ray_address, done, failed)
+        not_started = run_local(run_group, jobs, workers, done, failed, stop)
     else:
-        raise AlgdError(f"unknown backend '{backend}' (local or ray)")
+        not_started = run_ray(run_group, jobs, workers, ray_address, done, failed, stop)
+    for b in not_started:
+        done(b, [_not_started(points[i][0], stop.signum) for i in batches[b]])
     return [results[i] for i in range(len(points))]
 
 
-Done = Callable[[int, list[dict[str, Any]]], None]
-Failed = Callable[[int, BaseException], None]
-
-
-def _run_local(jobs: list[list[str]], workers: int, done: Done, failed: Failed) -> None:
-    """Each group (job) in a worker process of a local pool (spawned: no state is shared)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(run_group, job): b for b, job in enumerate(jobs)}
-        for fut in as_completed(futures):
-            try:
-                done(futures[fut], fut.result())
-            except Exception as exc:  # noqa: BLE001 - one failed point must not stop the grid
-                failed(futures[fut], exc)
-
-
-def _run_ray(
-    jobs: list[list[str]], workers: int, address: str | None, done: Done, failed: Failed
-) -> None:
-    """Each group (job) as a Ray task, on a cluster at ``address`` or one started here (and
-    shut down after)."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            address=address,
-            num_cpus=None if address else workers,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_group)
-        pending = {remote.remote(job): b for b, job in enumerate(jobs)}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                i = pending.pop(ref)
-                try:
-                    done(i, ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - as above
-                    failed(i, exc)
-    finally:
-        if started:
-            ray.shutdown()
+def _not_started(cfg: TrainConfig, signum: int | None) -> dict[str, Any]:
+    return {
+        "status": "not started",
+        "env": cfg.env,
+        "algo": cfg.algo,
+        "seed": cfg.seed,
+        "run_dir": str(cfg.run_dir),
+        "finished": False,
+        "stopped_by_signal": signum,
+    }
 
 
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
@@ -411,6 +380,14 @@ def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
         print(
             f"[{finished}/{total}] failed   {record['env']} {record['algo']} seed "
             f"{record['seed']}: {record['error']} -> {record['run_dir']}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    if record["status"] == "not started":
+        print(
+            f"[{finished}/{total}] not started {record['env']} {record['algo']} seed "
+            f"{record['seed']} (the same command starts it) -> {record['run_dir']}",
             file=sys.stderr,
             flush=True,
         )

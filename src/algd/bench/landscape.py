@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from algd.errors import AlgdError, RunDirError
+from algd.errors import AlgdError
 from algd.lagrangian import augmented_energy, lagrangian_energy
+from algd.outputs import StagedFolder, check_folder
 
 
 def _energies(agent: Any, state: Any, obs: np.ndarray, lam: float) -> tuple[Any, Any, Any]:
@@ -57,6 +58,9 @@ def curvature(hessians: np.ndarray) -> dict[str, float]:
         "not_psd_share": float(not_psd.mean()),
         "mean_min_eigenvalue": float(eig[:, 0].mean()),
     }
+
+
+FILES = ("landscape.png", "landscape.svg", "landscape.json")
 
 
 def landscape(
@@ -106,15 +110,14 @@ def landscape(
     qc_grid = np.asarray(jax.vmap(qc_bar)(points)).reshape(grid, grid)
     diagnostics["feasible_share"] = float((qc_grid <= agent.h).mean())
     sampled = _sampled(run_dirs, runs, obs, samples, seed, qc_bar, agent.h, diagnostics)
-    out.mkdir(parents=True, exist_ok=True)
-    _plot(out, xs, ys, values, qc_grid, agent.h, sampled, diagnostics)
-    (out / "landscape.json").write_text(json.dumps(diagnostics, indent=2) + "\n")
+    with StagedFolder(out, overwrite, "landscape", FILES) as stage:
+        _plot(stage, xs, ys, values, qc_grid, agent.h, sampled, diagnostics)
+        (stage / "landscape.json").write_text(json.dumps(diagnostics, indent=2) + "\n")
     return diagnostics
 
 
 def _check_args(out: Path, grid: int, samples: int, seed: int, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+    check_folder(out, FILES, overwrite, "landscape")
     if grid < 5 or samples < 1:
         raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
     if not 0 <= seed < 2**31:

@@ -8,12 +8,12 @@ folder where two labels would collide). PNG and SVG.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from algd.bench.report import read_csv
+from algd.bench.report import COLUMNS, read_csv, read_json
 from algd.errors import AlgdError, RunDirError
+from algd.outputs import StagedFolder, check_folder
 
 FILES = ("plot.png", "plot.svg")
 
@@ -22,7 +22,7 @@ def _limit(run: Path, cfg: Any) -> tuple[float, str]:
     """The run's cost limit and its kind: from summary.json, else from its env."""
     summary = run / "summary.json"
     if summary.is_file():
-        data = json.loads(summary.read_text())
+        data = read_json(summary, ("cost_limit", "cost_limit_kind"))
         return float(data["cost_limit"]), str(data["cost_limit_kind"])
     from algd.envs import env_for
 
@@ -38,10 +38,7 @@ def load(run: Path) -> dict[str, Any]:
         raise RunDirError(f"{run} is a group of seeds; give its seeds' folders ({run}/s*)")
     cfg = load_run_config(run)
     limit, kind = _limit(run, cfg)
-    try:
-        logs = {name: read_csv(run / f"{name}.csv") for name in ("eval", "metrics")}
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
-        raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
+    logs = {name: read_csv(run / f"{name}.csv", COLUMNS[name]) for name in ("eval", "metrics")}
     return {"dir": run, "algo": cfg.algo, "seed": cfg.seed, "limit": limit, "kind": kind, **logs}
 
 
@@ -51,9 +48,7 @@ def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, An
         raise AlgdError("algd plot: give at least one RUN_DIR")
     runs = [load(Path(d)) for d in run_dirs]
     out_dir = Path(out)
-    existing = [f for f in FILES if (out_dir / f).exists()]
-    if existing and not overwrite:
-        raise RunDirError(f"{out_dir / existing[0]} already exists (pass --overwrite)")
+    check_folder(out_dir, FILES, overwrite, "plot")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,8 +91,10 @@ def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, An
     ax_cost.legend(fontsize=8)
     ax_ret.legend(fontsize=8)
     fig.tight_layout()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
+    try:
+        with StagedFolder(out_dir, overwrite, "plot", FILES) as stage:
+            for name in FILES:
+                fig.savefig(stage / name, dpi=110)
+    finally:
+        plt.close(fig)
     return {"out": str(out_dir), "files": list(FILES), "runs": drawn}

@@ -25,19 +25,38 @@ from typing import Any
 import numpy as np
 
 from algd.errors import AlgdError, RunDirError
+from algd.outputs import StagedFolder, check_folder
+
+# The columns the report and the plots read from each CSV log.
+COLUMNS = {
+    "eval": ("step", "return_mean", "cost_vs_limit"),
+    "episodes": ("step", "cost"),
+    "metrics": ("step",),
+}
 
 
-def read_csv(path: Path) -> dict[str, np.ndarray]:
+def read_csv(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """A CSV log's columns as float arrays ({} when the file is missing or has no rows); a
+    damaged file (not UTF-8 CSV, a row wider than the header, a non-number, a missing
+    ``required`` column) is one RunDirError naming it."""
     if not path.is_file():
         return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {}
-    return {
-        k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
-        for k in rows[0]
-    }
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if any(None in row for row in rows):
+            raise ValueError("a row has more fields than the header")
+        missing = [c for c in required if rows and c not in rows[0]]
+        if missing:
+            raise ValueError(f"no column '{missing[0]}'")
+        return {k: np.array([_number(r[k]) for r in rows]) for k in (rows[0] if rows else ())}
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        reason = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path} is damaged ({reason}); remove or repair the run") from None
+
+
+def _number(text: str | None) -> float:
+    return np.nan if text in ("", None) else float(str(text))
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -96,10 +115,7 @@ def variant(run: Path, algo: str) -> str:
 def load_run(run: Path) -> dict[str, Any]:
     summary = read_json(run / "summary.json", SUMMARY_KEYS)
     config = read_json(run / "config.json", ("total_steps",))
-    try:
-        logs = {name: read_csv(run / f"{name}.csv") for name in ("eval", "episodes", "metrics")}
-    except (OSError, ValueError, KeyError, UnicodeDecodeError):
-        raise RunDirError(f"{run}: a CSV log is damaged; remove or repair the run") from None
+    logs = {name: read_csv(run / f"{name}.csv", COLUMNS[name]) for name in COLUMNS}
     return {
         "dir": run,
         "algo": summary["algo"] + variant(run, summary["algo"]),
@@ -240,6 +256,9 @@ def failures_markdown(failures: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_FILES = ("report.md", "report.json")
+
+
 def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False) -> dict[str, Any]:
     root = Path(results_dir)
     if not root.is_dir():
@@ -248,21 +267,20 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     if not runs:
         raise AlgdError(f"no finished runs (with summary.json) under {root}")
     out = Path(out_dir) if out_dir else root / "report"
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise RunDirError(f"{out} exists and is not empty (pass --overwrite to replace its files)")
+    check_folder(out, REPORT_FILES, overwrite, "report")
     table = summarise(runs)
     failures = find_failures(root)
-    out.mkdir(parents=True, exist_ok=True)
     text = markdown(table) + safety_markdown(table) + failures_markdown(failures)
-    (out / "report.md").write_text(text)
-    (out / "report.json").write_text(json.dumps(table, indent=2) + "\n")
-    if failures:
-        (out / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
-    plots = _plots(runs, out)
+    with StagedFolder(out, overwrite, "report", REPORT_FILES) as stage:
+        (stage / "report.md").write_text(text)
+        (stage / "report.json").write_text(json.dumps(table, indent=2) + "\n")
+        if failures:
+            (stage / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
+        plots = _plots(runs, stage)
     return {
         "table": table,
         "markdown": text,
-        "files": sorted(p.name for p in out.iterdir()),
+        "files": sorted([*REPORT_FILES, *(["failures.json"] if failures else []), *plots]),
         "plots": plots,
     }
 

@@ -170,6 +170,16 @@ def import_env_module(env_id: str) -> str:
         raise EnvError(
             f"env {env_id}: cannot import module '{module}' ({exc}); is its folder on PYTHONPATH?"
         ) from None
+    except SyntaxError as exc:
+        raise EnvError(
+            f"env {env_id}: module '{module}' has a syntax error ({exc.filename}, line "
+            f"{exc.lineno}: {exc.msg})"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module raised while it was imported
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise EnvError(
+            f"env {env_id}: importing module '{module}' raised {type(exc).__name__}: {reason}"
+        ) from None
     return name
 
 

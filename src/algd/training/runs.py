@@ -15,9 +15,11 @@ from algd.agents import is_on_policy
 from algd.checkpoint import CHECKPOINT_NAME, checkpoint_step, settle_checkpoints
 from algd.config import TrainConfig
 from algd.errors import AlgdError, NumericalError, RunDirError, Stopped
+from algd.logs import read_rows
 from algd.rundir import (
     CONFIG_NAME,
     FAILURE_NAME,
+    LOG_FILES,
     SUMMARY_NAME,
     RunDir,
     check_group_path,
@@ -133,8 +135,31 @@ def _finished_steps(path: Path) -> int | None:
     summary = path / SUMMARY_NAME
     if not summary.exists():
         return None
-    record = json.loads(summary.read_text())
+    record = read_summary(summary)
     return int(record["env_steps"]) if record.get("finished") else None
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A run's summary.json, or a RunDirError naming it and its damage."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        int(record.get("env_steps", 0))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RunDirError(f"{path} is damaged ({reason}); restore it or remove it") from None
+    return record
+
+
+def check_logs(run_dir: Path) -> None:
+    """The run's CSV logs read as CSV and its tb/ is a folder (a resume rewrites them)."""
+    for name in LOG_FILES:
+        if (run_dir / name).exists():
+            read_rows(run_dir / name)
+    tb = run_dir / "tb"
+    if tb.exists() and not tb.is_dir():
+        raise RunDirError(f"{tb} is a file; a run's tb/ is the folder of its TensorBoard logs")
 
 
 def _continue(
@@ -144,6 +169,8 @@ def _continue(
     or from their checkpoints at ``step``."""
     if step is None:
         return make_loop(cfgs, resume=False, console=console, stop=flag).run()
+    for c in cfgs:  # everything resuming reads, before anything in the runs changes
+        check_logs(Path(str(c.run_dir)))
     loop = make_loop(cfgs, resume=True, console=console, stop=flag)
     for run, c in zip(runs, cfgs):
         path = Path(str(c.run_dir))
@@ -165,7 +192,7 @@ def _failure_of(cfg: TrainConfig, reason: str) -> dict[str, Any]:
 
 
 def _skipped(path: Path) -> dict[str, Any]:
-    return {"status": "skipped", **json.loads((path / SUMMARY_NAME).read_text())}
+    return {"status": "skipped", **read_summary(path / SUMMARY_NAME)}
 
 
 def _plan(
