@@ -83,6 +83,15 @@ def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "--total-steps"], "--total-steps is missing its value"),
         (["train", "--algo"], "--algo is missing its value"),
         (["train", "--quiet=true"], "--quiet takes no value"),
+        # A misspelt name gets the closest one that exists.
+        (["train", "--total-step", "5"], "--total-step, 5 (did you mean --total-steps?)"),
+        (["eval", "x", "--episode", "3"], "--episode, 3 (did you mean --episodes?)"),
+        (["train", "--algo", "sac_lagg"], "unknown algorithm 'sac_lagg' (did you mean 'sac_lag'?)"),
+        (["train", "--env", "SafetyPointGoal1-v1"], "(did you mean 'SafetyPointGoal1-v0'?)"),
+        (
+            ["train", "--env", "ToyRing-v1"],
+            "unknown env id 'ToyRing-v1': not a built-in, paper-velocity, Safety-Gymnasium or registered Gymnasium id (did you mean 'ToyRing-v0'?)",
+        ),
     ],
 )
 def test_user_errors_are_one_line(
@@ -173,6 +182,11 @@ def test_config_file_sits_between_the_preset_and_the_flags(tmp_path: Path) -> No
         ("[1, 2]", "must hold a mapping of config fields"),
         ("algo: [", "not valid JSON or YAML"),
         ("agent:\n  rhoo: 1.0\n", "config field 'agent.rhoo': unknown field"),
+        (
+            "total_step: 5\n",
+            "config field 'total_step': unknown field (did you mean 'total_steps'?)",
+        ),
+        ("agent:\n  lagrangian:\n    rhoo: 1\n", "unknown field (did you mean 'rho'?)"),
     ],
 )
 def test_bad_config_file_is_one_line(
@@ -225,3 +239,33 @@ def test_gpu_check_refuses_in_one_line_without_a_gpu(tmp_path: Path) -> None:
     (line,) = done.stderr.strip().splitlines()
     assert "no GPU visible to JAX (backend: cpu" in line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.xdist_group("finished_runs")
+def test_eval_reproduces_the_runs_final_evaluation(
+    finished, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`algd eval RUN` runs the episodes of the run's last evaluation: a finished run's final
+    evaluation, number for number; --evaluation and --seed pick others, and the JSON says which."""
+    run = finished["a"]
+    summary = json.loads((run / "summary.json").read_text())
+    evaluations = len((run / "eval.csv").read_text().splitlines()) - 1
+    assert main(["eval", str(run)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (
+        summary["final_eval"]
+        and {k: result[k] for k in summary["final_eval"]} == (summary["final_eval"])
+    )
+    assert result["episodes_of"] == {
+        "seed": 0,
+        "evaluation": evaluations - 1,
+        "run_evaluations": evaluations,
+    }
+    assert main(["eval", str(run), "--evaluation", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes_of"]["evaluation"] == 0
+    assert main(["eval", str(run), "--seed", "7"]) == 0
+    assert json.loads(capsys.readouterr().out)["episodes_of"] == {
+        "seed": 7,
+        "evaluation": 0,
+        "run_evaluations": evaluations,
+    }

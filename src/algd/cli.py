@@ -116,13 +116,16 @@ def _cmd_eval(ns: Eval) -> int:
     if ns.seed is not None and not 0 <= ns.seed < 2**31:
         raise UsageError(f"algd eval: --seed must be in [0, 2^31) (got {ns.seed})")
     if ns.video is None:
-        print(json.dumps(evaluate_run(ns.run_dir, ns.episodes, ns.seed, ns.stochastic)))
+        result = evaluate_run(ns.run_dir, ns.episodes, ns.seed, ns.stochastic, ns.evaluation)
+        print(json.dumps(result))
         return 0
     from algd.rundir import load_run_config
     from algd.video import record
 
     episodes = ns.episodes or load_run_config(Path(ns.run_dir)).eval_episodes
-    result = record(ns.run_dir, ns.video, episodes, ns.seed, ns.overwrite, ns.stochastic)
+    result = record(
+        ns.run_dir, ns.video, episodes, ns.seed, ns.overwrite, ns.stochastic, ns.evaluation
+    )
     print(json.dumps(result))
     print(f"video: {', '.join(result['video'])}", file=sys.stderr)
     return 0

@@ -47,13 +47,16 @@ class Train:
 
 @dataclass(frozen=True)
 class Eval:
-    """Evaluate a run's latest checkpoint, deterministically unless --stochastic (prints JSON)."""
+    """Evaluate a run's latest checkpoint on the episodes of its last evaluation (prints JSON)."""
 
     run_dir: tyro.conf.Positional[str]
     episodes: int | None = None
     """Episodes (default: the run's eval_episodes)."""
     seed: int | None = None
-    """Evaluation seed (default: the run's)."""
+    """Run the episodes of this seed's first evaluation (default: the run's seed)."""
+    evaluation: int | None = None
+    """Run the episodes of the run's evaluation number N, 0 the first (default: its last, so a
+    finished run's final evaluation is reproduced: the numbers of its summary.json)."""
     stochastic: bool = False
     """Sample actions as the training rollouts do (the behaviour policy) instead of the
     deterministic ones the training loop's evaluations use."""

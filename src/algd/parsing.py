@@ -38,7 +38,14 @@ def _one_line(text: str) -> str:
         if line.startswith("---") or not line:
             break
         body.append(line)
-    return " ".join(body) or "invalid arguments"
+    message = " ".join(body) or "invalid arguments"
+    # tyro lists its guesses under "Perhaps you meant:", one flag and its help per entry.
+    if "Perhaps you meant:" in lines:
+        after = lines[lines.index("Perhaps you meant:") + 1 :]
+        flag = next((line.split()[0] for line in after if line.startswith("--")), None)
+        if flag:
+            message += f" (did you mean {flag}?)"
+    return message
 
 
 def parse(cls: type[T], command: str, args: list[str], default: T | None = None) -> T:

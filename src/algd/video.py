@@ -170,12 +170,13 @@ def record(
     seed: int | None = None,
     overwrite: bool = False,
     stochastic: bool = False,
+    evaluation: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate run ``run_dir`` (as ``algd eval``: deterministic actions unless ``stochastic``)
     for ``episodes`` episodes and write their frames to ``out`` (an .mp4, or a folder: one file
-    per episode)."""
+    per episode); which episodes as in :func:`algd.api.evaluate_run`."""
     backend = headless_backend()
-    from algd.api import load_agent
+    from algd.api import load_agent, which_evaluation
     from algd.envs import env_for
     from algd.evaluate import evaluate
 
@@ -198,7 +199,7 @@ def record(
             env,
             episodes,
             cfg.seed if seed is None else seed,
-            0,
+            which_evaluation(meta, seed, evaluation),
             gamma_c,
             observer=observe,
             deterministic=not stochastic,

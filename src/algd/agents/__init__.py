@@ -22,6 +22,7 @@ from algd.agents.sac_lag import SACLag
 from algd.config import AgentConfig, CriticsConfig, SACConfig, TrainConfig
 from algd.envs.base import EnvSpec
 from algd.errors import AlgdError
+from algd.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ def algos(*roles: str) -> tuple[str, ...]:
 
 def get_algo(name: str) -> AlgoInfo:
     if name not in REGISTRY:
-        raise AlgdError(f"unknown algorithm '{name}' (choose from: {', '.join(REGISTRY)})")
+        hint = did_you_mean(name, REGISTRY)
+        raise AlgdError(f"unknown algorithm '{name}'{hint}; choose from: {', '.join(REGISTRY)}")
     return REGISTRY[name]
 
 

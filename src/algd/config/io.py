@@ -10,6 +10,7 @@ from typing import Any
 from algd.config.agent import FAMILIES, AgentConfig
 from algd.config.train import TrainConfig
 from algd.errors import AlgdError, ConfigError
+from algd.suggest import did_you_mean
 
 # Agent fields that a family renamed: the flat name (configs written before the families,
 # their flags) -> the family's own.
@@ -79,7 +80,7 @@ def _coerce(cls: type, data: dict[str, Any], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(prefix + key, "unknown field")
+            raise ConfigError(prefix + key, "unknown field" + did_you_mean(key, known))
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 
@@ -151,10 +152,10 @@ def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         node = data
         for part in parents:
             if not isinstance(node.get(part), dict):
-                raise ConfigError(dotted, "unknown field")
+                raise ConfigError(dotted, "unknown field" + did_you_mean(part, node))
             node = node[part]
         if name not in node:
-            raise ConfigError(dotted, "unknown field")
+            raise ConfigError(dotted, "unknown field" + did_you_mean(name, node))
         if isinstance(node[name], dict) != isinstance(value, dict):
             kind = "a group of fields" if isinstance(node[name], dict) else "one value"
             raise ConfigError(dotted, f"takes {kind}")

@@ -15,6 +15,7 @@ from algd.config import TrainConfig
 from algd.envs.base import EnvSpec, SafeEnv, StepResult
 from algd.envs.registry import FAMILIES, EnvFamily, register_family
 from algd.errors import EnvError
+from algd.suggest import did_you_mean
 
 __all__ = [
     "EnvFamily",
@@ -40,13 +41,14 @@ def env_family(env_id: str) -> EnvFamily:
         if family.takes(env_id):
             if not family.exists(env_id):
                 raise EnvError(
-                    f"unknown env id '{env_id}': no such {family.title or family.name} task "
-                    "(see `algd list`)"
+                    f"unknown env id '{env_id}': no such {family.title or family.name} task"
+                    f"{did_you_mean(env_id, family.ids())} (see `algd list`)"
                 )
             return family
+    hint = did_you_mean(env_id, [i for family in FAMILIES for i in family.ids()])
     raise EnvError(
         f"unknown env id '{env_id}': not a built-in, paper-velocity, Safety-Gymnasium or "
-        "registered Gymnasium id (see `algd list`)"
+        f"registered Gymnasium id{hint} (see `algd list`)"
     )
 
 
