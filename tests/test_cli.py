@@ -269,3 +269,16 @@ def test_eval_reproduces_the_runs_final_evaluation(
         "evaluation": 0,
         "run_evaluations": evaluations,
     }
+
+
+def test_the_toy_preset_on_another_env_says_what_to_use(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from algd.parsing import parse_train
+
+    parse_train(["--preset", "toy", "--env", "SafetyPointGoal1-v0"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--preset toy is tuned for the built-in ToyRing-v0" in err
+    assert "--preset cpu or safe" in err
+    parse_train(["--preset", "toy"])
+    assert capsys.readouterr().err == ""

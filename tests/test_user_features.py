@@ -198,3 +198,22 @@ def test_plot_of_runs(finished, tmp_path: Path, capsys) -> None:
     before = (out / "plot.png").read_bytes()
     _one_line(["plot", str(finished["a"]), "--out", str(out)], "already exists", capsys)
     assert (out / "plot.png").read_bytes() == before
+
+
+@pytest.mark.xdist_group("finished_runs")
+def test_the_python_api_is_discoverable(finished) -> None:
+    """dir(algd) lists the API, its functions say how to use them, and a Policy has the
+    Gymnasium spaces of what it takes and returns."""
+    import gymnasium
+
+    import algd
+
+    assert {"load_policy", "export_policy", "Policy", "train", "evaluate_run"} <= set(dir(algd))
+    assert "load_policy" in (algd.__doc__ or "") and "act(obs)" in (algd.load_policy.__doc__ or "")
+    policy = algd.load_policy(finished["a"])
+    assert isinstance(policy.observation_space, gymnasium.spaces.Box)
+    assert policy.observation_space.shape == (policy.obs_dim,)
+    assert isinstance(policy.action_space, gymnasium.spaces.Box)
+    obs = policy.observation_space.sample().clip(-1, 1)
+    assert policy.action_space.contains(policy.act(obs))
+    assert policy.action_space.contains(policy.act(obs, deterministic=False))

@@ -148,6 +148,13 @@ def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Tra
             f"{', '.join(families)} settings); it is kept in the config but has no effect",
             file=sys.stderr,
         )
+    if known.preset == "toy" and ns.run.env != "ToyRing-v0":
+        print(
+            f"algd train: note: --preset toy is tuned for the built-in ToyRing-v0 (discounts "
+            f"0.9, a large multiplier step); on {ns.run.env} start from --preset cpu or safe "
+            "(docs/results.md)",
+            file=sys.stderr,
+        )
     return ns
 
 

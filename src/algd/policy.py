@@ -45,7 +45,7 @@ ACTOR = "agent/.actor"
 
 class Policy:
     """A trained policy: ``act(obs, deterministic=True)`` on one observation or a batch (numpy
-    in, numpy out). Stochastic actions, and DDPM's deterministic ones (which inject noise, as
+    in, numpy out); ``observation_space`` and ``action_space`` are Gymnasium Boxes. Stochastic actions, and DDPM's deterministic ones (which inject noise, as
     the reference does), draw their noise from a numpy generator seeded with ``seed``."""
 
     def __init__(
@@ -56,6 +56,11 @@ class Policy:
         self.obs_dim, self.act_dim = spec.obs_dim, spec.act_dim
         self.action_low = np.asarray(spec.act_low, np.float32)
         self.action_high = np.asarray(spec.act_high, np.float32)
+        from gymnasium.spaces import Box
+
+        #: Gymnasium spaces of what ``act`` takes and returns (one observation, one action).
+        self.observation_space = Box(-np.inf, np.inf, (spec.obs_dim,), np.float32)
+        self.action_space = Box(self.action_low, self.action_high, dtype=np.float32)
         self.seed(seed)
 
     def seed(self, seed: int) -> None:
@@ -110,7 +115,14 @@ def _build(cfg: TrainConfig, spec: EnvSpec, arrays: dict[str, np.ndarray], where
 
 
 def load_policy(path: str | Path, seed: int = 0) -> Policy:
-    """A run directory's latest policy, or an exported policy file (``algd export``)."""
+    """A run directory's latest policy, or an exported policy file (``algd export``).
+
+    >>> policy = algd.load_policy("runs/my-run")
+    >>> action = policy.act(obs)  # deterministic; act(obs, deterministic=False) samples
+    >>> policy.action_space.contains(action)
+    True
+
+    ``seed`` seeds the noise of sampled actions (``policy.seed(s)`` restarts it)."""
     p = Path(path)
     if p.is_dir():
         return _from_run(p, seed)

@@ -13,6 +13,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,11 @@ class VideoWriter:
     def add(self, episode: int, frame: np.ndarray) -> None:
         if episode != self._episode:
             self._open(episode)
-        self._writer.append_data(frame)
+        if self.frames[-1] == 0:  # the writer may start ffmpeg here
+            with _no_fork_warning():
+                self._writer.append_data(frame)
+        else:
+            self._writer.append_data(frame)
         self.frames[-1] += 1
 
     def close(self) -> list[str]:
@@ -126,6 +132,15 @@ def _check_out(out: Path, overwrite: bool, episodes: int) -> None:
         check_file(out, overwrite, "video")
     else:
         check_folder(out, [_episode_name(e) for e in range(episodes)], overwrite, "video")
+
+
+@contextlib.contextmanager
+def _no_fork_warning() -> Iterator[None]:
+    """imageio starts ffmpeg as a subprocess, and JAX warns of every fork of a process that
+    runs it; ffmpeg is exec'd at once, so the warning does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+        yield
 
 
 def _episode_name(episode: int) -> str:
