@@ -36,6 +36,11 @@ def test_report_table_and_plots(tmp_path: Path, capsys) -> None:
     table = json.loads((grid / "report" / "report.json").read_text())
     rows = {r["algo"]: r for r in table}
     assert rows["sac_lag"]["seeds"] == 2 and rows["sac_lag"]["return_ci95"] >= 0
+    # report.md says what its columns mean, links its figures, and marks the two-seed intervals.
+    md = (grid / "report" / "report.md").read_text()
+    assert md.startswith(f"# algd report: {grid}") and "Columns: *final return*" in md
+    assert "![ToyRing-v0.png](ToyRing-v0.png)" in md
+    assert f"{rows['sac_lag']['return_ci95']:.2f} (2 seeds) |" in md and "comes from two" in md
     # Hand check of two columns from the runs' own files.
     for algo, seeds in (("sac_lag", (0, 1)), ("sac", (0,))):
         finals = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from algd.bench.report import COLUMNS, read_csv, read_json
+from algd.bench.report import COLUMNS, lambda_axis, read_csv, read_json
 from algd.errors import AlgdError, RunDirError
 from algd.outputs import StagedFolder, check_folder
 
@@ -39,7 +39,60 @@ def load(run: Path) -> dict[str, Any]:
     cfg = load_run_config(run)
     limit, kind = _limit(run, cfg)
     logs = {name: read_csv(run / f"{name}.csv", COLUMNS[name]) for name in ("eval", "metrics")}
-    return {"dir": run, "algo": cfg.algo, "seed": cfg.seed, "limit": limit, "kind": kind, **logs}
+    return {
+        "dir": run,
+        "env": cfg.env,
+        "algo": cfg.algo,
+        "seed": cfg.seed,
+        "limit": limit,
+        "kind": kind,
+        **logs,
+    }
+
+
+def _draw_env(
+    axes: tuple[Any, Any, Any], env: str, runs: list[tuple[dict[str, Any], str]]
+) -> list[dict[str, Any]]:
+    """One env's runs: evaluation return, evaluation cost against its limit, lambda."""
+    ax_ret, ax_cost, ax_lam = axes
+    drawn, lambdas = [], []
+    for r, label in runs:
+        ev, metrics = r["eval"], r["metrics"]
+        if ev:
+            line = ax_ret.plot(ev["step"], ev["return_mean"], marker=".", label=label)[0]
+            cost = ev["cost_vs_limit"]
+            ax_cost.plot(ev["step"], cost, marker=".", color=line.get_color(), label=label)
+            over = cost > r["limit"]
+            ax_cost.scatter(ev["step"][over], cost[over], marker="x", color="red", zorder=3)
+        if metrics and "lambda" in metrics:
+            ax_lam.plot(metrics["step"], metrics["lambda"], label=label)
+            lambdas.append(metrics["lambda"])
+        drawn.append(
+            {
+                "run_dir": str(r["dir"]),
+                "env": env,
+                "label": label,
+                "evaluations": int(len(ev.get("step", []))) if ev else 0,
+                "final_return": float(ev["return_mean"][-1]) if ev else None,
+                "final_cost": float(ev["cost_vs_limit"][-1]) if ev else None,
+                "limit": r["limit"],
+            }
+        )
+    for value, kind in sorted({(r["limit"], r["kind"]) for r, _ in runs}):
+        ax_cost.axhline(value, color="black", linestyle="--", label=f"limit {value:g} ({kind})")
+    lambda_axis(ax_lam, lambdas)
+    for ax, title, unit in (
+        (ax_ret, "evaluation return", "return"),
+        (ax_cost, "evaluation cost (x: over the limit)", "cost, in the limit's units"),
+        (ax_lam, "multiplier lambda", "lambda"),
+    ):
+        ax.set_title(f"{env}: {title}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+    ax_cost.legend(fontsize=8)
+    ax_ret.legend(fontsize=8)
+    return drawn
 
 
 def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, Any]:
@@ -54,42 +107,16 @@ def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, An
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['algo']} s{r['seed']}" for r in runs]
-    if len(set(labels)) < len(labels):
-        labels = [f"{label} ({r['dir'].name})" for label, r in zip(labels, runs)]
-    fig, (ax_ret, ax_cost, ax_lam) = plt.subplots(1, 3, figsize=(15, 4))
-    limits = sorted({(r["limit"], r["kind"]) for r in runs})
+    envs = sorted({r["env"] for r in runs})
+    # One row of panels per env: its own title, limit line and scales.
+    fig, axes = plt.subplots(len(envs), 3, figsize=(15, 4 * len(envs)), squeeze=False)
     drawn = []
-    for r, label in zip(runs, labels):
-        ev, metrics = r["eval"], r["metrics"]
-        if ev:
-            line = ax_ret.plot(ev["step"], ev["return_mean"], marker=".", label=label)[0]
-            cost = ev["cost_vs_limit"]
-            ax_cost.plot(ev["step"], cost, marker=".", color=line.get_color(), label=label)
-            over = cost > r["limit"]
-            ax_cost.scatter(ev["step"][over], cost[over], marker="x", color="red", zorder=3)
-        if metrics and "lambda" in metrics:
-            ax_lam.plot(metrics["step"], metrics["lambda"], label=label)
-        drawn.append(
-            {
-                "run_dir": str(r["dir"]),
-                "label": label,
-                "evaluations": int(len(ev.get("step", []))) if ev else 0,
-                "final_return": float(ev["return_mean"][-1]) if ev else None,
-                "final_cost": float(ev["cost_vs_limit"][-1]) if ev else None,
-                "limit": r["limit"],
-            }
-        )
-    for value, kind in limits:
-        ax_cost.axhline(value, color="black", linestyle="--", label=f"limit {value:g} ({kind})")
-    ax_ret.set_title("evaluation return")
-    ax_cost.set_title("evaluation cost (x: over the limit)")
-    ax_lam.set_title("multiplier lambda")
-    for ax in (ax_ret, ax_cost, ax_lam):
-        ax.set_xlabel("environment steps")
-        ax.grid(alpha=0.3)
-    ax_cost.legend(fontsize=8)
-    ax_ret.legend(fontsize=8)
+    for row, env in zip(axes, envs):
+        mine = [r for r in runs if r["env"] == env]
+        labels = [f"{r['algo']} s{r['seed']}" for r in mine]
+        if len(set(labels)) < len(labels):
+            labels = [f"{label} ({r['dir'].name})" for label, r in zip(labels, mine)]
+        drawn += _draw_env(tuple(row), env, list(zip(mine, labels)))
     fig.tight_layout()
     try:
         with StagedFolder(out_dir, overwrite, "plot", FILES) as stage:

@@ -195,9 +195,14 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+FEW_SEEDS = " (2 seeds)"  # marks a t-interval over fewer than three seeds
+
+
 def markdown(table: list[dict[str, Any]]) -> str:
-    def pm(mean: float, ci: float) -> str:
-        return f"{mean:.2f}" if math.isnan(ci) else f"{mean:.2f} +- {ci:.2f}"
+    def pm(mean: float, ci: float, seeds: int) -> str:
+        if math.isnan(ci):
+            return f"{mean:.2f}"
+        return f"{mean:.2f} +- {ci:.2f}" + (FEW_SEEDS if seeds < 3 else "")
 
     lines = [
         "| env | algorithm | seeds | final return (95% CI) | final cost (95% CI) | limit | "
@@ -208,7 +213,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
     for row in table:
         lines.append(
             f"| {row['env']} | {row['algo']} | {row['seeds']} | "
-            f"{pm(row['return_mean'], row['return_ci95'])} | {pm(row['cost_mean'], row['cost_ci95'])} | "
+            f"{pm(row['return_mean'], row['return_ci95'], row['seeds'])} | "
+            f"{pm(row['cost_mean'], row['cost_ci95'], row['seeds'])} | "
             f"{row['limit']:g} | {row['over_limit_share']:.0%} | {row['training_cost_mean']:.1f} | "
             f"{row['lambda_std_second_half']:.4f} | "
             f"{row['lambda_detrended_std_second_half']:.4f} | {row['wall_s_mean']:.0f} |"
@@ -234,6 +240,32 @@ def safety_markdown(table: list[dict[str, Any]]) -> str:
             f"{row['seeds']} | {row['last_quarter_under_share']:.0%} | {row['return_mean']:.2f} | "
             f"{row['lambda_detrended_std_second_half']:.4f} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def notes_markdown(table: list[dict[str, Any]], plots: list[str]) -> str:
+    """What the report's columns mean, and its figures."""
+    lines = [
+        "",
+        "Columns: *final return* and *final cost* are the means over seeds of each seed's last",
+        "evaluation (deterministic policy), with a 95% Student-t interval over seeds; *limit* is",
+        "the env's cost limit, in the units the final cost is given in (the discounted cost",
+        "where the limit is on it, the episode's cost otherwise); *evals over limit* is the share",
+        "of all evaluations over it; *training cost* is the cost the training episodes paid,",
+        "summed over a run and averaged over seeds; the two *lambda std* columns are the",
+        "multiplier's spread over the second half of training, plain and about its",
+        "least-squares line (a steady climb has a small second one, an oscillation a large one);",
+        "*wall s* is the mean wall-clock time per run.",
+    ]
+    if any(row["seeds"] < 3 for row in table):
+        lines += [
+            "",
+            f"An interval marked{FEW_SEEDS} comes from two seeds: a t-interval that wide says",
+            "little (it can reach below zero for a cost); run more seeds before reading it.",
+        ]
+    if plots:
+        lines += ["", "Figures:", ""]
+        lines += [f"![{name}]({name})" for name in plots if name.endswith(".png")]
     return "\n".join(lines) + "\n"
 
 
@@ -272,11 +304,13 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     failures = find_failures(root)
     text = markdown(table) + safety_markdown(table) + failures_markdown(failures)
     with StagedFolder(out, overwrite, "report", REPORT_FILES) as stage:
-        (stage / "report.md").write_text(text)
+        plots = _plots(runs, stage)
+        (stage / "report.md").write_text(
+            f"# algd report: {root}\n\n{text}{notes_markdown(table, plots)}"
+        )
         (stage / "report.json").write_text(json.dumps(table, indent=2) + "\n")
         if failures:
             (stage / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
-        plots = _plots(runs, stage)
     return {
         "table": table,
         "markdown": text,
@@ -338,6 +372,7 @@ def _env_figure(plt: Any, env: str, algos: dict[str, list[dict[str, Any]]]) -> A
     ax_viol, ax_box = fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1:])
     box_data: list[list[float]] = []
     box_labels: list[str] = []
+    box_colors: list[str] = []
     for k, (algo, members) in enumerate(sorted(algos.items())):
         color = f"C{k % 10}"  # one colour per algorithm in every panel
         _draw_algo((ax_ret, ax_cost, ax_lam, ax_viol), algo, members, color, limit)
@@ -346,23 +381,45 @@ def _env_figure(plt: Any, env: str, algos: dict[str, list[dict[str, Any]]]) -> A
             costs = [c for quarters in per_run for c in quarters[q].tolist()]
             box_data.append(costs or [np.nan])
             box_labels.append(f"{algo} Q{q + 1}")
+            box_colors.append(color)
     ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
-    ax_ret.set_title("evaluation return (mean, min-max over seeds)")
-    ax_cost.set_title("evaluation cost vs limit")
-    ax_lam.set_title("multiplier lambda (mean, min-max; linear under 0.01)")
-    ax_lam.set_yscale("symlog", linthresh=1e-2)
-    ax_viol.set_title("average violation of the evaluations")
-    ax_viol.tick_params(axis="x", labelrotation=45)
-    ax_box.boxplot(box_data, tick_labels=box_labels)
-    ax_box.axhline(limit, color="black", linestyle="--")
     units = "discounted cost" if kind == "discounted" else "cost"
-    ax_box.set_title(f"training-rollout episode {units} per quarter of the run")
+    lambda_axis(ax_lam, [r["metrics"]["lambda"] for m in algos.values() for r in m if r["metrics"]])
+    boxes = ax_box.boxplot(box_data, tick_labels=box_labels, patch_artist=True)
+    for box, median, color in zip(boxes["boxes"], boxes["medians"], box_colors):
+        box.set_facecolor(color)
+        box.set_alpha(0.35)
+        median.set_color(color)
+        median.set_linewidth(2)
+    ax_box.axhline(limit, color="black", linestyle="--")
     ax_box.tick_params(axis="x", labelsize=7, labelrotation=90)
+    ax_viol.tick_params(axis="x", labelrotation=45)
+    for ax, title, ylabel in (
+        (ax_ret, "evaluation return (mean, min-max over seeds)", "return"),
+        (ax_cost, "evaluation cost vs limit", f"{units} per episode"),
+        (ax_lam, "multiplier lambda (mean, min-max)", "lambda"),
+        (ax_viol, "average violation of the evaluations", f"{units} over the limit"),
+        (ax_box, f"training-rollout episode {units} per quarter of the run", units),
+    ):
+        ax.set_title(f"{env}: {title}", fontsize=10)
+        ax.set_ylabel(ylabel)
     for ax in (ax_ret, ax_cost, ax_lam):
         ax.set_xlabel("environment steps")
         ax.legend(fontsize=8)
     fig.suptitle(env)
     return fig
+
+
+def lambda_axis(ax: Any, series: list[np.ndarray]) -> None:
+    """A multiplier axis with readable ticks: linear while lambda stays under 1, symmetric-log
+    (linear under 0.01) once it spans decades."""
+    from matplotlib.ticker import MaxNLocator
+
+    top = max((float(np.nanmax(s)) for s in series if len(s)), default=0.0)
+    if top > 1.0:
+        ax.set_yscale("symlog", linthresh=1e-2)
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(5))
 
 
 def _draw_algo(
