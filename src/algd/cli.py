@@ -59,14 +59,15 @@ def _cmd_train(args: list[str], flag: StopFlag) -> int:
         if isinstance(result, list):
             group = known.resume
     else:
-        ns = parse_train(args, known)
+        notes: list[str] = []  # said once the run's checks pass (a mistake is one line)
+        ns = parse_train(args, known, notes)
         if ns.seeds is None:
-            result = train(ns.run, console=not ns.quiet, stop=flag)
+            result = train(ns.run, console=not ns.quiet, stop=flag, notes=notes)
         else:
             if "--seed" in args or any(a.startswith("--seed=") for a in args):
                 raise UsageError("algd train: give --seed or --seeds, not both")
             seeds = parse_seeds(ns.seeds)
-            result = train_seeds(ns.run, seeds, console=not ns.quiet, stop=flag)
+            result = train_seeds(ns.run, seeds, console=not ns.quiet, stop=flag, notes=notes)
             group = str(Path(result[0]["run_dir"]).parent)
     records = result if isinstance(result, list) else [result]
     for record in records:

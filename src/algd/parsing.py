@@ -125,10 +125,13 @@ def pre_parse(args: list[str]) -> argparse.Namespace:
     return known
 
 
-def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Train:
+def parse_train(
+    args: list[str], known: argparse.Namespace | None = None, notes: list[str] | None = None
+) -> Train:
     """Two passes: the flags that choose the defaults (algorithm, env, preset, config file),
     then every flag, over those defaults (so --help shows the defaults that apply). ``known``:
-    the first pass's result, where the caller has it."""
+    the first pass's result, where the caller has it. Notes for the user (flags that have no
+    effect, a preset meant for another env) go to ``notes``, or to stderr when it is None."""
     from algd.agents import get_algo
     from algd.presets import make_config
 
@@ -142,19 +145,22 @@ def parse_train(args: list[str], known: argparse.Namespace | None = None) -> Tra
         command = train_command(families)
         parse(command, "train", args, command(run=command_run(command, base)))
     ns = parse(Train, "train", args, Train(run=base))
-    for flag in unused:
-        print(
-            f"algd train: note: {flag} does not apply to {base.algo} (it reads the agent's "
-            f"{', '.join(families)} settings); it is kept in the config but has no effect",
-            file=sys.stderr,
-        )
+    found = [
+        f"algd train: note: {flag} does not apply to {base.algo} (it reads the agent's "
+        f"{', '.join(families)} settings); it is kept in the config but has no effect"
+        for flag in unused
+    ]
     if known.preset == "toy" and ns.run.env != "ToyRing-v0":
-        print(
+        found.append(
             f"algd train: note: --preset toy is tuned for the built-in ToyRing-v0 (discounts "
             f"0.9, a large multiplier step); on {ns.run.env} start from --preset cpu or safe "
-            "(docs/results.md)",
-            file=sys.stderr,
+            "(docs/results.md)"
         )
+    if notes is None:
+        for line in found:
+            print(line, file=sys.stderr)
+    else:
+        notes.extend(found)
     return ns
 
 

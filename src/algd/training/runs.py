@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -57,15 +58,22 @@ def make_loop(
     return kind(cfgs, resume=resume, console=console, stop=stop)
 
 
-def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    console: bool = True,
+    stop: StopFlag | None = None,
+    notes: Sequence[str] = (),
+) -> dict[str, Any]:
     """Start a new run from ``cfg``; returns the summary (final evaluation, run directory...).
 
     Everything that can be checked is checked before the run directory exists (config, env,
-    runtime, memory); SIGINT/SIGTERM from the start on end the run with a checkpoint."""
+    runtime, memory); ``notes`` go to stderr once the checks pass; SIGINT/SIGTERM from the
+    start on end the run with a checkpoint."""
     with stop_signals(stop) as flag:
         if cfg.run_dir is None:  # one timestamped name for the checks and the creation
             cfg = replace(cfg, run_dir=str(default_run_dir(cfg)))
         check_new([cfg])
+        _say(notes)
         if flag.signum is not None:
             raise Stopped(flag.signum)
         with create(cfg) as run:
@@ -73,12 +81,22 @@ def train(cfg: TrainConfig, console: bool = True, stop: StopFlag | None = None) 
             return make_loop(cfg, resume=False, console=console, stop=flag).run()[0]
 
 
+def _say(notes: Sequence[str]) -> None:
+    for line in notes:
+        print(line, file=sys.stderr)
+
+
 def train_seeds(
-    cfg: TrainConfig, seeds: list[int], console: bool = True, stop: StopFlag | None = None
+    cfg: TrainConfig,
+    seeds: list[int],
+    console: bool = True,
+    stop: StopFlag | None = None,
+    notes: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Start a new group: seeds ``seeds`` of ``cfg`` trained together in this process, in group
     directory ``cfg.run_dir`` (default: a new name under runs/), seed s in its subdirectory
-    ``s<s>``. Returns one record per seed (its summary, or why it stopped)."""
+    ``s<s>``. Returns one record per seed (its summary, or why it stopped); ``notes`` as in
+    :func:`train`."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise AlgdError("--seeds needs distinct seeds")
     with stop_signals(stop) as flag:
@@ -93,6 +111,7 @@ def train_seeds(
             cfg = replace(cfg, wandb_group=group.resolve().name)
         cfgs = [replace(cfg, seed=s, run_dir=str(member_dir(group, s))) for s in seeds]
         check_new(cfgs)
+        _say(notes)
         if flag.signum is not None:
             raise Stopped(flag.signum)
         with contextlib.ExitStack() as stack:
