@@ -88,6 +88,15 @@ def test_rerun_skips_finished_and_resumes_interrupted(tmp_path: Path, capsys) ->
     assert summary["finished"] and summary["env_steps"] == 400
 
 
+def test_a_spec_file_takes_names_as_a_list_or_one_string(tmp_path: Path) -> None:
+    from algd.bench.grid import spec_from_args
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"algos": "sac_lag,sac", "envs": ["ToyRing-v0"], "seeds": "0-2"}))
+    spec = spec_from_args(None, str(path), None, None, None, [])
+    assert (spec.algos, spec.envs, spec.seeds) == (("sac_lag", "sac"), ("ToyRing-v0",), (0, 1, 2))
+
+
 def test_presets_expand_to_valid_configs(tmp_path: Path) -> None:
     paper = expand(GRID_PRESETS["paper"], tmp_path)
     assert len(paper) == 9 * 7 * 3

@@ -145,7 +145,29 @@ COMMAND_CASES = [
     (["landscape", "{tmp}", "--lam", "nan"], "--lam must be a finite number (got nan)"),
     (["landscape", "{tmp}", "--lam", "inf"], "--lam must be a finite number (got inf)"),
     (["landscape", "{tmp}", "--lam", "-1"], "--lam is a multiplier, >= 0"),
+    # Grid spec files whose fields have the wrong type, checked before anything runs.
+    (["bench", "--spec", "{tmp}/spec_overrides.json"], "'overrides' must be a JSON object"),
+    (["bench", "--spec", "{tmp}/spec_algos.json"], "'algos' must be a list of names"),
+    (["bench", "--spec", "{tmp}/spec_seeds.json"], "'seeds' must be a list of integers"),
+    (["bench", "--spec", "{tmp}/spec_unknown.json"], "unknown field 'algoss' (did you mean"),
+    (["bench", "--spec", "{tmp}/spec_sweep.json"], "'sweep' must map each key to a list"),
+    (["bench", "--spec", "{tmp}/spec_per_env.json"], "'per_env' must be a JSON object of env"),
+    (["bench", "--spec", "{tmp}/binary.yaml"], "grid spec {tmp}/binary.yaml: 'utf-8' codec"),
+    (
+        ["bench", "--base", "toy", "--algos", "sac", "--envs", "ToyRing-v0", "--seeds", "0"],
+        "is a file; the grid's results goes into a folder",
+    ),
+    (["export", "{tmp}/checkpoint.npz", "{tmp}/out.npz"], "is a file; algd export reads a run"),
 ]
+
+SPECS = {
+    "spec_overrides.json": {"overrides": [1]},
+    "spec_algos.json": {"algos": [1]},
+    "spec_seeds.json": {"seeds": [0.5]},
+    "spec_unknown.json": {"algoss": ["sac_lag"]},
+    "spec_sweep.json": {"sweep": {"agent.rho": 2}},
+    "spec_per_env.json": {"per_env": {"ToyRing-v0": 3}},
+}
 
 
 @pytest.mark.parametrize(("argv", "message"), COMMAND_CASES)
@@ -157,11 +179,15 @@ def test_bad_command_input(
     (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04" + bytes(range(128, 256)))
     (tmp_path / "broken_syntax_env.py").write_text("import nope(\n")
     (tmp_path / "raising_env.py").write_text("raise RuntimeError('boom')\n")
+    for name, spec in SPECS.items():
+        (tmp_path / name).write_text(json.dumps(spec))
     monkeypatch.syspath_prepend(str(tmp_path))
     before = snapshot(tmp_path)
     args = [a.format(tmp=tmp_path) for a in argv]
     if args[0] == "train":
         args += ["--preset", "toy", "--run-dir", str(tmp_path / "run")]
+    if args[0] == "bench":  # a file where the results folder would go
+        args += ["--out", str(tmp_path / ("binary.yaml" if "--base" in args else "grid"))]
     _expect_one_line_error(args, message.format(tmp=tmp_path), capsys)
     assert snapshot(tmp_path) == before
 
@@ -194,6 +220,10 @@ def _corrupt(kind: str, run: Path, other: Path) -> None:
         (run / "config.json").write_text(json.dumps(cfg))
     elif kind in LOG_DAMAGE:
         LOG_DAMAGE[kind](run)
+    elif kind == "policy_file":  # an exported policy copied over the checkpoint
+        meta = json.dumps({"format": "algd-policy", "format_version": 1}).encode()
+        with ckpt.open("wb") as f:
+            np.savez(f, __meta__=np.frombuffer(meta, np.uint8))
 
 
 def _replace_by_folder(path: Path) -> None:
@@ -231,6 +261,8 @@ def _committed(run: Path, summary: bytes) -> None:
 
 
 RUN_CASES = [
+    ("eval", "policy_file", [], "is an exported policy file (algd export), not a run's"),
+    ("resume", "policy_file", [], "is an exported policy file (algd export), not a run's"),
     ("resume", "eval_binary", [], "eval.csv is damaged ('utf-8' codec"),
     ("resume", "metrics_step", [], "metrics.csv is damaged (a row's step is 'abc')"),
     ("resume", "metrics_huge_field", [], "metrics.csv is damaged (field larger than"),

@@ -123,6 +123,9 @@ def write_npz(f: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
+POLICY_FORMAT = "algd-policy"  # the header's "format" in an exported policy file (algd.policy)
+
+
 def read_checkpoint(
     path: Path, meta_only: bool = False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -140,6 +143,11 @@ def read_checkpoint(
             f"checkpoint {path} is truncated or corrupt ({type(exc).__name__})"
         ) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
+    if isinstance(meta, dict) and meta.get("format") == POLICY_FORMAT:
+        raise CheckpointError(
+            f"{path} is an exported policy file (algd export), not a run's checkpoint; "
+            "algd.load_policy reads it"
+        )
     if version in _OLD_FORMATS:
         raise CheckpointError(
             f"checkpoint {path} is in format {version} ({_OLD_FORMATS[version]}), written by an "

@@ -27,6 +27,7 @@ from algd.agents.base import Agent
 from algd.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT_VERSION,
+    POLICY_FORMAT,
     atomic_write,
     flatten_state,
     read_checkpoint,
@@ -38,7 +39,6 @@ from algd.envs.base import EnvSpec
 from algd.errors import AlgdError, CheckpointError, RunDirError
 from algd.outputs import check_file
 
-POLICY_FORMAT = "algd-policy"
 POLICY_VERSION = 1
 ACTOR = "agent/.actor"
 
@@ -181,6 +181,11 @@ def export_policy(run_dir: str | Path, out: str | Path, overwrite: bool = False)
     if out_path.suffix != ".npz":
         raise AlgdError(f"{out_path}: a policy file is an .npz (name it {out_path.name}.npz)")
     check_file(out_path, overwrite, "policy file")
+    if Path(run_dir).is_file():
+        raise AlgdError(
+            f"{run_dir} is a file; algd export reads a run directory (an exported policy file "
+            "is already self-contained: copy it)"
+        )
     policy = load_policy(run_dir)
     spec = policy.spec
     ckpt_meta, _ = read_checkpoint(Path(run_dir) / CHECKPOINT_NAME, meta_only=True)

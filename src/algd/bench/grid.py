@@ -17,13 +17,16 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
 from algd.agents import algos
+from algd.bench.specfile import spec_fields
 from algd.bench.workers import run_local, run_ray
 from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
+from algd.outputs import check_folder
 from algd.presets import PRESETS
 from algd.stop import StopFlag
 
@@ -332,6 +335,7 @@ def run_grid(
     them), each group in one worker. Once ``stop`` is set, nothing new starts, the running
     groups stop with a checkpoint, and the points not started are reported "not started"."""
     check_points(spec)
+    check_folder(Path(out), (), True, "grid's results")  # not a file, a run or a group
     if backend not in ("local", "ray"):
         raise AlgdError(f"unknown backend '{backend}' (local or ray)")
     points = expand(spec, Path(out))
@@ -428,19 +432,10 @@ def spec_from_args(
     spec = GRID_PRESETS[preset_name] if preset_name else GridSpec((), (), ())
     if spec_file:
         try:
-            data = json.loads(Path(spec_file).read_text())
-            if not isinstance(data, dict):
-                raise TypeError(f"must be a JSON object, got a {type(data).__name__}")
-            spec = GridSpec(
-                **{
-                    **spec.__dict__,
-                    **{
-                        k: tuple(v) if k in ("algos", "envs", "seeds") else v
-                        for k, v in data.items()
-                    },
-                }
-            )
-        except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
+            data = json.loads(Path(spec_file).read_text(encoding="utf-8"))
+            known = {f.name for f in dataclass_fields(GridSpec)}
+            spec = GridSpec(**{**spec.__dict__, **spec_fields(data, known)})
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as exc:
             raise AlgdError(f"grid spec {spec_file}: {exc}") from None
     fields: dict[str, Any] = {}
     if base:

@@ -214,6 +214,12 @@ def _skipped(path: Path) -> dict[str, Any]:
     return {"status": "skipped", **read_summary(path / SUMMARY_NAME)}
 
 
+def _steps_done(path: Path, run: RunDir) -> int:
+    if run.has_checkpoint:
+        return checkpoint_step(path / CHECKPOINT_NAME)
+    return _finished_steps(path) or 0
+
+
 def _plan(
     paths: list[Path], runs: list[RunDir], total_steps: int | None, alone: bool
 ) -> tuple[dict[int, dict[str, Any]], Pending]:
@@ -222,6 +228,11 @@ def _plan(
     records: dict[int, dict[str, Any]] = {}
     pending: Pending = {}
     for i, (path, run) in enumerate(zip(paths, runs)):
+        # Before the new budget is checked against the config's other fields.
+        if total_steps is not None and total_steps < (steps := _steps_done(path, run)):
+            raise RunDirError(
+                f"--total-steps {total_steps} is below the {steps} steps run {path} has done"
+            )
         saved = load_run_config(path)
         cfg = saved if total_steps is None else replace(saved, total_steps=total_steps)
         if not run.has_checkpoint and (done := _finished_steps(path)) is not None:
@@ -241,10 +252,6 @@ def _plan(
             pending.setdefault(None, []).append((i, cfg))
             continue
         done = checkpoint_step(path / CHECKPOINT_NAME)
-        if total_steps is not None and total_steps < done:
-            raise RunDirError(
-                f"--total-steps {total_steps} is below the {done} steps run {path} has done"
-            )
         if (path / SUMMARY_NAME).exists() and cfg.total_steps <= done:
             if alone:
                 raise _finished_error(path, done)
