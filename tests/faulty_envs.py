@@ -28,7 +28,17 @@ class NanObsEnv(_Base):
         return np.zeros(2, np.float32), 0.0, False, False, {"cost": 0.0}
 
 
+class NoRenderEnv(_Base):
+    """A sound env whose constructor takes no render arguments: it cannot make a video."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {"cost": 0.0}
+
+
 def register() -> None:
-    for name in ("NanCostEnv", "NanObsEnv"):
+    for name in ("NanCostEnv", "NanObsEnv", "NoRenderEnv"):
         if f"{name}-v0" not in gym.registry:
             gym.register(f"{name}-v0", entry_point=f"faulty_envs:{name}", max_episode_steps=50)

@@ -20,7 +20,7 @@ from algd.api import TrainConfig
 from algd.checkpoint import read_checkpoint
 from algd.cli import main
 from algd.config import DiffusionConfig, LagrangianConfig, from_dict
-from algd.errors import AlgdError, ConfigError, NumericalError, RunDirError
+from algd.errors import AlgdError, ConfigError, EnvError, NumericalError, RunDirError
 from algd.rundir import create
 from algd.training import train
 from algd.training.offpolicy import OffPolicyLoop
@@ -190,6 +190,14 @@ def test_bad_command_input(
         args += ["--out", str(tmp_path / ("binary.yaml" if "--base" in args else "grid"))]
     _expect_one_line_error(args, message.format(tmp=tmp_path), capsys)
     assert snapshot(tmp_path) == before
+
+
+def test_an_env_that_cannot_render_says_what_it_lacks() -> None:
+    from algd.envs import make_env
+
+    make_env("NoRenderEnv-v0").close()  # trains: only a video needs rendering
+    with pytest.raises(EnvError, match="cannot render a video: its constructor takes no render_"):
+        make_env("NoRenderEnv-v0", render_size=(64, 64))
 
 
 def test_empty_run_dir_rejected(tmp_path: Path, capsys) -> None:

@@ -85,6 +85,9 @@ def test_run_directory_contents(shared_run: Callable[[str], Path]) -> None:
     assert any((run / "tb").iterdir())
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["agent"]["critics"]["cost_ensemble"] == 1 and cfg["algo"] == "sac_lag"  # resolved
+    # The run's files name its directory relative to itself: no machine's path in them.
+    assert cfg["run_dir"] == "." and summary["run_dir"] == "."
+    assert str(run) not in (run / "config.json").read_text() + (run / "summary.json").read_text()
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,episodes,updates,train/return,train/cost,lambda")
     assert "loss/actor" in rows[0] and "loss/qc" in rows[0] and "violation" in rows[0]

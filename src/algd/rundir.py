@@ -34,6 +34,9 @@ CONFIG_NAME = "config.json"
 SUMMARY_NAME = "summary.json"
 FAILURE_NAME = "failure.json"  # a seed that diverged: why, and where (in place of a summary)
 LOG_FILES = ("episodes.csv", "eval.csv", "metrics.csv", "timing.csv")
+# A run's own files name its directory relative to itself, so that they read the same on every
+# machine and after a move (load_run_config gives the directory where the run is now).
+HERE = "."
 # Everything a run (and `algd landscape`'s default output) writes into its directory.
 RUN_ENTRIES = frozenset(
     {
@@ -292,7 +295,7 @@ def create(cfg: TrainConfig) -> RunDir:
         _check_replaceable(path, kind, cfg.overwrite, probe_lock=False)
         if kind != "empty":
             run.clear()
-        text = to_json(replace(cfg, run_dir=str(path), overwrite=False)) + "\n"
+        text = to_json(replace(cfg, run_dir=HERE, overwrite=False)) + "\n"
         atomic_write_bytes(path / CONFIG_NAME, text.encode())
     except BaseException:
         if made:
@@ -344,7 +347,8 @@ def load_run_config(run_dir: Path) -> TrainConfig:
 
 
 def write_config(run: RunDir, cfg: TrainConfig) -> None:
-    atomic_write_bytes(run.path / CONFIG_NAME, (to_json(cfg) + "\n").encode())
+    text = to_json(replace(cfg, run_dir=HERE)) + "\n"
+    atomic_write_bytes(run.path / CONFIG_NAME, text.encode())
 
 
 # --- groups: the seeds of one configuration trained together (`algd train --seeds`) ----------

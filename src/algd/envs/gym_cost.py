@@ -69,6 +69,12 @@ class GymCostEnv(SafeEnv):
         try:
             self._env = gym.make(import_env_module(gym_id), **kwargs)
         except Exception as exc:  # gymnasium raises several types for unknown or broken ids
+            if render_size is not None and _cannot_render(gym, gym_id):
+                raise EnvError(
+                    f"env {env_id} cannot render a video: its constructor takes no render_mode "
+                    "(a Gymnasium env renders when its __init__ accepts render_mode='rgb_array', "
+                    "width and height and its render() returns the frame)"
+                ) from None
             raise EnvError(f"env {env_id}: gymnasium could not make it ({exc})") from None
         low, high = box_bounds(self._env.action_space, env_id)
         full_dim = flat_obs_dim(self._env.observation_space, env_id)
@@ -154,6 +160,15 @@ def make_info_cost(
     env.reset(seed=0)
     env.step(np.asarray(env.spec.act_low))  # raises EnvError when info["cost"] is missing
     return env
+
+
+def _cannot_render(gym: Any, gym_id: str) -> bool:
+    """Whether the env makes without the render arguments (so they were what failed)."""
+    try:
+        gym.make(import_env_module(gym_id)).close()
+    except Exception:  # noqa: BLE001 - it fails anyway: not a rendering problem
+        return False
+    return True
 
 
 def import_env_module(env_id: str) -> str:

@@ -41,7 +41,7 @@ from algd.errors import AlgdError, NumericalError
 from algd.evaluate import evaluate
 from algd.logs import Console, Throughput, truncate_after
 from algd.noise import NoiseStream
-from algd.rundir import FAILURE_NAME, LOG_FILES, SUMMARY_NAME
+from algd.rundir import FAILURE_NAME, HERE, LOG_FILES, SUMMARY_NAME
 from algd.stop import StopFlag, stop_signals
 from algd.training.member import ACT_STREAM, WARMUP_STREAM, Member, Transition, episode_end
 from algd.training.records import failure_record, group_settings, logged_eval
@@ -275,9 +275,8 @@ class GroupLoop:
         for i, reason in sorted(failed.items()):
             m = self.members[i]
             record = {**failure_record(m.cfg, reason, user_error=False), "env_steps": self.env_step}
-            atomic_write_bytes(
-                m.run_dir / FAILURE_NAME, (json.dumps(record, indent=2) + "\n").encode()
-            )
+            text = json.dumps({**record, "run_dir": HERE}, indent=2) + "\n"
+            atomic_write_bytes(m.run_dir / FAILURE_NAME, text.encode())
         if len(failed) == len(self.members) == 1:
             raise NumericalError(next(iter(failed.values())))
         keep = [i for i in range(len(self.members)) if i not in failed]
@@ -425,9 +424,8 @@ class GroupLoop:
                 "stopped_by_signal": None if finished else self.stop.signum,
             }
             if finished:
-                atomic_write_bytes(
-                    m.run_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode()
-                )
+                text = json.dumps({**summary, "run_dir": HERE}, indent=2) + "\n"
+                atomic_write_bytes(m.run_dir / SUMMARY_NAME, text.encode())
             records[m.seed] = summary
             m.close()
         return records

@@ -206,12 +206,13 @@ def _failure_of(cfg: TrainConfig, reason: str) -> dict[str, Any]:
     """A diverged seed's record: its failure.json, or the group's reason."""
     path = Path(str(cfg.run_dir)) / FAILURE_NAME
     if path.exists():
-        return {k: v for k, v in json.loads(path.read_text()).items() if k != "env_steps"}
+        saved = json.loads(path.read_text())
+        return {**{k: v for k, v in saved.items() if k != "env_steps"}, "run_dir": str(cfg.run_dir)}
     return failure_record(cfg, reason, user_error=False)
 
 
 def _skipped(path: Path) -> dict[str, Any]:
-    return {"status": "skipped", **read_summary(path / SUMMARY_NAME)}
+    return {"status": "skipped", **read_summary(path / SUMMARY_NAME), "run_dir": str(path)}
 
 
 def _steps_done(path: Path, run: RunDir) -> int:
