@@ -541,3 +541,139 @@ def test_non_finite_update_stops_with_a_named_error(tmp_path: Path) -> None:
     assert meta["loop"]["env_step"] == 600  # the last good checkpoint is kept
     assert all(np.isfinite(v).all() for k, v in arrays.items() if k.startswith("agent/"))
     assert isinstance(NumericalError("x"), AlgdError)  # so the CLI exits 2 with one line
+
+
+# --- every number flag of every subcommand, refused in one line -----------------------------
+# Generated from the commands' dataclasses (and algd train's TrainConfig), so that a new flag
+# joins the corpus by itself. The agent's flags have their own cases above (TRAIN_CASES).
+
+POSITIONALS = {
+    "eval": ["{tmp}/run"],
+    "export": ["{tmp}/run", "{tmp}/policy.npz"],
+    "landscape": ["{tmp}/run"],
+    "plot": ["{tmp}/run"],
+    "report": ["{tmp}"],
+    "bench": ["--out", "{tmp}/grid"],  # required
+}
+
+
+def _number_flag_cases() -> list[tuple[str, str, str]]:
+    import typing
+
+    from algd.commands import COMMANDS
+
+    cases = []
+    for command, cls in COMMANDS.items():
+        owner = TrainConfig if command == "train" else cls
+        for name, hint in typing.get_type_hints(owner).items():
+            kinds = set(typing.get_args(hint)) | {hint}
+            if bool in kinds or not kinds & {int, float}:
+                continue
+            bad = ["x", "nan", "inf"] if float in kinds else ["x", "1.5"]
+            cases += [(command, name, value) for value in bad]
+    return cases
+
+
+@pytest.mark.parametrize(("command", "field", "value"), _number_flag_cases())
+def test_every_number_flag_refuses_a_bad_value(
+    command: str, field: str, value: str, tmp_path: Path, capsys
+) -> None:
+    flag = "--" + field.replace("_", "-")
+    args = [a.format(tmp=tmp_path) for a in POSITIONALS.get(command, [])]
+    argv = [command, *args, flag, value]
+    if command == "train":
+        argv += ["--preset", "toy", "--run-dir", str(tmp_path / "run")]
+    before = snapshot(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1, err
+    assert flag in err or f"'{field}'" in err, err
+    assert snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+def _missing_value_cases() -> list[tuple[str, str]]:
+    """Every flag that takes a value, given none, for each subcommand but train (whose own
+    first-pass flags are cases in tests/test_cli.py)."""
+    import typing
+
+    from algd.commands import COMMANDS
+
+    cases = []
+    for command, cls in COMMANDS.items():
+        if command == "train":
+            continue
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for name, hint in hints.items():
+            positional = "Positional" in repr(hint) or "PositionalRequiredArgs" in repr(hint)
+            if hint is bool or positional:
+                continue
+            cases.append((command, name))
+    return cases
+
+
+@pytest.mark.parametrize(("command", "field"), _missing_value_cases())
+def test_every_flag_missing_its_value_is_one_line(
+    command: str, field: str, tmp_path: Path, capsys
+) -> None:
+    flag = "--" + field.replace("_", "-")
+    args = [a.format(tmp=tmp_path) for a in POSITIONALS.get(command, [])]
+    before = snapshot(tmp_path)
+    assert main([command, *args, flag]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1, err
+    assert flag in err, err
+    assert snapshot(tmp_path) == before
+
+
+def _choice_cases() -> list[tuple[str, str]]:
+    """Every flag with a fixed set of choices (a Literal), for every subcommand and for algd
+    train's run and agent settings, as (command, flag)."""
+    import dataclasses
+    import typing
+
+    from algd.commands import COMMANDS
+    from algd.config import AgentConfig
+
+    def literal_flags(cls: type, prefix: str) -> list[str]:
+        out = []
+        for name, hint in typing.get_type_hints(cls).items():
+            kinds = [hint, *typing.get_args(hint)]
+            if dataclasses.is_dataclass(hint):
+                out += literal_flags(hint, f"{prefix}{name}.")
+            elif any(typing.get_origin(k) is typing.Literal for k in kinds):
+                out.append(f"--{prefix}{name.replace('_', '-')}")
+        return out
+
+    cases = [("train", flag) for flag in literal_flags(TrainConfig, "")]
+    cases += [("train", flag) for flag in literal_flags(AgentConfig, "agent.")]
+    for command, cls in COMMANDS.items():
+        if command != "train":
+            cases += [(command, flag) for flag in literal_flags(cls, "")]
+    return cases
+
+
+@pytest.mark.parametrize(("command", "flag"), _choice_cases())
+def test_every_choice_flag_refuses_an_unknown_choice(
+    command: str, flag: str, tmp_path: Path, capsys
+) -> None:
+    args = [a.format(tmp=tmp_path) for a in POSITIONALS.get(command, [])]
+    argv = [command, *args, flag, "no-such-choice"]
+    if command == "train":
+        argv += ["--preset", "toy", "--run-dir", str(tmp_path / "run")]
+    before = snapshot(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1, err
+    assert "no-such-choice" in err, err
+    assert snapshot(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", sorted(__import__("algd.commands").commands.COMMANDS))
+def test_every_command_refuses_an_unknown_flag(command: str, tmp_path: Path, capsys) -> None:
+    args = [a.format(tmp=tmp_path) for a in POSITIONALS.get(command, [])]
+    before = snapshot(tmp_path)
+    assert main([command, *args, "--no-such-flag", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("algd: error:") and err.count("\n") == 1, err
+    assert "--no-such-flag" in err, err
+    assert snapshot(tmp_path) == before
