@@ -294,3 +294,7 @@ def test_sigterm_stops_the_grid_and_every_worker(tmp_path: Path, capsys) -> None
     assert records == {"out": str(out), "runs": 2, "resumed": 1, "trained": 1}
     for run in (first, second):
         assert json.loads((run / "summary.json").read_text())["env_steps"] == 1000
+    # The stopped run resumed exactly: its logs are an uninterrupted run's.
+    (straight, _), _ = expand(spec, tmp_path / "straight")
+    train(straight, console=False)
+    assert logs(first) == logs(Path(str(straight.run_dir)))
