@@ -380,39 +380,25 @@ def _not_started(cfg: TrainConfig, signum: int | None) -> dict[str, Any]:
 
 
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
-    if record["status"] == "failed":
-        print(
-            f"[{finished}/{total}] failed   {record['env']} {record['algo']} seed "
-            f"{record['seed']}: {record['error']} -> {record['run_dir']}",
-            file=sys.stderr,
-            flush=True,
+    """One line on stderr per finished grid point: what became of it, and where it is."""
+    status = record["status"]
+    who = f"{record['env']} {record['algo']} seed {record['seed']}"
+    if status == "failed":
+        what = f"failed   {who}: {record['error']}"
+    elif status == "not started":
+        what = f"not started {who} (the same command starts it)"
+    elif status == "stopped":
+        what = (
+            f"stopped  {who} at step {record['env_steps']} (checkpoint saved; the same "
+            "command resumes it)"
         )
-        return
-    if record["status"] == "not started":
-        print(
-            f"[{finished}/{total}] not started {record['env']} {record['algo']} seed "
-            f"{record['seed']} (the same command starts it) -> {record['run_dir']}",
-            file=sys.stderr,
-            flush=True,
+    else:
+        ev = record.get("final_eval") or {}
+        what = (
+            f"{status:8s} {who}: return {ev.get('return_mean', float('nan')):.2f}, "
+            f"cost {ev.get('cost_vs_limit', float('nan')):.2f}"
         )
-        return
-    if record["status"] == "stopped":
-        print(
-            f"[{finished}/{total}] stopped  {record['env']} {record['algo']} seed "
-            f"{record['seed']} at step {record['env_steps']} (checkpoint saved; the same command "
-            f"resumes it) -> {record['run_dir']}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return
-    ev = record.get("final_eval") or {}
-    print(
-        f"[{finished}/{total}] {record['status']:8s} {record['env']} {record['algo']} "
-        f"seed {record['seed']}: return {ev.get('return_mean', float('nan')):.2f}, "
-        f"cost {ev.get('cost_vs_limit', float('nan')):.2f} -> {record['run_dir']}",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(f"[{finished}/{total}] {what} -> {record['run_dir']}", file=sys.stderr, flush=True)
 
 
 def spec_from_args(
