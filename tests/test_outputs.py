@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from algd.cli import main
-from algd.errors import RunDirError
+from algd.errors import RunDirError, WriteError
 from algd.outputs import StagedFolder, check_file, check_folder
 from algd.video import VideoWriter
 from helpers import snapshot
@@ -54,6 +54,30 @@ def test_a_failed_output_leaves_everything_as_it_was(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == before
 
 
+def test_a_commit_that_fails_midway_puts_everything_back(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    out = _user_folder(tmp_path / "out")
+    (out / "b.txt").write_text("old b")
+    before = {k: v[1] for k, v in snapshot(tmp_path).items()}
+    real_replace = os.replace
+
+    def failing(src, dst, *args, **kwargs):  # the new b.txt cannot be moved in
+        if Path(dst) == out / "b.txt" and Path(src).read_text() == "new b":
+            raise PermissionError(13, "Permission denied")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with (
+        pytest.raises(WriteError, match="what was there is back in place"),
+        StagedFolder(out, True, "report") as stage,
+    ):
+        (stage / "a.txt").write_text("new a")
+        (stage / "b.txt").write_text("new b")
+    assert {k: v[1] for k, v in snapshot(tmp_path).items()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt", "episode_000.mp4", "notes.txt"]
+
+
 def test_runs_and_their_files_are_never_an_output(finished, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished["a"], run)
@@ -68,9 +92,16 @@ def test_runs_and_their_files_are_never_an_output(finished, tmp_path: Path) -> N
             check_file(run / name, True, "policy file")
     with pytest.raises(RunDirError, match="is a folder; name a file"):
         check_file(tmp_path, True, "policy file")
-    # The run's own output folders (landscape/, plots/) and new files beside it are fine.
+    # Nor is a new file or folder inside a run (it would stop resuming), except the run's own
+    # folders for its figures.
+    with pytest.raises(RunDirError, match="is inside run directory"):
+        check_file(run / "policy.npz", False, "policy file")
+    for name in ("report", "tb"):
+        with pytest.raises(RunDirError, match="is inside run directory"):
+            check_folder(run / name, [], True, "report")
     check_folder(run / "landscape", ["landscape.png"], True, "landscape")
-    check_file(run / "policy.npz", False, "policy file")
+    check_folder(run / "plots", ["plot.png"], True, "plot")
+    check_file(tmp_path / "policy.npz", False, "policy file")
 
 
 @pytest.mark.xdist_group("finished_runs")

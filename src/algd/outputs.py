@@ -13,6 +13,7 @@ The rules are the run directories' (rundir.py):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,8 +21,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
-from algd.errors import RunDirError
+from algd.errors import RunDirError, WriteError
 from algd.rundir import CONFIG_NAME, GROUP_NAME, RUN_ENTRIES, is_group_dir
+
+OUTPUT_FOLDERS = {"landscape", "plots"}  # a run's own folders for its figures (RUN_ENTRIES)
 
 
 def _is_run_or_group(path: Path) -> bool:
@@ -40,9 +43,11 @@ def check_file(path: Path, overwrite: bool, what: str) -> None:
     if path.is_dir():
         raise RunDirError(f"{what} {path} is a folder; name a file")
     parent = path.parent
-    if _is_run_or_group(parent) and (path.name in RUN_ENTRIES or path.name == GROUP_NAME):
+    if _is_run_or_group(parent):
+        own = path.name in RUN_ENTRIES or path.name == GROUP_NAME
         raise RunDirError(
-            f"{path} is one of the files of run directory {parent}; write the {what} elsewhere"
+            f"{path} is {'one of the files of' if own else 'inside'} run directory {parent} "
+            f"(a run holds only its own files); write the {what} elsewhere"
         )
     if path.exists() and not overwrite:
         raise RunDirError(f"{path} already exists (pass --overwrite to replace it)")
@@ -57,6 +62,14 @@ def check_folder(path: Path, names: Iterable[str], overwrite: bool, what: str) -
     if path.is_dir() and _is_run_or_group(path):
         kind = "group" if is_group_dir(path) else "run"
         raise RunDirError(f"{path} is a {kind} directory; write the {what} into another folder")
+    if _is_run_or_group(path.parent) and not (
+        (path.parent / CONFIG_NAME).is_file() and path.name in OUTPUT_FOLDERS
+    ):
+        raise RunDirError(
+            f"{path} is inside run directory {path.parent} (a run holds only its own files; "
+            f"its {', '.join(sorted(OUTPUT_FOLDERS))}/ folders excepted); write the {what} "
+            "elsewhere"
+        )
     if not path.exists() and not _existing_ancestor(path).is_dir():
         raise RunDirError(f"{_existing_ancestor(path)} is not a folder")
     for name in names:
@@ -92,7 +105,11 @@ class StagedFolder:
                 self.discard()
                 raise RunDirError(f"cannot create {folder}: {exc.strerror or exc}") from None
             self._made.append(folder)
-        self._stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path))
+        try:
+            self._stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path))
+        except OSError as exc:
+            self.discard()
+            raise WriteError(f"cannot write into {self.path}: {exc.strerror or exc}") from None
         return self._stage
 
     def commit(self) -> list[Path]:
@@ -103,9 +120,29 @@ class StagedFolder:
         except RunDirError:
             self.discard()
             raise
-        for name in written:
-            os.replace(self.stage / name, self.path / name)
-        self.stage.rmdir()
+        kept = self.stage / ".replaced"  # the files being replaced, until all are in place
+        moved: list[str] = []
+        try:
+            kept.mkdir()
+            for name in written:
+                if (self.path / name).exists():
+                    os.replace(self.path / name, kept / name)
+            for name in written:
+                os.replace(self.stage / name, self.path / name)
+                moved.append(name)
+        except OSError as exc:
+            for name in moved:  # put back what was there
+                with contextlib.suppress(OSError):
+                    os.replace(self.path / name, self.stage / name)
+            for old in kept.iterdir() if kept.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    os.replace(old, self.path / old.name)
+            self.discard()
+            raise WriteError(
+                f"cannot write the {self.what} into {self.path}: {exc.strerror or exc}; what "
+                "was there is back in place"
+            ) from None
+        shutil.rmtree(self.stage)
         self._stage = None
         return [self.path / name for name in written]
 
@@ -127,6 +164,6 @@ class StagedFolder:
         self, tp: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is None:
-            self.commit()
+            self.commit()  # discards on its own failure
         else:
             self.discard()

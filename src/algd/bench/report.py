@@ -299,11 +299,16 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
     if not runs:
         raise AlgdError(f"no finished runs (with summary.json) under {root}")
     out = Path(out_dir) if out_dir else root / "report"
-    check_folder(out, REPORT_FILES, overwrite, "report")
-    table = summarise(runs)
     failures = find_failures(root)
+    names = [
+        *REPORT_FILES,
+        *(["failures.json"] if failures else []),
+        *(f"{env}.{ext}" for env in sorted({r["env"] for r in runs}) for ext in ("png", "svg")),
+    ]
+    check_folder(out, names, overwrite, "report")  # before any figure is drawn
+    table = summarise(runs)
     text = markdown(table) + safety_markdown(table) + failures_markdown(failures)
-    with StagedFolder(out, overwrite, "report", REPORT_FILES) as stage:
+    with StagedFolder(out, overwrite, "report", names) as stage:
         plots = _plots(runs, stage)
         (stage / "report.md").write_text(
             f"# algd report: {root}\n\n{text}{notes_markdown(table, plots)}"

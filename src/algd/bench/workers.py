@@ -98,6 +98,8 @@ def _collect(b: int, proc: Any, recv: Any, done: Done, failed: Failed) -> None:
         kind, payload = recv.recv()
     except EOFError:
         kind, payload = "error", None
+    except Exception as exc:  # noqa: BLE001 - a result or exception that does not unpickle
+        kind, payload = "error", RuntimeError(f"the worker's result could not be read ({exc})")
     proc.join()
     if kind == "ok":
         done(b, payload)
@@ -127,12 +129,18 @@ def run_ray(
 
     started = not ray.is_initialized()
     if started:
+        handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
         ray.init(
             address=address,
             num_cpus=None if address else workers,
             include_dashboard=False,
             log_to_driver=False,
         )
+        # ray.init installs its own SIGTERM handler (it exits at once): a stop is ours to make.
+        for signum, handler in handlers.items():
+            if callable(handler) or handler in (signal.SIG_DFL, signal.SIG_IGN):
+                with contextlib.suppress(ValueError):  # off the main thread
+                    signal.signal(signum, handler)
     remote = ray.remote(num_cpus=1, max_retries=0)(group)
     pending = {remote.remote(job, None): b for b, job in enumerate(jobs)}
     not_started: list[int] = []

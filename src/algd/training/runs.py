@@ -164,6 +164,8 @@ def read_summary(path: Path) -> dict[str, Any]:
         record = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(record, dict):
             raise ValueError("not a JSON object")
+        if record.get("finished") and "env_steps" not in record:
+            raise ValueError("no env_steps")
         int(record.get("env_steps", 0))
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
@@ -188,8 +190,6 @@ def _continue(
     or from their checkpoints at ``step``."""
     if step is None:
         return make_loop(cfgs, resume=False, console=console, stop=flag).run()
-    for c in cfgs:  # everything resuming reads, before anything in the runs changes
-        check_logs(Path(str(c.run_dir)))
     loop = make_loop(cfgs, resume=True, console=console, stop=flag)
     for run, c in zip(runs, cfgs):
         path = Path(str(c.run_dir))
@@ -206,8 +206,18 @@ def _failure_of(cfg: TrainConfig, reason: str) -> dict[str, Any]:
     """A diverged seed's record: its failure.json, or the group's reason."""
     path = Path(str(cfg.run_dir)) / FAILURE_NAME
     if path.exists():
-        saved = json.loads(path.read_text())
-        return {**{k: v for k, v in saved.items() if k != "env_steps"}, "run_dir": str(cfg.run_dir)}
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            saved = saved if isinstance(saved, dict) else {}
+        except (OSError, UnicodeDecodeError, ValueError):
+            saved = {}  # damaged: the group's reason stands
+        if saved:
+            kept = {k: v for k, v in saved.items() if k != "env_steps"}
+            return {
+                **failure_record(cfg, reason, user_error=False),
+                **kept,
+                "run_dir": str(cfg.run_dir),
+            }
     return failure_record(cfg, reason, user_error=False)
 
 
@@ -225,9 +235,11 @@ def _plan(
     paths: list[Path], runs: list[RunDir], total_steps: int | None, alone: bool
 ) -> tuple[dict[int, dict[str, Any]], Pending]:
     """Sort the runs ``paths``: finished ones are skipped (their records), the others wait to
-    train, grouped by the step they continue from (None: from step 0)."""
+    train, grouped by the step they continue from (None: from step 0). Every run is checked
+    before any of them changes."""
     records: dict[int, dict[str, Any]] = {}
     pending: Pending = {}
+    restarts: list[tuple[RunDir, TrainConfig, TrainConfig]] = []  # from step 0
     for i, (path, run) in enumerate(zip(paths, runs)):
         # Before the new budget is checked against the config's other fields.
         if total_steps is not None and total_steps < (steps := _steps_done(path, run)):
@@ -247,9 +259,7 @@ def _plan(
             records[i] = _skipped(path)
             continue
         if not run.has_checkpoint:
-            run.clear(keep=(CONFIG_NAME,))
-            if cfg != saved:
-                write_config(run, cfg)
+            restarts.append((run, cfg, saved))
             pending.setdefault(None, []).append((i, cfg))
             continue
         done = checkpoint_step(path / CHECKPOINT_NAME)
@@ -258,9 +268,14 @@ def _plan(
                 raise _finished_error(path, done)
             records[i] = _skipped(path)
             continue
+        check_logs(path)  # a resume rewrites them
         pending.setdefault(done, []).append((i, cfg))
     if not pending and total_steps is not None:
         raise _finished_error(paths[0], checkpoint_step(paths[0] / CHECKPOINT_NAME))
+    for run, cfg, saved in restarts:  # every run is checked: only now does one change
+        run.clear(keep=(CONFIG_NAME,))
+        if cfg != saved:
+            write_config(run, cfg)
     return records, pending
 
 
