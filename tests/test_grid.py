@@ -298,3 +298,32 @@ def test_sigterm_stops_the_grid_and_every_worker(tmp_path: Path, capsys) -> None
     (straight, _), _ = expand(spec, tmp_path / "straight")
     train(straight, console=False)
     assert logs(first) == logs(Path(str(straight.run_dir)))
+
+
+@pytest.mark.slow  # starts a Ray instance, as the other Ray test does
+def test_a_stop_reaches_ray_tasks(tmp_path: Path) -> None:
+    """Under Ray, a stop interrupts the running task (its run checkpoints and reports
+    "stopped") and cancels the one not started."""
+    import threading
+
+    from algd.stop import StopFlag
+
+    out = tmp_path / "grid"
+    spec = GridSpec(
+        ("sac_lag", "sac"), ("ToyRing-v0",), (0,), base="toy", overrides=quick(3000, every=200)
+    )
+    (_, first), _ = expand(spec, out)
+    flag = StopFlag()
+
+    def stop_once_running() -> None:
+        while (
+            not (first / "metrics.csv").exists()
+            or len((first / "metrics.csv").read_text().splitlines()) <= 3
+        ):
+            time.sleep(0.2)
+        flag.signum = signal.SIGTERM
+
+    threading.Thread(target=stop_once_running, daemon=True).start()
+    records = run_grid(spec, str(out), backend="ray", workers=1, stop=flag)
+    assert [r["status"] for r in records] == ["stopped", "not started"]
+    assert 300 <= records[0]["env_steps"] < 3000 and (first / "checkpoint.npz").is_file()
