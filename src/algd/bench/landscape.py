@@ -41,7 +41,7 @@ def _energies(agent: Any, state: Any, obs: np.ndarray, lam: float) -> tuple[Any,
 
     def energy_la(a: jax.Array) -> jax.Array:
         q, qc = parts(a)
-        return augmented_energy(q, qc, lam_j, agent.h, agent.a.rho)
+        return augmented_energy(q, qc, lam_j, agent.h, agent.a.lagrangian.rho)
 
     return energy_l, energy_la, lambda a: parts(a)[1]
 
@@ -99,7 +99,7 @@ def landscape(
         "env": cfg.env,
         "critics_from": run_dirs[0],
         "lambda": lam_used,
-        "rho": agent.a.rho,
+        "rho": agent.a.lagrangian.rho,
         "h": agent.h,
         "grid": grid,
     }
