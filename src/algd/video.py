@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from algd.errors import AlgdError, EnvError
-from algd.outputs import StagedFolder, check_file, check_folder
+from algd.outputs import StagedFolder, check_file
 
 BAND = 32  # pixels of the text band above each frame
 SIZE = (480, 480)  # width, height of the simulator's frame
@@ -55,16 +53,18 @@ def annotate(frame: np.ndarray, text: str, over_limit: bool, step_cost: float) -
 class VideoWriter:
     """Frames of the episodes to one .mp4 file, or one file per episode in a folder; staged
     beside their place and moved in only when complete (algd.outputs' rules: ``overwrite``
-    replaces the video's own files, never anything else)."""
+    replaces the video's own files, never anything else). The output is checked when the
+    writer is made; nothing is written before the first frame."""
 
     def __init__(self, out: Path, overwrite: bool, episodes: int = 0) -> None:
+        if out.suffix not in ("", ".mp4"):
+            raise AlgdError(f"--video {out}: give an .mp4 file or a folder")
         self.out, self.one_file = out, out.suffix == ".mp4"
-        self._folder: StagedFolder | None = None
         if self.one_file:
             check_file(out, overwrite, "video")
-        else:
-            names = [_episode_name(e) for e in range(episodes)]
-            self._folder = StagedFolder(out, overwrite, "video", names)
+        names = [out.name] if self.one_file else [_episode_name(e) for e in range(episodes)]
+        folder = out.parent if self.one_file else out
+        self._folder = StagedFolder(folder, overwrite, "video", names)
         try:
             import imageio.v2 as imageio
             import imageio_ffmpeg  # noqa: F401  (the encoder imageio uses)
@@ -74,10 +74,6 @@ class VideoWriter:
                 "bash scripts/setup.sh"
             ) from None
         self._imageio = imageio
-        if self._folder is None:
-            self._stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        else:
-            self._stage = self._folder.open()
         self._writer: Any = None
         self._episode = -1
         self.frames: list[int] = []
@@ -87,9 +83,10 @@ class VideoWriter:
             self._writer.close()
             self._writer = None
         if self._writer is None:
+            stage = self._folder.stage if self.frames else self._folder.open()
             name = self.out.name if self.one_file else _episode_name(episode)
             self._writer = self._imageio.get_writer(
-                self._stage / name, fps=FPS, codec="libx264", macro_block_size=16
+                stage / name, fps=FPS, codec="libx264", macro_block_size=16
             )
         self._episode = episode
         self.frames.append(0)
@@ -109,29 +106,13 @@ class VideoWriter:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._folder is not None:
-            return [str(p) for p in self._folder.commit()]
-        os.replace(self._stage / self.out.name, self.out)
-        shutil.rmtree(self._stage)
-        return [str(self.out)]
+        return [str(p) for p in self._folder.commit()]
 
     def abort(self) -> None:
         if self._writer is not None:
             with contextlib.suppress(Exception):  # the partial file is removed either way
                 self._writer.close()
-        if self._folder is not None:
-            self._folder.discard()
-        else:
-            shutil.rmtree(self._stage, ignore_errors=True)
-
-
-def _check_out(out: Path, overwrite: bool, episodes: int) -> None:
-    if out.suffix not in ("", ".mp4"):
-        raise AlgdError(f"--video {out}: give an .mp4 file or a folder")
-    if out.suffix:
-        check_file(out, overwrite, "video")
-    else:
-        check_folder(out, [_episode_name(e) for e in range(episodes)], overwrite, "video")
+        self._folder.discard()
 
 
 @contextlib.contextmanager
@@ -195,15 +176,9 @@ def record(
     from algd.envs import env_for
     from algd.evaluate import evaluate
 
-    out_path = Path(out)
-    _check_out(out_path, overwrite, episodes)
+    writer = VideoWriter(Path(out), overwrite, episodes)  # checks the output before loading
     cfg, agent, state, meta = load_agent(run_dir)
     env = env_for(cfg, render_size=SIZE)
-    try:
-        writer = VideoWriter(out_path, overwrite, episodes)
-    except BaseException:
-        env.close()
-        raise
     spec = env.spec
     gamma_c = cfg.agent.gamma_c
     observe = _overlay(env, writer, gamma_c, backend)

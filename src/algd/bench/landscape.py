@@ -22,7 +22,7 @@ import numpy as np
 
 from algd.errors import AlgdError
 from algd.lagrangian import augmented_energy, lagrangian_energy
-from algd.outputs import StagedFolder, check_folder
+from algd.outputs import StagedFolder
 
 
 def _energies(agent: Any, state: Any, obs: np.ndarray, lam: float) -> tuple[Any, Any, Any]:
@@ -77,8 +77,8 @@ def landscape(
     from algd.api import load_agent
     from algd.envs import env_for
 
-    out = Path(out_dir)
-    _check_args(out, grid, samples, seed, overwrite)
+    _check_args(grid, samples, seed)
+    staged = StagedFolder(Path(out_dir), overwrite, "landscape", FILES)  # checked first
     runs = [load_agent(d) for d in run_dirs]
     cfg, agent, state, _ = runs[0]
     _check_first(cfg, agent)
@@ -110,14 +110,13 @@ def landscape(
     qc_grid = np.asarray(jax.vmap(qc_bar)(points)).reshape(grid, grid)
     diagnostics["feasible_share"] = float((qc_grid <= agent.h).mean())
     sampled = _sampled(run_dirs, runs, obs, samples, seed, qc_bar, agent.h, diagnostics)
-    with StagedFolder(out, overwrite, "landscape", FILES) as stage:
+    with staged as stage:
         _plot(stage, xs, ys, values, qc_grid, agent.h, sampled, diagnostics)
         (stage / "landscape.json").write_text(json.dumps(diagnostics, indent=2) + "\n")
     return diagnostics
 
 
-def _check_args(out: Path, grid: int, samples: int, seed: int, overwrite: bool) -> None:
-    check_folder(out, FILES, overwrite, "landscape")
+def _check_args(grid: int, samples: int, seed: int) -> None:
     if grid < 5 or samples < 1:
         raise AlgdError("landscape: --grid must be >= 5 and --samples >= 1")
     if not 0 <= seed < 2**31:

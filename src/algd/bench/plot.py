@@ -13,7 +13,7 @@ from typing import Any
 
 from algd.bench.report import COLUMNS, lambda_axis, read_csv, read_json
 from algd.errors import AlgdError, RunDirError
-from algd.outputs import StagedFolder, check_folder
+from algd.outputs import StagedFolder
 
 FILES = ("plot.png", "plot.svg")
 
@@ -101,7 +101,7 @@ def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, An
         raise AlgdError("algd plot: give at least one RUN_DIR")
     runs = [load(Path(d)) for d in run_dirs]
     out_dir = Path(out)
-    check_folder(out_dir, FILES, overwrite, "plot")
+    staged = StagedFolder(out_dir, overwrite, "plot", FILES)  # checked before drawing
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,7 +119,7 @@ def plot(run_dirs: list[str], out: str, overwrite: bool = False) -> dict[str, An
         drawn += _draw_env(tuple(row), env, list(zip(mine, labels)))
     fig.tight_layout()
     try:
-        with StagedFolder(out_dir, overwrite, "plot", FILES) as stage:
+        with staged as stage:
             for name in FILES:
                 fig.savefig(stage / name, dpi=110)
     finally:

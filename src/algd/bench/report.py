@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from algd.errors import AlgdError, RunDirError
-from algd.outputs import StagedFolder, check_folder
+from algd.outputs import StagedFolder
 
 # The columns the report and the plots read from each CSV log.
 COLUMNS = {
@@ -305,10 +305,10 @@ def report(results_dir: str, out_dir: str | None = None, overwrite: bool = False
         *(["failures.json"] if failures else []),
         *(f"{env}.{ext}" for env in sorted({r["env"] for r in runs}) for ext in ("png", "svg")),
     ]
-    check_folder(out, names, overwrite, "report")  # before any figure is drawn
+    staged = StagedFolder(out, overwrite, "report", names)  # checked before any figure
     table = summarise(runs)
     text = markdown(table) + safety_markdown(table) + failures_markdown(failures)
-    with StagedFolder(out, overwrite, "report", names) as stage:
+    with staged as stage:
         plots = _plots(runs, stage)
         (stage / "report.md").write_text(
             f"# algd report: {root}\n\n{text}{notes_markdown(table, plots)}"
