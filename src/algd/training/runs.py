@@ -225,12 +225,6 @@ def _skipped(path: Path) -> dict[str, Any]:
     return {"status": "skipped", **read_summary(path / SUMMARY_NAME), "run_dir": str(path)}
 
 
-def _steps_done(path: Path, run: RunDir) -> int:
-    if run.has_checkpoint:
-        return checkpoint_step(path / CHECKPOINT_NAME)
-    return _finished_steps(path) or 0
-
-
 def _plan(
     paths: list[Path], runs: list[RunDir], total_steps: int | None, alone: bool
 ) -> tuple[dict[int, dict[str, Any]], Pending]:
@@ -241,14 +235,21 @@ def _plan(
     pending: Pending = {}
     restarts: list[tuple[RunDir, TrainConfig, TrainConfig]] = []  # from step 0
     for i, (path, run) in enumerate(zip(paths, runs)):
+        # The steps done: its checkpoint's, or, where the checkpoint is gone, a finished run's.
+        has_checkpoint = run.has_checkpoint
+        done = checkpoint_step(path / CHECKPOINT_NAME) if has_checkpoint else _finished_steps(path)
         # Before the new budget is checked against the config's other fields.
-        if total_steps is not None and total_steps < (steps := _steps_done(path, run)):
+        if total_steps is not None and total_steps < (done or 0):
             raise RunDirError(
-                f"--total-steps {total_steps} is below the {steps} steps run {path} has done"
+                f"--total-steps {total_steps} is below the {done} steps run {path} has done"
             )
         saved = load_run_config(path)
         cfg = saved if total_steps is None else replace(saved, total_steps=total_steps)
-        if not run.has_checkpoint and (done := _finished_steps(path)) is not None:
+        if done is None:  # stopped before its first checkpoint: it starts again from step 0
+            restarts.append((run, cfg, saved))
+            pending.setdefault(None, []).append((i, cfg))
+            continue
+        if not has_checkpoint:
             # Finished, its checkpoint gone (committed results keep only the small files).
             if cfg.total_steps > done:
                 raise RunDirError(
@@ -258,11 +259,6 @@ def _plan(
                 raise _finished_error(path, done)
             records[i] = _skipped(path)
             continue
-        if not run.has_checkpoint:
-            restarts.append((run, cfg, saved))
-            pending.setdefault(None, []).append((i, cfg))
-            continue
-        done = checkpoint_step(path / CHECKPOINT_NAME)
         if (path / SUMMARY_NAME).exists() and cfg.total_steps <= done:
             if alone:
                 raise _finished_error(path, done)
