@@ -155,7 +155,7 @@ COMMAND_CASES = [
     (["bench", "--spec", "{tmp}/binary.yaml"], "grid spec {tmp}/binary.yaml: 'utf-8' codec"),
     (
         ["bench", "--base", "toy", "--algos", "sac", "--envs", "ToyRing-v0", "--seeds", "0"],
-        "is a file; the grid's results goes into a folder",
+        "is a file; the grid goes into a folder",
     ),
     (["export", "{tmp}/checkpoint.npz", "{tmp}/out.npz"], "is a file; algd export reads a run"),
 ]

@@ -335,7 +335,7 @@ def run_grid(
     them), each group in one worker. Once ``stop`` is set, nothing new starts, the running
     groups stop with a checkpoint, and the points not started are reported "not started"."""
     check_points(spec)
-    check_folder(Path(out), (), True, "grid's results")  # not a file, a run or a group
+    check_folder(Path(out), (), True, "grid")  # not a file, a run or a group
     if backend not in ("local", "ray"):
         raise AlgdError(f"unknown backend '{backend}' (local or ray)")
     points = expand(spec, Path(out))
