@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -125,7 +126,13 @@ def test_train_eval_and_refusals_through_the_real_cli(
     run = tmp_path / "run"
     done = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
-    assert "final evaluation (sac_lag on ToyRing-v0, 600 steps)" in done.stdout
+    line = re.search(
+        r"final evaluation \(sac_lag on ToyRing-v0, 600 steps, \d+ s\): return \S+ \+- \S+, "
+        r"cost (\S+) \((under|OVER) the limit 5\)",
+        done.stdout,
+    )
+    assert line is not None, done.stdout
+    assert (line[2] == "under") == (float(line[1]) <= 5.0)
     assert f"logs: {run}/" in done.stdout
     before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     again = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
@@ -279,6 +286,19 @@ def test_the_toy_preset_on_another_env_says_what_to_use(
     parse_train(["--preset", "toy", "--env", "SafetyPointGoal1-v0"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--preset toy is tuned for the built-in ToyRing-v0" in err
-    assert "--preset cpu or safe" in err
+    assert "--preset quick" in err
     parse_train(["--preset", "toy"])
     assert capsys.readouterr().err == ""
+
+
+def test_run_lengths_read_as_a_person_says_them() -> None:
+    from algd.cli import duration_text
+
+    assert [duration_text(x) for x in (0.4, 48.2, 60, 372, 3599.6, 7500)] == [
+        "0 s",
+        "48 s",
+        "1 min 00 s",
+        "6 min 12 s",
+        "1 h 00 min",
+        "2 h 05 min",
+    ]

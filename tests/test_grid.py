@@ -207,6 +207,23 @@ def test_safe_suite_grids(tmp_path: Path) -> None:
         assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
 
 
+def test_quick_preset_is_safe_at_a_short_budget_for_every_algorithm() -> None:
+    """--preset quick applies cpu, then safe (each with the algorithms' changes), then its
+    own budget; the task's protocol comes with it."""
+    from algd.presets import PRESETS
+
+    for algo in ("algd", "sac_lag", "hj", "ppo_lag"):
+        for env in ("PaperHalfCheetahVelocity-v0", "SafetyPointCircle1-v0"):
+            safe, quick = preset("safe", algo=algo, env=env), preset("quick", algo=algo, env=env)
+            assert (quick.total_steps, quick.eval_every) == (30_000, 3000)
+            own = {"total_steps", "eval_every", "checkpoint_every"}
+            assert own == set(PRESETS["quick"])
+            rest = {f: getattr(quick, f) for f in vars(quick) if f not in own}
+            assert rest == {f: getattr(safe, f) for f in vars(safe) if f not in own}
+    nav = preset("quick", env="SafetyPointCircle1-v0")
+    assert (nav.episode_length, nav.cost_limit, nav.layout) == (400, 10.0, "fixed")
+
+
 def test_safe_preset_extends_cpu_with_each_algorithms_changes() -> None:
     """--preset safe applies cpu first, with the algorithms' own cpu changes, then its own."""
     env = "PaperHalfCheetahVelocity-v0"

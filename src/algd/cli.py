@@ -78,6 +78,16 @@ def _cmd_train(args: list[str], flag: StopFlag) -> int:
     return 1 if any(r.get("status") == "failed" for r in records) else 0
 
 
+def duration_text(seconds: float) -> str:
+    """``seconds`` as a person reads a run's length: 48 s, 6 min 12 s, 2 h 05 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
     run_dir = summary["run_dir"]
     who = f"seed {summary['seed']}: " if group is not None else ""
@@ -95,10 +105,12 @@ def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
         )
         return
     kind = "discounted cost" if summary["cost_limit_kind"] == "discounted" else "cost"
+    side = "under" if ev["cost_vs_limit"] <= summary["cost_limit"] else "OVER"
     print(
         f"{who}final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} "
-        f"steps): return {ev['return_mean']:.2f} +- {ev['return_std']:.2f}, "
-        f"{kind} {ev['cost_vs_limit']:.2f} (limit {summary['cost_limit']:g})"
+        f"steps, {duration_text(summary['wall_s'])}): return {ev['return_mean']:.2f} +- "
+        f"{ev['return_std']:.2f}, {kind} {ev['cost_vs_limit']:.2f} ({side} the limit "
+        f"{summary['cost_limit']:g})"
     )
     if group is None:
         print(

@@ -153,8 +153,8 @@ def parse_train(
     if known.preset == "toy" and ns.run.env != "ToyRing-v0":
         found.append(
             f"algd train: note: --preset toy is tuned for the built-in ToyRing-v0 (discounts "
-            f"0.9, a large multiplier step); on {ns.run.env} start from --preset cpu or safe "
-            "(docs/results.md)"
+            f"0.9, a large multiplier step); on {ns.run.env} start from --preset quick (minutes) "
+            "or safe (docs/experiments.md)"
         )
     if notes is None:
         for line in found:

@@ -96,11 +96,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "agent.lagrangian.mom_every": 1000,
         "agent.lagrangian.cost_margin": 0.05,
     },
+    # "safe" (which it extends) at a budget a laptop CPU trains in minutes: 30k steps, an
+    # evaluation every 3000. In the pilots ALGD learned to run on HalfCheetah in it, not to
+    # hold the limit in every seed; no navigation task learned in it (docs/experiments.md,
+    # "A quick run on a real task").
+    "quick": {
+        "total_steps": 30_000,
+        "eval_every": 3000,
+        "checkpoint_every": 10_000,
+    },
 }
 # A preset that extends another applies the other first (with its algorithms' changes).
-PRESET_BASE = {"safe": "cpu"}
+PRESET_BASE = {"safe": "cpu", "quick": "safe"}
 # Presets that add the task family's reference settings of the env (reference_for_env).
-TASK_PROTOCOL_PRESETS = ("reference", "cpu", "safe")
+TASK_PROTOCOL_PRESETS = ("reference", "cpu", "safe", "quick")
+
+
+def preset_chain(name: str) -> list[str]:
+    """The presets ``name`` applies, the one it extends (and so on) first."""
+    chain = [name]
+    while chain[0] in PRESET_BASE:
+        chain.insert(0, PRESET_BASE[chain[0]])
+    return chain
 
 
 def reference_for_env(env_id: str) -> dict[str, Any]:
@@ -129,10 +146,9 @@ def make_config(
     if preset is not None:
         if preset not in PRESETS:
             raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
-        for name in (PRESET_BASE.get(preset), preset):
-            if name is not None:
-                cfg = apply_overrides(cfg, PRESETS[name])
-                cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(name, {})))
+        for name in preset_chain(preset):
+            cfg = apply_overrides(cfg, PRESETS[name])
+            cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(name, {})))
         if preset in TASK_PROTOCOL_PRESETS:
             cfg = apply_overrides(cfg, reference_for_env(str(overrides.get("env", cfg.env))))
     return apply_overrides(cfg, overrides)
