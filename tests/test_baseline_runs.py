@@ -34,10 +34,22 @@ UPDATES = {"hj": 60, "ppo_lag": 2 * 10 * 2}
         pytest.param("ppo_lag", "PaperHopperVelocity-v0", marks=pytest.mark.slow),
     ],
 )
-def test_trains_on_real_tasks(algo: str, env: str, tmp_path: Path) -> None:
+def test_trains_on_real_tasks(
+    algo: str, env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
-    argv = ["train", "--algo", algo, "--env", env, *REAL, "--warmup-steps", WARMUP[algo]]
+    loud = [a for a in REAL if a != "--quiet"]
+    argv = ["train", "--algo", algo, "--env", env, *loud, "--warmup-steps", WARMUP[algo]]
     assert main([*argv, "--run-dir", str(run)]) == 0
+    # The evaluation line states the cost the limit is stated in (discounted on the velocity
+    # tasks), the number eval.csv records as cost_vs_limit.
+    judged = float((run / "eval.csv").read_text().splitlines()[-1].split(",")[-1])
+    kind = "discounted cost" if "Velocity" in env else "cost"
+    assert "eval @ 260: return" in (out := capsys.readouterr().out), out
+    assert f", {kind} {judged:.2f} (limit " in out, out
+    progress = [line for line in out.splitlines() if line.startswith("step ")]
+    label = "  disc. cost " if "Velocity" in env else "  cost "
+    assert progress and all(label in line for line in progress), out
     summary = json.loads((run / "summary.json").read_text())
     assert summary["env_steps"] == 260 and summary["updates"] == UPDATES[algo]
     rows = (run / "metrics.csv").read_text().splitlines()

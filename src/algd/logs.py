@@ -110,8 +110,8 @@ def truncate_after(path: Path, step: int) -> None:
 class Console:
     """Live progress bar on a terminal; plain lines every ``log_every`` steps otherwise."""
 
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
+    def __init__(self, total: int, start: int, enabled: bool, cost_label: str = "cost") -> None:
+        self.total, self.enabled, self.cost_label = total, enabled, cost_label
         self.live = enabled and sys.stdout.isatty()
         self._progress: Any = None
         if self.live:
@@ -127,7 +127,10 @@ class Console:
             self._progress.start()
 
     def update(self, step: int, ret: float, cost: float, lam: float, sps: float) -> None:
-        text = f"return {ret:8.2f}  cost {cost:7.2f}  lambda {lam:7.4f}  {sps:6.1f} steps/s"
+        text = (
+            f"return {ret:8.2f}  {self.cost_label} {cost:7.2f}  lambda {lam:7.4f}  "
+            f"{sps:6.1f} steps/s"
+        )
         if self.live:
             self._progress.update(self._task, completed=step, description=text)
         elif self.enabled:

@@ -321,7 +321,10 @@ class GroupLoop:
                     "updates_per_s": ups,
                 },
             )
-            means.append((row["train/return"], row["train/cost"], row["lambda"]))
+            # The console reads the cost in the limit's units (discounted on the velocity
+            # tasks); metrics.csv keeps the episodes' summed cost.
+            judged = float(np.mean(lp.recent_limit_cost)) if lp.recent_limit_cost else math.nan
+            means.append((row["train/return"], judged, row["lambda"]))
         ret, cost, lam = (float(np.mean(v)) for v in zip(*means))
         self.console.update(self.env_step, ret, cost, lam, sps)
 
@@ -343,9 +346,10 @@ class GroupLoop:
             lp.eval_index += 1
             logs.record("eval", {"step": lp.env_step, **result})
             who = f"seed {m.seed} " if len(self.members) > 1 else ""
+            kind = "discounted cost" if self.spec.cost_limit_kind == "discounted" else "cost"
             self.console.message(
                 f"{who}eval @ {lp.env_step}: return {result['return_mean']:.2f} +- "
-                f"{result['return_std']:.2f}, cost {result['cost_mean']:.2f} "
+                f"{result['return_std']:.2f}, {kind} {result['cost_vs_limit']:.2f} "
                 f"(limit {self.spec.cost_limit:g})"
             )
             results[m.seed] = result
@@ -354,7 +358,12 @@ class GroupLoop:
     def open_logs(self) -> None:
         """Open every seed's log files (appending) and the group's console and throughput."""
         cfg = self.cfg
-        self.console = Console(cfg.total_steps, self.env_step, self.console_enabled)
+        self.console = Console(
+            cfg.total_steps,
+            self.env_step,
+            self.console_enabled,
+            "disc. cost" if self.spec.cost_limit_kind == "discounted" else "cost",
+        )
         self.throughput = Throughput()
         for m in self.members:
             m.logs = RunLogs(m.run_dir, m.cfg)
