@@ -131,7 +131,9 @@ def test_commands_refuse_to_write_over_a_run(
 
 
 @pytest.mark.xdist_group("finished_runs")
-def test_plot_and_report_overwrite_keep_the_folders_other_files(finished, tmp_path: Path) -> None:
+def test_plot_and_report_overwrite_keep_the_folders_other_files(
+    finished, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = _user_folder(tmp_path / "out")
     (out / "plot.png").write_bytes(b"an older plot")
     assert main(["plot", str(finished["a"]), "--out", str(out)]) == 2
@@ -140,7 +142,10 @@ def test_plot_and_report_overwrite_keep_the_folders_other_files(finished, tmp_pa
     assert (out / "plot.png").read_bytes().startswith(b"\x89PNG")
     root = tmp_path / "results"
     shutil.copytree(finished["a"], root / "a")
+    capsys.readouterr()
     assert main(["report", str(root), "--out", str(out), "--overwrite"]) == 0
+    printed = capsys.readouterr().out  # the tables, ending their last line
+    assert printed.startswith("| env |") and printed.endswith(" |\n"), printed[-200:]
     assert (out / "notes.txt").read_text() == "mine" and (out / "report.md").is_file()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
 

@@ -12,14 +12,14 @@ from algd.bench.report import find_runs, load_run, markdown, summarise
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = sorted(
     p.name
-    for pattern in ("cpu-real*", "safe*")
+    for pattern in ("cpu-real*", "safe*", "quick")
     for p in (ROOT / "results").glob(pattern)
     if p.is_dir()
 )
 
 
 def test_every_real_task_folder_is_checked() -> None:
-    assert {"cpu-real", "cpu-real-100k", "safe"} <= set(FOLDERS)
+    assert {"cpu-real", "cpu-real-100k", "safe", "quick"} <= set(FOLDERS)
 
 
 @pytest.mark.parametrize("folder", FOLDERS)

@@ -302,7 +302,7 @@ def _cmd_report(ns: Report) -> int:
     from algd.bench.report import report
 
     result = report(ns.results_dir, ns.out, ns.overwrite)
-    print(result["markdown"], end="")
+    print(result["markdown"].rstrip("\n"))
     out = ns.out or str(Path(ns.results_dir) / "report")
     print(f"report: {out}/ ({', '.join(result['files'])})", file=sys.stderr)
     return 0
