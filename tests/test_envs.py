@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -44,6 +46,23 @@ def test_safety_gymnasium_contract(env_id: str, obs_dim: int) -> None:
     assert env.spec.cost_limit == 25.0 and env.spec.cost_limit_kind == "episode"
     check_contract(env)
     env.close()
+
+
+def test_safety_gymnasium_tasks_leave_its_multi_agent_part_unimported() -> None:
+    """Safety-Gymnasium's own ``__init__`` imports its multi-agent tasks, and with them
+    Gymnasium-Robotics, which prints a notice about its Adroit tasks on every import. algd
+    builds the single-agent tasks without that ``__init__``: nothing of the multi-agent part is
+    imported, and nothing is printed."""
+    code = (
+        "import sys\n"
+        "from algd.envs import make_env\n"
+        "env = make_env('SafetyPointGoal1-v0'); env.reset(seed=0); env.step(env.spec.act_low)\n"
+        "print([m for m in sys.modules if 'safe_multi_agent' in m\n"
+        "       or m.split('.')[0] in ('gymnasium_robotics', 'pettingzoo')])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n" and done.stderr == "", (done.stdout, done.stderr)
 
 
 def test_safety_gymnasium_costs_appear_and_resets_are_seeded() -> None:

@@ -136,10 +136,15 @@ def test_wandb_offline_run(tmp_path: Path) -> None:
     args += ["--log-every", "100", "--wandb", "--wandb-mode", "offline", "--quiet"]
     done = run_cli(*args, "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # W&B's own notices stay out of the user's terminal
     (offline,) = (run / "wandb").glob("offline-run-*")
     (log,) = offline.glob("run-*.wandb")
     assert log.stat().st_size > 1000  # the metrics and evaluations went in
     assert json.loads((run / "config.json").read_text())["wandb"] is True
+    # Resuming continues the same W&B run, again without a word on stderr (no "resume will be
+    # ignored" warning in offline mode).
+    again = run_cli("train", "--resume", str(run), "--total-steps", "700", "--quiet")
+    assert again.returncode == 0 and again.stderr == "", again.stderr
 
 
 # --- your own environment -------------------------------------------------------------------------
@@ -168,7 +173,7 @@ def test_custom_env_example_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [*args, "--run-dir", str(run)], capture_output=True, text=True, timeout=600, env=env
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # no third-party notices
     summary = json.loads((run / "summary.json").read_text())
     assert summary["cost_limit"] == 5.0 and summary["env"] == "custom_env:HazardPoint-v0"
     # The wrapper form: a cost added to an existing MuJoCo task.
