@@ -89,6 +89,15 @@ def test_list_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
         (["eval", "x", "--episode", "3"], "--episode, 3 (did you mean --episodes?)"),
         (["train", "--algo", "sac_lagg"], "unknown algorithm 'sac_lagg' (did you mean 'sac_lag'?)"),
         (["train", "--env", "SafetyPointGoal1-v1"], "(did you mean 'SafetyPointGoal1-v0'?)"),
+        (["train", "--preset", "quik"], "unknown preset 'quik' (did you mean 'quick'?)"),
+        (
+            ["bench", "--preset", "safee", "--out", "x", "--dry-run"],
+            "unknown grid preset 'safee' (did you mean 'safe'?)",
+        ),
+        (
+            ["bench", "--base", "quik", "--algos", "algd", "--out", "x", "--dry-run"],
+            "unknown base preset 'quik' (did you mean 'quick'?)",
+        ),
         (
             ["train", "--env", "ToyRing-v1"],
             "unknown env id 'ToyRing-v1': not a built-in, paper-velocity, Safety-Gymnasium or registered Gymnasium id (did you mean 'ToyRing-v0'?)",

@@ -33,6 +33,7 @@ from typing import Any
 from algd.agents import default_config, get_algo
 from algd.config import TrainConfig, apply_overrides
 from algd.errors import AlgdError
+from algd.suggest import did_you_mean
 
 # Named overrides of an algorithm's defaults, in the command line's dotted keys.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -146,7 +147,10 @@ def make_config(
     cfg = default_config(algo)
     if preset is not None:
         if preset not in PRESETS:
-            raise AlgdError(f"unknown preset '{preset}' (choose from: {', '.join(PRESETS)})")
+            raise AlgdError(
+                f"unknown preset '{preset}'{did_you_mean(preset, PRESETS)} (choose from: "
+                f"{', '.join(PRESETS)})"
+            )
         for name in preset_chain(preset):
             cfg = apply_overrides(cfg, PRESETS[name])
             cfg = apply_overrides(cfg, dict(get_algo(algo).preset_overrides.get(name, {})))

@@ -29,6 +29,7 @@ from algd.errors import AlgdError, RunDirError
 from algd.outputs import check_folder
 from algd.presets import PRESETS
 from algd.stop import StopFlag
+from algd.suggest import did_you_mean
 
 NAVIGATION = (
     "SafetyPointButton1-v0",
@@ -413,7 +414,8 @@ def spec_from_args(
     """A GridSpec from a preset, a JSON spec file, and/or flags (flags win)."""
     if preset_name and preset_name not in GRID_PRESETS:
         raise AlgdError(
-            f"unknown grid preset '{preset_name}' (choose from: {', '.join(GRID_PRESETS)})"
+            f"unknown grid preset '{preset_name}'{did_you_mean(preset_name, GRID_PRESETS)} "
+            f"(choose from: {', '.join(GRID_PRESETS)})"
         )
     spec = GRID_PRESETS[preset_name] if preset_name else GridSpec((), (), ())
     if spec_file:
@@ -425,10 +427,11 @@ def spec_from_args(
             raise AlgdError(f"grid spec {spec_file}: {exc}") from None
     fields: dict[str, Any] = {}
     if base:
-        from algd.presets import PRESETS
-
         if base not in PRESETS:
-            raise AlgdError(f"unknown base preset '{base}' (choose from: {', '.join(PRESETS)})")
+            raise AlgdError(
+                f"unknown base preset '{base}'{did_you_mean(base, PRESETS)} (choose from: "
+                f"{', '.join(PRESETS)})"
+            )
         fields["base"] = base
     if algos:
         fields["algos"] = tuple(a for a in algos.split(",") if a)
