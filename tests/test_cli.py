@@ -300,6 +300,19 @@ def test_the_toy_preset_on_another_env_says_what_to_use(
     assert capsys.readouterr().err == ""
 
 
+def test_the_quick_preset_on_a_navigation_task_says_it_will_not_learn_there(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from algd.parsing import parse_train
+
+    parse_train(["--preset", "quick", "--env", "SafetyPointCircle1-v0"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no navigation task learned" in err
+    parse_train(["--preset", "quick", "--env", "PaperHalfCheetahVelocity-v0"])
+    parse_train(["--preset", "quick", "--env", "SafetyHopperVelocity-v1"])
+    assert capsys.readouterr().err == ""
+
+
 def test_run_lengths_read_as_a_person_says_them() -> None:
     from algd.cli import duration_text
 

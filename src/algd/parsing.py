@@ -156,6 +156,14 @@ def parse_train(
             f"0.9, a large multiplier step); on {ns.run.env} start from --preset quick (minutes) "
             "or safe (docs/experiments.md)"
         )
+    from algd.envs.safety_gym import is_navigation_id
+
+    if known.preset == "quick" and is_navigation_id(ns.run.env):
+        found.append(
+            f"algd train: note: in 30k steps no navigation task learned in the quick preset's "
+            f"pilots (docs/experiments.md, 'A quick run on a real task'); on {ns.run.env} this "
+            "run shows the pipeline, not learning"
+        )
     if notes is None:
         for line in found:
             print(line, file=sys.stderr)
