@@ -136,7 +136,7 @@ def test_train_eval_and_refusals_through_the_real_cli(
     done = run_cli("train", "--algo", "sac_lag", *FAST, "--run-dir", str(run))
     assert done.returncode == 0, done.stderr
     line = re.search(
-        r"final evaluation \(sac_lag on ToyRing-v0, 600 steps, \d+ s\): return \S+ \+- \S+, "
+        r"final evaluation \(sac_lag on ToyRing-v0, 600 steps, [^)]+\): return \S+ \+- \S+, "
         r"cost (\S+) \((under|OVER) the limit 5\)",
         done.stdout,
     )
@@ -292,10 +292,14 @@ def test_the_toy_preset_on_another_env_says_what_to_use(
 ) -> None:
     from algd.parsing import parse_train
 
-    parse_train(["--preset", "toy", "--env", "SafetyPointGoal1-v0"])
+    parse_train(["--preset", "toy", "--env", "PaperHalfCheetahVelocity-v0"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--preset toy is tuned for the built-in ToyRing-v0" in err
     assert "--preset quick" in err
+    # On a navigation task the quick preset does not learn: only safe is suggested.
+    parse_train(["--preset", "toy", "--env", "SafetyPointGoal1-v0"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "start from --preset safe (" in err and "quick" not in err
     parse_train(["--preset", "toy"])
     assert capsys.readouterr().err == ""
 
@@ -310,6 +314,8 @@ def test_the_quick_preset_on_a_navigation_task_says_it_will_not_learn_there(
     assert err.count("\n") == 1 and "no navigation task learned" in err
     parse_train(["--preset", "quick", "--env", "PaperHalfCheetahVelocity-v0"])
     parse_train(["--preset", "quick", "--env", "SafetyHopperVelocity-v1"])
+    # A longer budget than the preset's is not what the pilots measured: no note.
+    parse_train(["--preset", "quick", "--env", "SafetyPointGoal1-v0", "--total-steps", "200000"])
     assert capsys.readouterr().err == ""
 
 
@@ -324,3 +330,22 @@ def test_run_lengths_read_as_a_person_says_them() -> None:
         "1 h 00 min",
         "2 h 05 min",
     ]
+
+
+def test_the_final_line_of_a_resumed_run_says_from_which_step_it_was_timed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from algd.cli import _print_summary
+
+    ev = {"return_mean": 1.0, "return_std": 0.0, "cost_vs_limit": 2.0}
+    summary = {"run_dir": "r", "algo": "algd", "env": "E", "env_steps": 1000, "finished": True}
+    summary |= {"cost_limit": 5.0, "cost_limit_kind": "episode", "wall_s": 75.0, "final_eval": ev}
+    _print_summary({**summary, "timed_from_step": 0})
+    _print_summary({**summary, "timed_from_step": 600})
+    _print_summary({**summary, "final_eval": {**ev, "cost_vs_limit": 5.5}})
+    fresh, resumed, over = (
+        line for line in capsys.readouterr().out.splitlines() if "final" in line
+    )
+    assert "(algd on E, 1000 steps, 1 min 15 s): " in fresh and "(under the limit 5)" in fresh
+    assert "(algd on E, 1000 steps, 1 min 15 s since step 600): " in resumed
+    assert "cost 5.50 (OVER the limit 5)" in over

@@ -343,3 +343,13 @@ def test_a_run_config_from_before_a_field_existed_reads_with_its_old_value(tmp_p
         "normal",
         "sigma_min",
     )
+
+
+def test_a_grid_progress_line_names_the_cost_the_limit_is_stated_in(capsys) -> None:
+    record = {"status": "trained", "env": "E", "algo": "algd", "seed": 0, "run_dir": "r"}
+    record["final_eval"] = {"return_mean": 1.0, "cost_vs_limit": 140.0}
+    print_progress({**record, "cost_limit_kind": "discounted"}, 1, 2)
+    print_progress({**record, "cost_limit_kind": "episode"}, 2, 2)
+    discounted, summed = capsys.readouterr().err.splitlines()
+    assert "return 1.00, discounted cost 140.00 -> r" in discounted
+    assert "return 1.00, cost 140.00 -> r" in summed

@@ -88,6 +88,13 @@ def duration_text(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def _timed(summary: dict[str, Any]) -> str:
+    """The run's wall clock in this process, and from which step when it was resumed."""
+    start = summary.get("timed_from_step", 0)
+    since = f" since step {start}" if start else ""
+    return f"{duration_text(summary['wall_s'])}{since}"
+
+
 def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
     run_dir = summary["run_dir"]
     who = f"seed {summary['seed']}: " if group is not None else ""
@@ -108,7 +115,7 @@ def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
     side = "under" if ev["cost_vs_limit"] <= summary["cost_limit"] else "OVER"
     print(
         f"{who}final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} "
-        f"steps, {duration_text(summary['wall_s'])}): return {ev['return_mean']:.2f} +- "
+        f"steps, {_timed(summary)}): return {ev['return_mean']:.2f} +- "
         f"{ev['return_std']:.2f}, {kind} {ev['cost_vs_limit']:.2f} ({side} the limit "
         f"{summary['cost_limit']:g})"
     )

@@ -21,7 +21,9 @@ from algd.commands import Train, command_run, train_command
 from algd.config import FAMILIES
 from algd.config.io import FLAT_NAMES, is_flat_name
 from algd.errors import AlgdError
+from algd.presets import PRESETS
 
+QUICK_STEPS = int(PRESETS["quick"]["total_steps"])
 T = TypeVar("T")
 
 
@@ -150,15 +152,17 @@ def parse_train(
         f"{', '.join(families)} settings); it is kept in the config but has no effect"
         for flag in unused
     ]
-    if known.preset == "toy" and ns.run.env != "ToyRing-v0":
-        found.append(
-            f"algd train: note: --preset toy is tuned for the built-in ToyRing-v0 (discounts "
-            f"0.9, a large multiplier step); on {ns.run.env} start from --preset quick (minutes) "
-            "or safe (docs/experiments.md)"
-        )
     from algd.envs.safety_gym import is_navigation_id
 
-    if known.preset == "quick" and is_navigation_id(ns.run.env):
+    navigation = is_navigation_id(ns.run.env)
+    if known.preset == "toy" and ns.run.env != "ToyRing-v0":
+        instead = "--preset safe" if navigation else "--preset quick (minutes) or safe"
+        found.append(
+            f"algd train: note: --preset toy is tuned for the built-in ToyRing-v0 (discounts "
+            f"0.9, a large multiplier step); on {ns.run.env} start from {instead} "
+            "(docs/experiments.md)"
+        )
+    if known.preset == "quick" and navigation and ns.run.total_steps <= QUICK_STEPS:
         found.append(
             f"algd train: note: in 30k steps no navigation task learned in the quick preset's "
             f"pilots (docs/experiments.md, 'A quick run on a real task'); on {ns.run.env} this "

@@ -104,7 +104,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "total_steps": 30_000,
         "eval_every": 3000,
-        "checkpoint_every": 10_000,
     },
 }
 # A preset that extends another applies the other first (with its algorithms' changes).

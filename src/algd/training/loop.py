@@ -323,7 +323,11 @@ class GroupLoop:
             )
             # The console reads the cost in the limit's units (discounted on the velocity
             # tasks); metrics.csv keeps the episodes' summed cost.
-            judged = float(np.mean(lp.recent_limit_cost)) if lp.recent_limit_cost else math.nan
+            # (a checkpoint from before the limit's units were kept has none: on a summed limit
+            # the summed costs are the same numbers)
+            summed = self.spec.cost_limit_kind != "discounted"
+            limit_costs = lp.recent_limit_cost or (costs if summed else [])
+            judged = float(np.mean(limit_costs)) if limit_costs else math.nan
             means.append((row["train/return"], judged, row["lambda"]))
         ret, cost, lam = (float(np.mean(v)) for v in zip(*means))
         self.console.update(self.env_step, ret, cost, lam, sps)
@@ -389,7 +393,7 @@ class GroupLoop:
         }
         eval_step = self.env_step if done and all(v is not None for v in last_eval.values()) else -1
         self.open_logs()
-        t0 = time.time()
+        t0, self.timed_from = time.time(), self.env_step
         try:
             with stop_signals(self.stop):
                 while self.env_step < cfg.total_steps and self.stop.signum is None:
@@ -435,7 +439,8 @@ class GroupLoop:
             if finished:
                 text = json.dumps({**summary, "run_dir": HERE}, indent=2) + "\n"
                 atomic_write_bytes(m.run_dir / SUMMARY_NAME, text.encode())
-            records[m.seed] = summary
+            # (not in summary.json) where this process's wall clock began: 0 unless resumed
+            records[m.seed] = {**summary, "timed_from_step": self.timed_from}
             m.close()
         return records
 
