@@ -77,7 +77,7 @@ class SpeedLimit(gymnasium.Wrapper):
 
 
 def speed_limited_half_cheetah(**kwargs: Any) -> gymnasium.Env:
-    return SpeedLimit(gymnasium.make("HalfCheetah-v4", **kwargs))
+    return SpeedLimit(gymnasium.make("HalfCheetah-v5", **kwargs))
 
 
 def register() -> None:
