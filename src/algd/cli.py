@@ -111,7 +111,9 @@ def _print_summary(summary: dict[str, Any], group: str | None = None) -> None:
             f"Continue with: algd train --resume {group or run_dir}"
         )
         return
-    kind = "discounted cost" if summary["cost_limit_kind"] == "discounted" else "cost"
+    from algd.logs import cost_name
+
+    kind = cost_name(summary["cost_limit_kind"])
     side = "under" if ev["cost_vs_limit"] <= summary["cost_limit"] else "OVER"
     print(
         f"{who}final evaluation ({summary['algo']} on {summary['env']}, {summary['env_steps']} "

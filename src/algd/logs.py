@@ -107,6 +107,12 @@ def truncate_after(path: Path, step: int) -> None:
     atomic_write_bytes(path, out.getvalue().encode())
 
 
+def cost_name(kind: str) -> str:
+    """How lines and labels name the cost a limit of ``kind`` (an env's ``cost_limit_kind``)
+    is stated in."""
+    return "discounted cost" if kind == "discounted" else "cost"
+
+
 class Console:
     """Live progress bar on a terminal; plain lines every ``log_every`` steps otherwise."""
 

@@ -21,9 +21,7 @@ from algd.commands import Train, command_run, train_command
 from algd.config import FAMILIES
 from algd.config.io import FLAT_NAMES, is_flat_name
 from algd.errors import AlgdError
-from algd.presets import PRESETS
 
-QUICK_STEPS = int(PRESETS["quick"]["total_steps"])
 T = TypeVar("T")
 
 
@@ -135,7 +133,7 @@ def parse_train(
     the first pass's result, where the caller has it. Notes for the user (flags that have no
     effect, a preset meant for another env) go to ``notes``, or to stderr when it is None."""
     from algd.agents import get_algo
-    from algd.presets import make_config
+    from algd.presets import PRESETS, make_config
 
     known = pre_parse(args) if known is None else known
     overrides = load_config_file(known.config) if known.config else {}
@@ -162,11 +160,12 @@ def parse_train(
             f"0.9, a large multiplier step); on {ns.run.env} start from {instead} "
             "(docs/experiments.md)"
         )
-    if known.preset == "quick" and navigation and ns.run.total_steps <= QUICK_STEPS:
+    quick_steps = int(PRESETS["quick"]["total_steps"])
+    if known.preset == "quick" and navigation and ns.run.total_steps <= quick_steps:
         found.append(
-            f"algd train: note: in 30k steps no navigation task learned in the quick preset's "
-            f"pilots (docs/experiments.md, 'A quick run on a real task'); on {ns.run.env} this "
-            "run shows the pipeline, not learning"
+            f"algd train: note: in {quick_steps // 1000}k steps no navigation task learned in "
+            "the quick preset's pilots (docs/experiments.md, 'A quick run on a real task'); on "
+            f"{ns.run.env} this run shows the pipeline, not learning"
         )
     if notes is None:
         for line in found:

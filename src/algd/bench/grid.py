@@ -26,6 +26,7 @@ from algd.bench.specfile import spec_fields
 from algd.bench.workers import run_local, run_ray
 from algd.config import TrainConfig, from_dict, parse_sets, to_dict
 from algd.errors import AlgdError, RunDirError
+from algd.logs import cost_name
 from algd.outputs import check_folder
 from algd.presets import PRESETS
 from algd.stop import StopFlag
@@ -380,11 +381,6 @@ def _not_started(cfg: TrainConfig, signum: int | None) -> dict[str, Any]:
     }
 
 
-def _cost_word(record: dict[str, Any]) -> str:
-    """How a progress line names the cost it prints (the one the limit is stated in)."""
-    return "discounted cost" if record.get("cost_limit_kind") == "discounted" else "cost"
-
-
 def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
     """One line on stderr per finished grid point: what became of it, and where it is."""
     status = record["status"]
@@ -402,7 +398,8 @@ def print_progress(record: dict[str, Any], finished: int, total: int) -> None:
         ev = record.get("final_eval") or {}
         what = (
             f"{status:8s} {who}: return {ev.get('return_mean', float('nan')):.2f}, "
-            f"{_cost_word(record)} {ev.get('cost_vs_limit', float('nan')):.2f}"
+            f"{cost_name(str(record.get('cost_limit_kind')))} "
+            f"{ev.get('cost_vs_limit', float('nan')):.2f}"
         )
     print(f"[{finished}/{total}] {what} -> {record['run_dir']}", file=sys.stderr, flush=True)
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from algd.errors import AlgdError, RunDirError
+from algd.logs import cost_name
 from algd.outputs import StagedFolder
 
 # The columns the report and the plots read from each CSV log.
@@ -388,7 +389,7 @@ def _env_figure(plt: Any, env: str, algos: dict[str, list[dict[str, Any]]]) -> A
             box_labels.append(f"{algo} Q{q + 1}")
             box_colors.append(color)
     ax_cost.axhline(limit, color="black", linestyle="--", label="limit")
-    units = "discounted cost" if kind == "discounted" else "cost"
+    units = cost_name(kind)
     lambda_axis(ax_lam, [r["metrics"]["lambda"] for m in algos.values() for r in m if r["metrics"]])
     boxes = ax_box.boxplot(box_data, tick_labels=box_labels, patch_artist=True)
     for box, median, color in zip(boxes["boxes"], boxes["medians"], box_colors):

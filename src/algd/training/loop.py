@@ -39,7 +39,7 @@ from algd.checkpoint import (
 from algd.config import TrainConfig
 from algd.errors import AlgdError, NumericalError
 from algd.evaluate import evaluate
-from algd.logs import Console, Throughput, truncate_after
+from algd.logs import Console, Throughput, cost_name, truncate_after
 from algd.noise import NoiseStream
 from algd.rundir import FAILURE_NAME, HERE, LOG_FILES, SUMMARY_NAME
 from algd.stop import StopFlag, stop_signals
@@ -350,10 +350,10 @@ class GroupLoop:
             lp.eval_index += 1
             logs.record("eval", {"step": lp.env_step, **result})
             who = f"seed {m.seed} " if len(self.members) > 1 else ""
-            kind = "discounted cost" if self.spec.cost_limit_kind == "discounted" else "cost"
             self.console.message(
                 f"{who}eval @ {lp.env_step}: return {result['return_mean']:.2f} +- "
-                f"{result['return_std']:.2f}, {kind} {result['cost_vs_limit']:.2f} "
+                f"{result['return_std']:.2f}, {cost_name(self.spec.cost_limit_kind)} "
+                f"{result['cost_vs_limit']:.2f} "
                 f"(limit {self.spec.cost_limit:g})"
             )
             results[m.seed] = result
