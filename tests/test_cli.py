@@ -349,3 +349,11 @@ def test_the_final_line_of_a_resumed_run_says_from_which_step_it_was_timed(
     assert "(algd on E, 1000 steps, 1 min 15 s): " in fresh and "(under the limit 5)" in fresh
     assert "(algd on E, 1000 steps, 1 min 15 s since step 600): " in resumed
     assert "cost 5.50 (OVER the limit 5)" in over
+
+
+def test_the_cli_starts_without_importing_jax() -> None:
+    """`algd --help`, `algd list` and every mistake caught while parsing answer at once: the
+    CLI's modules leave JAX (and the agents) to the commands that train or evaluate."""
+    code = "import sys, algd.cli; print(sorted({'jax', 'algd.agents'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "[]\n", (done.stdout, done.stderr)
