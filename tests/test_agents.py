@@ -259,12 +259,15 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_critic_targets_stop_where_each_flag_says(reduction: str) -> None:
+@pytest.mark.parametrize(
+    ("reduction", "floor"), [("mean", "none"), ("sum", "none"), ("mean", "zero")]
+)
+def test_critic_targets_stop_where_each_flag_says(reduction: str, floor: str) -> None:
     """y_r = r + gamma (1 - reward_done) min_j Q'_j(s', a'); y_c^j = c + gamma_c (1 - cost_done)
-    Qc'_j(s', a'): a goal-met transition (reward_done only), a terminated one (both) and a
-    time-limit one under the reference MuJoCo rule (both), against the update's losses."""
-    agent, state = make("algd", cost_loss_reduction=reduction)
+    Qc'_j(s', a') (max(Qc'_j, 0) under cost_floor=zero): a goal-met transition (reward_done
+    only), a terminated one (both) and a time-limit one under the reference MuJoCo rule (both),
+    against the update's losses."""
+    agent, state = make("algd", cost_loss_reduction=reduction, cost_floor=floor)
     b = batch()
     reward_done = np.array([1, 0, 1, 0, 0, 1, 0, 0], np.float32)
     cost_done = np.array([0, 0, 1, 0, 0, 1, 0, 1], np.float32)
@@ -277,7 +280,11 @@ def test_critic_targets_stop_where_each_flag_says(reduction: str) -> None:
     y_r = b.reward + g * (1 - reward_done) * np.asarray(agent.q_all(state.q_targ, nxt, next_a)).min(
         0
     )
-    y_c = b.cost + gc * (1 - cost_done) * np.asarray(agent.qc_all(state.qc_targ, nxt, next_a))
+    qc_next = np.asarray(agent.qc_all(state.qc_targ, nxt, next_a))
+    # Freshly initialised critics read both signs, so the floor changes some targets.
+    assert (qc_next < 0).any() and (qc_next > 0).any()
+    qc_next = np.maximum(qc_next, 0.0) if floor == "zero" else qc_next
+    y_c = b.cost + gc * (1 - cost_done) * qc_next
     q = np.asarray(agent.q_all(state.q, obs, act))
     qc = np.asarray(agent.qc_all(state.qc, obs, act))
     loss_q = np.square(q - y_r).mean(-1).sum()

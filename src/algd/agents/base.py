@@ -325,9 +325,15 @@ class OffPolicyAgent(Agent):
         self, state: TrainState, b: Batch, next_a: jax.Array, key: jax.Array
     ) -> jax.Array:
         """The cost critics' regression targets (E, B): the discounted-sum Bellman backup
-        c + gamma_c (1 - cost_done) Qc_targ^j(s', a') at the reward target's a'."""
-        qc_next = self.qc_all(state.qc_targ, b.next_obs, next_a)
+        c + gamma_c (1 - cost_done) Qc_targ^j(s', a') at the reward target's a', with
+        Qc_targ^j floored at 0 under ``cost_floor="zero"``."""
+        qc_next = self.cost_next_value(self.qc_all(state.qc_targ, b.next_obs, next_a))
         return b.cost + self.a.gamma_c * (1.0 - b.cost_done) * qc_next
+
+    def cost_next_value(self, qc_next: jax.Array) -> jax.Array:
+        """The target critics' reading of the next state as the backup uses it: unchanged, or
+        floored at 0 under ``cost_floor="zero"`` (every true value is >= 0, as costs are)."""
+        return jnp.maximum(qc_next, 0.0) if self.a.critics.cost_floor == "zero" else qc_next
 
     def multiplier_step(
         self, state: TrainState, b: Batch, key: jax.Array, episodes: jax.Array | None = None

@@ -54,6 +54,12 @@ class CriticsConfig:
     cost_loss_reduction: Literal["mean", "sum"] = "mean"
     """Cost critics' loss over the ensemble: mean (reference: one mean squared error over all
     members and samples) or sum of the per-member mean squared errors."""
+    cost_floor: Literal["none", "zero"] = "none"
+    """The bootstrapped value in the cost critics' targets: as the target critics read it (none,
+    the reference) or floored at zero (zero: costs are non-negative, so every true Qc is; the
+    floor stops the critics drifting below zero where the actor's minimisation of Qc_bar finds
+    actions the critics underestimate). HJ's reach backup, max(c, Q_h'), is never below the
+    cost already, so the floor changes nothing there."""
 
     def __post_init__(self) -> None:
         check_fields(self, "agent.critics.")
