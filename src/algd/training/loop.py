@@ -393,7 +393,7 @@ class GroupLoop:
         }
         eval_step = self.env_step if done and all(v is not None for v in last_eval.values()) else -1
         self.open_logs()
-        t0, self.timed_from = time.time(), self.env_step
+        t0, timed_from = time.time(), self.env_step
         try:
             with stop_signals(self.stop):
                 while self.env_step < cfg.total_steps and self.stop.signum is None:
@@ -411,14 +411,18 @@ class GroupLoop:
                 self.save()
         finally:
             self.close_logs()
-        records = self._summaries(finished, last_eval, time.time() - t0)
+        records = self._summaries(finished, last_eval, time.time() - t0, timed_from)
         return [records[s] for s in order]
 
     def _summaries(
-        self, finished: bool, last_eval: dict[int, dict[str, float] | None], wall_s: float
+        self,
+        finished: bool,
+        last_eval: dict[int, dict[str, float] | None],
+        wall_s: float,
+        timed_from: int,
     ) -> dict[int, dict[str, Any]]:
         """Each seed's record by seed (its summary, written to summary.json if it finished, or
-        its failure), closing the members."""
+        its failure), closing the members; ``wall_s`` was timed from step ``timed_from``."""
         cfg = self.cfg
         records = {f["seed"]: f for f in self.failures}
         for m in self.members:
@@ -440,7 +444,7 @@ class GroupLoop:
                 text = json.dumps({**summary, "run_dir": HERE}, indent=2) + "\n"
                 atomic_write_bytes(m.run_dir / SUMMARY_NAME, text.encode())
             # (not in summary.json) where this process's wall clock began: 0 unless resumed
-            records[m.seed] = {**summary, "timed_from_step": self.timed_from}
+            records[m.seed] = {**summary, "timed_from_step": timed_from}
             m.close()
         return records
 
