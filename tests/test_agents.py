@@ -167,6 +167,11 @@ def test_multiplier_can_step_on_the_episodes_violation() -> None:
     down, _ = agent.multiplier_step(state, b, jax.random.PRNGKey(3), jnp.float32(-4.0))
     assert float(m["violation"]) == 4.0
     assert float(up.mult.lam) > float(state.mult.lam) > float(down.mult.lam)
+    agent, state = make("algd", violation="episodes", **{"lagrangian.hold_updates": 1})
+    held, _ = agent.multiplier_step(state, b, jax.random.PRNGKey(3), jnp.float32(4.0))
+    assert float(held.mult.lam) == float(state.mult.lam)  # the first update is held
+    moved, _ = agent.multiplier_step(held, b, jax.random.PRNGKey(3), jnp.float32(4.0))
+    assert float(moved.mult.lam) == float(up.mult.lam)  # the next is the method's first step
 
 
 @pytest.mark.parametrize("algo", ["algd", "sac_lag"])

@@ -146,6 +146,25 @@ def test_lambda_floor_holds_under_slack_and_lets_lambda_rise(kind: str) -> None:
     assert float(s.lam) > 0.1
 
 
+@pytest.mark.parametrize("kind", ["dual", "multipliers", "pid"])
+def test_multiplier_holds_still_for_its_first_updates(kind: str) -> None:
+    """Held calls change nothing but the count; the call after them is the method's first
+    step, as if the multiplier had just been made (mom_every counts from there too)."""
+    held_cfg = LagrangianConfig(lambda_lr=0.1, mom_step=0.5, mom_every=2, hold_updates=3)
+    cfg = LagrangianConfig(lambda_lr=0.1, mom_step=0.5, mom_every=2)
+    s = s0 = init_multiplier(kind, 0.6931, cfg.pid_ki)
+    for i in range(3):
+        s = update_multiplier(kind, s, jnp.float32(4.0), held_cfg)
+        assert int(s.count) == i + 1
+        assert jax.tree.map(float, s.replace(count=0)) == jax.tree.map(float, s0)
+    free = s0
+    for _ in range(2):
+        s = update_multiplier(kind, s, jnp.float32(4.0), held_cfg)
+        free = update_multiplier(kind, free, jnp.float32(4.0), cfg)
+        assert jax.tree.map(float, s.replace(count=0)) == jax.tree.map(float, free.replace(count=0))
+    assert float(s.lam) > 0.6931 + 0.1  # and it moved
+
+
 def test_method_of_multipliers_update() -> None:
     cfg = LagrangianConfig(rho=0.5, mom_step=0.5, mom_every=2)
     s = init_multiplier("multipliers", 1.0, cfg.pid_ki)

@@ -78,7 +78,7 @@ class Multiplier(struct.PyTreeNode):
     log_lam: jax.Array  # dual: the variable Adam moves
     adam_m: jax.Array  # dual: Adam's moments
     adam_v: jax.Array
-    count: jax.Array  # updates so far (Adam's bias correction, mom_every)
+    count: jax.Array  # updates so far, held ones included
     pid_i: jax.Array  # pid: the integral term
     pid_prev: jax.Array  # pid: the smoothed violation of the previous step
 
@@ -100,6 +100,20 @@ def init_multiplier(kind: MultiplierKind, lam0: float, pid_ki: float) -> Multipl
 def update_multiplier(
     kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: LagrangianConfig
 ) -> Multiplier:
+    """One multiplier step from violation = mean(Qc_bar(s, a) - h) (``step_multiplier``); for
+    the first ``cfg.hold_updates`` calls lambda and the method's state stay as they are (only
+    the count moves), and call hold_updates + n is the method's n-th step."""
+    stepped = step_multiplier(kind, state, violation, cfg)
+    if cfg.hold_updates == 0:
+        return stepped
+    held = state.replace(count=stepped.count)
+    holding = stepped.count <= cfg.hold_updates
+    return jax.tree.map(lambda h, s: jnp.where(holding, h, s), held, stepped)
+
+
+def step_multiplier(
+    kind: MultiplierKind, state: Multiplier, violation: jax.Array, cfg: LagrangianConfig
+) -> Multiplier:
     """One multiplier step from violation = mean(Qc_bar(s, a) - h), kept in [lambda_min,
     lambda_max] where those are set.
 
@@ -114,6 +128,7 @@ def update_multiplier(
     violation = jnp.asarray(jax.lax.stop_gradient(violation), jnp.float32)
     count = state.count + 1
     state = state.replace(count=count)
+    n = jnp.maximum(count - cfg.hold_updates, 1)  # this method's step (Adam, mom_every)
     ceiling = LAMBDA_CEILING if cfg.lambda_max is None else min(cfg.lambda_max, LAMBDA_CEILING)
     if kind == "dual":
         # d/dlog_lam of lam * (h - Qc_bar) (reference), or of log_lam * (h - Qc_bar).
@@ -122,8 +137,8 @@ def update_multiplier(
         b1, b2, eps = 0.9, 0.999, 1e-8
         m = b1 * state.adam_m + (1 - b1) * grad
         v = b2 * state.adam_v + (1 - b2) * grad**2
-        m_hat = m / (1 - b1 ** count.astype(jnp.float32))
-        v_hat = v / (1 - b2 ** count.astype(jnp.float32))
+        m_hat = m / (1 - b1 ** n.astype(jnp.float32))
+        v_hat = v / (1 - b2 ** n.astype(jnp.float32))
         log_lam = state.log_lam - cfg.lambda_lr * m_hat / (jnp.sqrt(v_hat) + eps)
         log_lam = jnp.minimum(log_lam, jnp.log(jnp.float32(ceiling)))
         if cfg.lambda_min is not None:
@@ -132,7 +147,7 @@ def update_multiplier(
     floor = 0.0 if cfg.lambda_min is None else cfg.lambda_min
     if kind == "multipliers":
         stepped = jnp.clip(state.lam + cfg.mom_step * violation, floor, ceiling)
-        return state.replace(lam=jnp.where(count % cfg.mom_every == 0, stepped, state.lam))
+        return state.replace(lam=jnp.where(n % cfg.mom_every == 0, stepped, state.lam))
     if kind == "pid":
         ema = cfg.pid_ema * state.pid_prev + (1 - cfg.pid_ema) * violation
         top = ceiling / cfg.pid_ki if cfg.pid_ki > 0 else jnp.inf

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
 from algd.config.fields import (
+    COUNT,
     DISCOUNT,
     FINITE,
     FRACTION,
@@ -88,6 +89,8 @@ class LagrangianConfig:
     lambda_min: Annotated[float | None, TINY_POSITIVE] = None
     """Floor on lambda (None: none, the reference); bounds how long a decayed dual multiplier
     takes to recover."""
+    hold_updates: Annotated[int, COUNT] = 0
+    """Updates (PPO-Lag: rollouts) that lambda stays at lambda_init for; 0: the reference."""
     violation: Literal["replay", "policy", "episodes"] = "replay"
     """What the off-policy multiplier steps on: mean(Qc_bar(s, a) - h) at the replayed actions
     (replay, the reference) or at a ~ pi(.|s) (policy), or the mean cost of the last

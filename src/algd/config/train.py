@@ -22,7 +22,7 @@ class TrainConfig:
     seed: Annotated[int, Int(0, 2**31 - 1, "in [0, 2^31)")] = 0
     """Root seed: network init, sampling, environment resets and replay all derive from it."""
     total_steps: Annotated[int, Int(1, 10**9)] = 100_000
-    """Environment steps in total, warm-up included."""
+    """Environment steps, warm-up included."""
     warmup_steps: Annotated[int, COUNT] = 5000
     """Environment steps collected before learning starts."""
     warmup_actions: Literal["uniform", "policy"] = "policy"
