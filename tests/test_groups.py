@@ -29,13 +29,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from algd.agents import build_agent
 from algd.bench.grid import GridSpec, expand, groups, run_grid, run_group
 from algd.bench.report import report
 from algd.checkpoint import CHECKPOINT_NEXT, checkpoint_step, read_checkpoint, settle_checkpoints
 from algd.cli import main
 from algd.config import to_dict
+from algd.errors import ConfigError
+from algd.noise import NoiseStream
 from algd.rundir import create
 from algd.training import train, train_seeds
+from algd.training.member import EXPLORE_STREAM
 from algd.training.offpolicy import OffPolicyLoop
 from helpers import quick, toy
 from test_reliability import _spawn, _wait_for_rows, dying_at_rename
@@ -267,3 +271,23 @@ def test_grid_runs_seeds_as_groups_and_reports_as_seed_by_seed(tmp_path: Path) -
     assert [r["status"] for r in again] == ["skipped", "resumed"] + ["skipped"] * 4
     assert (victim / "eval.csv").read_text() == before
     assert again[1]["final_eval"] == grouped[1]["final_eval"]
+
+
+def test_exploration_noise_moves_each_behaviour_action_by_its_own_draw(tmp_path: Path) -> None:
+    loops = {}
+    for std in (0.0, 0.5):
+        cfgs = [toy("algd", tmp_path / f"{std}" / f"s{s}", seed=s, explore_std=std) for s in (0, 1)]
+        for c in cfgs:
+            create(c).release()
+        loops[std] = OffPolicyLoop(cfgs, console=False)
+    plain, noisy = loops[0.0], loops[0.5]
+    noisy.low, noisy.high = 2 * plain.low, 2 * plain.high  # noise in half-widths of this box
+    low, high = noisy.low, noisy.high
+    for t in (0, 1, 5000):
+        draws = np.stack([NoiseStream(low.shape, s, EXPLORE_STREAM)(t) for s in (0, 1)])
+        expected = np.clip(plain.actions(t) + 0.5 * (high - low) / 2 * draws, low, high)
+        np.testing.assert_allclose(noisy.actions(t), expected, rtol=1e-6, atol=1e-7)
+        assert not np.allclose(noisy.actions(t), plain.actions(t))
+    assert np.array_equal(noisy.actions(7), noisy.actions(7))  # a pure function of seed and t
+    with pytest.raises(ConfigError, match="explore_std"):
+        build_agent(toy("ppo_lag", tmp_path / "ppo", explore_std=0.1), plain.spec)

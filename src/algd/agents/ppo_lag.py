@@ -30,6 +30,7 @@ from algd.agents.onpolicy import OnPolicyAgent
 from algd.buffer import Rollout
 from algd.config import TrainConfig
 from algd.envs.base import EnvSpec
+from algd.errors import ConfigError
 from algd.lagrangian import Multiplier, init_multiplier, update_multiplier
 from algd.networks import GaussianActor, StateMLP, apply_net, squashed_action
 
@@ -112,6 +113,8 @@ def clip_grads(grads: Params, max_norm: float) -> tuple[Params, jax.Array]:
 class PPOLag(OnPolicyAgent):
     def __init__(self, cfg: TrainConfig, spec: EnvSpec) -> None:
         super().__init__(cfg, spec)
+        if cfg.explore_std > 0:
+            raise ConfigError("explore_std", "applies to the off-policy agents, not ppo_lag")
         a = self.a
         init = "xavier" if a.init == "reference" else "lecun"
         self.actor_net = GaussianActor(spec.act_dim, a.actor_hidden, init_scheme=init)

@@ -57,10 +57,8 @@ class CriticsConfig:
     members and samples) or sum of the per-member mean squared errors."""
     cost_floor: Literal["none", "zero"] = "none"
     """The bootstrapped value in the cost critics' targets: as the target critics read it (none,
-    the reference) or floored at zero (zero: costs are non-negative, so every true Qc is; the
-    floor stops the critics drifting below zero where the actor's minimisation of Qc_bar finds
-    actions the critics underestimate). HJ's reach backup, max(c, Q_h'), is never below the
-    cost already, so the floor changes nothing there."""
+    the reference) or floored at zero (zero: every true Qc is, as costs are non-negative; it
+    stops the critics drifting below zero). HJ's reach backup max(c, Q_h') needs no floor."""
 
     def __post_init__(self) -> None:
         check_fields(self, "agent.critics.")

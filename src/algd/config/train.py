@@ -28,6 +28,9 @@ class TrainConfig:
     warmup_actions: Literal["uniform", "policy"] = "policy"
     """Warm-up actions: the untrained policy (the reference, for every algorithm) or uniform in
     the box."""
+    explore_std: Annotated[float, Num(0.0, 1.0, "in [0, 1]")] = 0.0
+    """Std of Gaussian noise on off-policy behaviour actions, in box half-widths (clipped);
+    0: the reference."""
     update_cap: Annotated[float | None, POSITIVE] = 5.0
     """The reference's throttle: a step runs its UTD updates only while the epoch's updates are
     at most update_cap x the steps since the warm-up (halves the first epoch's at UTD 10).

@@ -43,7 +43,14 @@ from algd.logs import Console, Throughput, cost_name, truncate_after
 from algd.noise import NoiseStream
 from algd.rundir import FAILURE_NAME, HERE, LOG_FILES, SUMMARY_NAME
 from algd.stop import StopFlag, stop_signals
-from algd.training.member import ACT_STREAM, WARMUP_STREAM, Member, Transition, episode_end
+from algd.training.member import (
+    ACT_STREAM,
+    EXPLORE_STREAM,
+    WARMUP_STREAM,
+    Member,
+    Transition,
+    episode_end,
+)
 from algd.training.records import failure_record, group_settings, logged_eval
 from algd.training.runlogs import RunLogs
 
@@ -101,6 +108,7 @@ class GroupLoop:
         self.state: Any = stack_trees([self.agent.init(k) for k in k_init])
         for m in self.members:
             m.act_noise = NoiseStream(self.agent.noise_shape(), m.seed, ACT_STREAM)
+            m.explore_noise = NoiseStream((spec.act_dim,), m.seed, EXPLORE_STREAM)
         self.buffers = self.make_buffers(len(cfgs))
         self.low = np.asarray(spec.act_low, np.float32)
         self.high = np.asarray(spec.act_high, np.float32)
@@ -221,7 +229,13 @@ class GroupLoop:
             )
         obs = np.stack([m.obs for m in self.members]).astype(np.float32)
         noise = np.stack([m.act_noise(t) for m in self.members])  # type: ignore[misc]
-        return np.asarray(self.agent.act_group(self.state.actor, obs, noise))
+        actions = np.asarray(self.agent.act_group(self.state.actor, obs, noise))
+        if cfg.explore_std == 0:
+            return actions
+        # Exploration noise on the behaviour action, in units of the box's half-width.
+        draws = np.stack([m.explore_noise(t) for m in self.members])  # type: ignore[misc]
+        half = (self.high - self.low) / 2
+        return np.clip(actions + cfg.explore_std * half * draws, self.low, self.high)
 
     def collect(self, t: int) -> list[Transition]:
         """Environment step t of every seed: act, step, account the episode (a finished one is

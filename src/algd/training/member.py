@@ -23,7 +23,7 @@ from algd.evaluate import episode_seed
 from algd.noise import NoiseStream
 from algd.training.runlogs import RunLogs
 
-TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM = 3, 1, 2, 5
+TRAIN_STREAM, SAMPLE_STREAM, WARMUP_STREAM, ACT_STREAM, EXPLORE_STREAM = 3, 1, 2, 5, 6
 RECENT = 10  # training return/cost in metrics rows: mean over the last RECENT episodes
 
 # The counters a checkpoint stores under meta["loop"], in this order.
@@ -118,6 +118,7 @@ class Member:
         self.loop = LoopState()
         self.obs = np.zeros(self.env.spec.obs_dim, np.float32)
         self.act_noise: NoiseStream | None = None
+        self.explore_noise: NoiseStream | None = None
         self.logs: RunLogs | None = None
         self.last_metrics: dict[str, float] = {}
 
