@@ -128,7 +128,8 @@ def step_multiplier(
     violation = jnp.asarray(jax.lax.stop_gradient(violation), jnp.float32)
     count = state.count + 1
     state = state.replace(count=count)
-    n = jnp.maximum(count - cfg.hold_updates, 1)  # this method's step (Adam, mom_every)
+    # This method's step (Adam's bias correction, mom_every): the count, less the held calls.
+    n = count if cfg.hold_updates == 0 else jnp.maximum(count - cfg.hold_updates, 1)
     ceiling = LAMBDA_CEILING if cfg.lambda_max is None else min(cfg.lambda_max, LAMBDA_CEILING)
     if kind == "dual":
         # d/dlog_lam of lam * (h - Qc_bar) (reference), or of log_lam * (h - Qc_bar).
