@@ -13,6 +13,7 @@ explores: its training episodes repeat one trajectory.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,9 @@ from algd.envs import env_for
 SAMPLES, EVERY = 256, 25
 
 
-def spread(run_dir: str) -> str:
+def spread(run_dir: str) -> dict[str, Any]:
+    """The samples' std per action dimension at each visited state (``std``, states x dims), the
+    fraction of samples at the box's edge (``edge``), and the episode's ``return`` and ``cost``."""
     policy = load_policy(run_dir, seed=0)
     env = env_for(policy.cfg)
     obs, _ = env.reset(policy.cfg.seed)
@@ -39,10 +42,14 @@ def spread(run_dir: str) -> str:
                 break
     finally:
         env.close()
-    s = np.array(stds)
+    return {"std": np.array(stds), "edge": float(np.mean(edge)), "return": ret, "cost": cost}
+
+
+def line(run_dir: str, m: dict[str, Any]) -> str:
+    s = m["std"]
     return (
         f"{run_dir}: sample std per dim {np.round(s.mean(0), 3)} (lowest {np.round(s.min(0), 3)}),"
-        f" at the edge {np.mean(edge):.2f}, episode return {ret:.2f} cost {cost:.0f}"
+        f" at the edge {m['edge']:.2f}, episode return {m['return']:.2f} cost {m['cost']:.0f}"
     )
 
 
@@ -50,4 +57,4 @@ if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     for run in sys.argv[1:]:
-        print(spread(run))
+        print(line(run, spread(run)))

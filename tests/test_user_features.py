@@ -227,3 +227,28 @@ def test_the_python_api_is_discoverable(finished) -> None:
     obs = policy.observation_space.sample().clip(-1, 1)
     assert policy.action_space.contains(policy.act(obs))
     assert policy.action_space.contains(policy.act(obs, deterministic=False))
+
+
+@pytest.mark.xdist_group("finished_runs")
+def test_action_spread_tells_a_policy_stuck_at_the_box_edge(finished, monkeypatch) -> None:
+    """scripts/action_spread.py: a Gaussian policy's samples spread inside the box; the same
+    policy made to return the box's upper corner reads all at the edge with no spread."""
+    import importlib.util
+
+    path = ROOT / "scripts" / "action_spread.py"
+    spec = importlib.util.spec_from_file_location("action_spread", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    m = script.spread(str(finished["a"]))
+    assert m["std"].shape[1] == 2 and (m["std"] > 0.01).all()
+    assert m["edge"] < 0.5 and np.isfinite(m["return"]) and m["cost"] >= 0
+    assert "at the edge" in script.line("run", m)
+
+    def corner(self, obs, deterministic=True):
+        x = np.asarray(obs, np.float32)
+        return np.broadcast_to(self.action_high, (*x.shape[:-1], self.act_dim)).copy()
+
+    monkeypatch.setattr(algd.policy.Policy, "act", corner)
+    stuck = script.spread(str(finished["a"]))
+    assert stuck["edge"] == 1.0 and (stuck["std"] == 0).all()
