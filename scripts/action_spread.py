@@ -29,13 +29,15 @@ def spread(run_dir: str) -> dict[str, Any]:
     policy = load_policy(run_dir, seed=0)
     env = env_for(policy.cfg)
     obs, _ = env.reset(policy.cfg.seed)
+    low, high = policy.action_low, policy.action_high
+    half = (high - low) / 2  # within 1% of the half-width of either bound is at the edge
     stds, edge, ret, cost = [], [], 0.0, 0.0
     try:
         for t in range(env.spec.max_episode_steps):
             if t % EVERY == 0:
                 draws = policy.act(np.repeat(obs[None], SAMPLES, 0), deterministic=False)
                 stds.append(draws.std(0))
-                edge.append(np.mean(np.abs(draws) > 0.99 * np.abs(policy.action_high)))
+                edge.append(np.mean(np.minimum(draws - low, high - draws) < 0.01 * half))
             obs, r, c, terminated, truncated, _ = env.step(policy.act(obs, deterministic=False))
             ret, cost = ret + r, cost + c
             if terminated or truncated:
