@@ -200,20 +200,26 @@ def capture_grad(tx: optax.GradientTransformation, seen: dict) -> optax.Gradient
 
 
 @pytest.mark.parametrize(
-    ("diffusion", "chain_grad"),
+    ("diffusion", "chain_grad", "penalty"),
     [
-        ("ve", True),
-        ("ve", False),
-        ("ddpm", True),
-        pytest.param("ddpm", False, marks=pytest.mark.slow),
+        ("ve", True, 0.0),
+        ("ve", False, 0.0),
+        ("ve", True, 0.3),
+        ("ddpm", True, 0.0),
+        pytest.param("ddpm", False, 0.0, marks=pytest.mark.slow),
     ],
 )
-def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chain_grad) -> None:
+def test_diffusion_actor_gradient_matches_a_plainly_written_loss(
+    diffusion, chain_grad, penalty
+) -> None:
     """The actor step's gradient (shared critic pass, one VJP through the chain) equals
     jax.grad of the loss written out directly: energy of the final actions plus the score loss
     at the chain state a_tau, which carries the chain's gradient unless score_chain_grad is off
-    (the reference does not detach it)."""
-    agent, state = make("algd", diffusion=diffusion, score_chain_grad=chain_grad)
+    (the reference does not detach it), plus latent_penalty * mean_B ||x0||^2 on the pre-tanh
+    output when that is switched on."""
+    agent, state = make(
+        "algd", diffusion=diffusion, score_chain_grad=chain_grad, latent_penalty=penalty
+    )
     b = batch()
     obs = jnp.asarray(b.obs)
     key = jax.random.PRNGKey(5)
@@ -257,7 +263,9 @@ def test_diffusion_actor_gradient_matches_a_plainly_written_loss(diffusion, chai
         phi = agent.score_net.apply({"params": params}, obs, y_tau, tau)
         phi = phi if diffusion == "ve" else phi[..., 2:]
         score = jnp.mean(jnp.square(phi - target))
-        return a.diffusion.energy_weight * jnp.mean(energy(a0)) + a.diffusion.score_weight * score
+        latent = penalty * jnp.mean(jnp.sum(jnp.square(chain.x0), axis=-1))
+        e_term = a.diffusion.energy_weight * jnp.mean(energy(a0))
+        return e_term + a.diffusion.score_weight * score + latent
 
     expected = jax.grad(loss)(state.actor)
     for got, want in zip(jax.tree_util.tree_leaves(got_grad), jax.tree_util.tree_leaves(expected)):

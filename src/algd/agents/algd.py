@@ -5,7 +5,8 @@ Actor loss (section 5.2) = energy_weight * mean_B E(s, a0) + score_weight * MSE(
 a0 leaves the K-step reverse chain with gradients, and phi* is the Monte-Carlo Boltzmann score at
 the chain state of a random step tau: with N samples y_i = y_tau + sigma_tau eps_i,
 phi* = sum_i w_i grad log p(y_i), w = softmax_i(log p(y_i)), log p = -E / beta
-(+ log |det d squash / dx| when the score lives in the latent space).
+(+ log |det d squash / dx| when the score lives in the latent space), plus, when switched on,
+latent_penalty * mean_B ||x0||^2 on the chain's pre-tanh output x0.
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ class ALGD(OffPolicyAgent):
         self, state: TrainState, b: Batch, draws: jax.Array, tau: jax.Array, mc_noise: jax.Array
     ) -> tuple[TrainState, Metrics]:
         """One actor update for given random draws. Same gradient as differentiating
-        energy_weight * mean_B E(s, a0) + score_weight * MSE(phi(s, y_tau, tau), phi*), computed
+        energy_weight * mean_B E(s, a0) + score_weight * MSE(phi(s, y_tau, tau), phi*)
+        (+ latent_penalty * mean_B ||x0||^2 on the pre-tanh chain output), computed
         in an order that shares work: one critic forward and backward pass covers both the final
         actions a0 (the energy term) and the N Monte-Carlo points (the score target), and the
         a0 part of that gradient is pulled back through the chain with its VJP."""
@@ -217,51 +219,62 @@ class ALGD(OffPolicyAgent):
         batch = b.obs.shape[0]
         sigma_tau = self.sched.sigma[tau]
 
-        def run_chain(params: Params) -> tuple[jax.Array, jax.Array]:
-            """-> (a0, the chain state at step tau): both carry the chain's gradient."""
+        def run_chain(params: Params) -> tuple[jax.Array, ...]:
+            """-> (a0, the chain state at step tau[, x0 pre-tanh]), with the chain's gradient."""
             chain, _, _ = self.chain(params, b.obs, draws, deterministic=False)
             # Reference: the output of step tau; principled: its input (section 6).
             states = chain.outputs if a.diffusion.score_time == "output" else chain.inputs
-            return self.squash(chain.x0), states[tau, jnp.arange(batch)]
+            out = (self.squash(chain.x0), states[tau, jnp.arange(batch)])
+            return out + (chain.x0,) if penalised else out
 
-        (a0, x_tau), chain_vjp = jax.vjp(run_chain, state.actor)
+        penalised = a.diffusion.latent_penalty > 0.0  # else the program is the reference's
+        chain_out, chain_vjp = jax.vjp(run_chain, state.actor)
+        a0, x_tau = chain_out[0], chain_out[1]
 
-        def score_input(x: jax.Array) -> jax.Array:
-            return x if self.latent else self.squash(x)
-
-        y_tau = jax.lax.stop_gradient(score_input(x_tau))
+        y_tau = jax.lax.stop_gradient(self._score_input(x_tau))
         y_mc = y_tau[None] + sigma_tau[None, :, None] * mc_noise
         mc_actions = self.squash(y_mc) if self.latent else y_mc
         points = jnp.concatenate([jax.lax.stop_gradient(a0)[None], mc_actions], axis=0)
         energies, g_points = self.energy_and_grad(state, *feats, points)
         energy = energies[0].mean()
         target = self.score_target(y_mc, energies[1:], g_points[1:])
-
-        def score_loss(params: Params, x: jax.Array) -> jax.Array:
-            s_feat, t_feat = self._features(params, b.obs)
-            phi = self._phi(params, s_feat, score_input(x), t_feat[tau])
-            phi = phi if self.ve else phi[..., self.act_dim :]
-            return jnp.mean(jnp.square(phi - target))
-
-        score, (g_score, g_x_tau) = jax.value_and_grad(score_loss, argnums=(0, 1))(
-            state.actor, x_tau
+        score, (g_score, g_x_tau) = jax.value_and_grad(self._score_loss, argnums=(0, 1))(
+            state.actor, x_tau, b.obs, tau, target
         )
         if not a.diffusion.score_chain_grad:
             g_x_tau = jnp.zeros_like(g_x_tau)
-        # One pull-back through the chain: the energy's a0 part and the score loss's a_tau part.
-        (g_chain,) = chain_vjp(
-            (a.diffusion.energy_weight / batch * g_points[0], a.diffusion.score_weight * g_x_tau)
-        )
+        # One pull-back through the chain: the energy's a0 part, the score loss's a_tau part (and
+        # the latent penalty's x0 part).
+        w, g_a0 = a.diffusion.latent_penalty, a.diffusion.energy_weight / batch * g_points[0]
+        cotangents = (g_a0, a.diffusion.score_weight * g_x_tau)
+        if penalised:
+            cotangents += (2.0 * w / batch * chain_out[2],)
+        (g_chain,) = chain_vjp(cotangents)
         g = jax.tree_util.tree_map(lambda x, y: x + a.diffusion.score_weight * y, g_chain, g_score)
         actor, actor_opt = adam_step(self.actor_tx, state.actor, g, state.actor_opt)
         state = state.replace(actor=actor, actor_opt=actor_opt)
+        loss = a.diffusion.energy_weight * energy + a.diffusion.score_weight * score
+        if penalised:
+            loss = loss + w * jnp.mean(jnp.sum(jnp.square(chain_out[2]), axis=-1))
         metrics = {
-            "loss/actor": a.diffusion.energy_weight * energy + a.diffusion.score_weight * score,
+            "loss/actor": loss,
             "loss/score": score,
             "energy": energy,
             "grad_norm/actor": optax.global_norm(g),
         }
         return state, metrics
+
+    def _score_input(self, x: jax.Array) -> jax.Array:
+        return x if self.latent else self.squash(x)
+
+    def _score_loss(
+        self, params: Params, x: jax.Array, obs: jax.Array, tau: jax.Array, target: jax.Array
+    ) -> jax.Array:
+        """MSE(phi(s, x_tau, tau), phi*) at the chain states x (B, act) of steps tau (B,)."""
+        s_feat, t_feat = self._features(params, obs)
+        phi = self._phi(params, s_feat, self._score_input(x), t_feat[tau])
+        phi = phi if self.ve else phi[..., self.act_dim :]
+        return jnp.mean(jnp.square(phi - target))
 
     def score_target(self, y_mc: jax.Array, energies: jax.Array, g_actions: jax.Array) -> jax.Array:
         """phi* = sum_i w_i grad log p(y_i), w = softmax_i log p(y_i) (the estimator of

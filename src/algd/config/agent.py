@@ -160,6 +160,10 @@ class DiffusionConfig:
     """Weight of the energy term (L_A through the chain) in the actor loss."""
     score_weight: Annotated[float, NONNEGATIVE] = 0.1
     """Weight of the score-matching term in the actor loss."""
+    latent_penalty: Annotated[float, NONNEGATIVE] = 0.0
+    """Weight w of w * mean_B ||x0||^2 in the actor loss, x0 the chain's pre-tanh output
+    (reference: 0). It keeps the latent where tanh still passes the energy's gradient and the
+    chain's noise still moves the action."""
     score_hidden: Annotated[tuple[int, ...], WIDTHS] = (128, 128, 128)
     """Hidden widths of the score network."""
     time_embed_dim: Annotated[int, POS_INT] = 16
