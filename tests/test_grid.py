@@ -344,3 +344,30 @@ def test_a_stop_reaches_ray_tasks(tmp_path: Path) -> None:
     records = run_grid(spec, str(out), backend="ray", workers=1, stop=flag)
     assert [r["status"] for r in records] == ["stopped", "not started"]
     assert 300 <= records[0]["env_steps"] < 3000 and (first / "checkpoint.npz").is_file()
+
+
+def test_safe_bounded_changes_only_the_diffusion_agents_latent_penalty(tmp_path: Path) -> None:
+    """--preset safe-bounded is safe for every algorithm, except that ALGD and LGD add the
+    latent penalty; its grid runs those two on the safe suite's tasks and seeds."""
+    for env in ("PaperHalfCheetahVelocity-v0", "SafetyPointGoal1-v0"):
+        for algo in ("algd", "lgd", "sac_lag", "sac_auglag_quadratic", "hj", "sac", "ppo_lag"):
+            bounded, safe = (
+                preset("safe-bounded", algo=algo, env=env),
+                preset("safe", algo=algo, env=env),
+            )
+            if algo in ("algd", "lgd"):
+                assert bounded.agent.diffusion.latent_penalty == 0.01
+                assert safe.agent.diffusion.latent_penalty == 0.0
+                diffusion = replace(bounded.agent.diffusion, latent_penalty=0.0)
+                bounded = replace(bounded, agent=replace(bounded.agent, diffusion=diffusion))
+            assert bounded == safe
+    grid = expand(GRID_PRESETS["safe-bounded"], tmp_path)
+    assert {(c.algo, c.seed) for c, _ in grid} == {
+        (a, s) for a in ("algd", "lgd") for s in range(100, 105)
+    }
+    for c, _ in grid:
+        expected = preset(
+            "safe-bounded", algo=c.algo, env=c.env, seed=c.seed, run_dir=c.run_dir, progress=False
+        )
+        assert replace(c, total_steps=expected.total_steps) == expected
+        assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)

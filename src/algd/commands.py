@@ -30,10 +30,10 @@ class Train:
     resume: str | None = None
     """Continue the run in this directory from its last checkpoint (only --total-steps may
     change)."""
-    preset: Literal["toy", "reference", "cpu", "safe", "quick"] | None = None
-    """Start from a named config: toy (the built-in task), reference (the authors' settings),
-    cpu (theirs at a 2-core CPU's cost per step), safe (cpu with a multiplier that holds
-    the limit) or quick (safe at 30k steps: minutes on a real task; docs/experiments.md)."""
+    preset: Literal["toy", "reference", "cpu", "safe", "safe-bounded", "quick"] | None = None
+    """A named config: toy (built-in task), reference (the authors'), cpu (theirs at a 2-core
+    CPU's cost), safe (cpu, a multiplier that holds the limit), safe-bounded (safe, the
+    diffusion chain off the box's corners), quick (safe at 30k steps; docs/experiments.md)."""
     config: str | None = None
     """A run's config.json, or a JSON or YAML file of fields (nested, or dotted keys such as
     agent.lagrangian.rho), applied after --preset; its run_dir and overwrite are not taken."""

@@ -53,6 +53,12 @@ _ONE_COST_CRITIC = AgentConfig(critics=CriticsConfig(cost_ensemble=1, cost_k=0.0
 # docs/experiments.md).
 _DIFFUSION_FAMILIES = ("critics", "lagrangian", "diffusion")
 _DIFFUSION_CPU = {"agent.diffusion.mc_samples": 2, "agent.critics.cost_ensemble": 2}
+# The safe-bounded preset's diffusion agents: the latent penalty that won the navigation pilot
+# (docs/experiments.md, "Four seeds").
+_DIFFUSION_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": _DIFFUSION_CPU,
+    "safe-bounded": {"agent.diffusion.latent_penalty": 0.01},
+}
 
 
 def register(info: AlgoInfo) -> None:
@@ -67,7 +73,7 @@ register(
         ALGD,
         "diffusion policy guided by the augmented Lagrangian L_A",
         AgentConfig(),
-        preset_overrides={"cpu": _DIFFUSION_CPU},
+        preset_overrides=_DIFFUSION_PRESETS,
         families=_DIFFUSION_FAMILIES,
     )
 )
@@ -77,7 +83,7 @@ register(
         partial(ALGD, energy="lagrangian"),
         "ALGD with the standard Lagrangian energy L (ablation)",
         AgentConfig(),
-        preset_overrides={"cpu": _DIFFUSION_CPU},
+        preset_overrides=_DIFFUSION_PRESETS,
         families=_DIFFUSION_FAMILIES,
     )
 )

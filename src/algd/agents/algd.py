@@ -246,7 +246,7 @@ class ALGD(OffPolicyAgent):
         # One pull-back through the chain: the energy's a0 part, the score loss's a_tau part (and
         # the latent penalty's x0 part).
         w, g_a0 = a.diffusion.latent_penalty, a.diffusion.energy_weight / batch * g_points[0]
-        cotangents = (g_a0, a.diffusion.score_weight * g_x_tau)
+        cotangents: tuple[jax.Array, ...] = (g_a0, a.diffusion.score_weight * g_x_tau)
         if penalised:
             cotangents += (2.0 * w / batch * chain_out[2],)
         (g_chain,) = chain_vjp(cotangents)

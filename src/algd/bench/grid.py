@@ -176,6 +176,16 @@ GRID_PRESETS: dict[str, GridSpec] = {
             }
         },
     ),
+    # The safe-bounded preset's suite: the two algorithms it changes (ALGD and LGD), on the same
+    # tasks and seeds. Every other algorithm trains under it as under "safe", so the `safe`
+    # grid's runs of those are its baselines.
+    "safe-bounded": GridSpec(
+        ("algd", "lgd"),
+        SAFE_ENVS,
+        (100, 101, 102, 103, 104),
+        base="safe-bounded",
+        per_env=SAFE_PER_ENV,
+    ),
     # Beside it, the authors' algorithms at the same budget: ALGD, CAL and the paper's
     # SAC-AugLag at the cpu preset (the reference multiplier), seeds 100-102.
     "safe-reference": GridSpec(
