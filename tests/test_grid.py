@@ -177,18 +177,25 @@ def test_a_grid_is_one_wandb_group(tmp_path: Path) -> None:
     assert {c.wandb_group for c, _ in expand(SPEC, tmp_path / "g")} == {None}
 
 
+def assert_runs_follow_preset(name: str, configs: list) -> None:
+    """Each of a safe-suite grid's run configs is --preset NAME for its algorithm, env, seed
+    and run directory, at the suite's budget for its task."""
+    for c in configs:
+        expected = preset(
+            name, algo=c.algo, env=c.env, seed=c.seed, run_dir=c.run_dir, progress=False
+        )
+        assert replace(c, total_steps=expected.total_steps) == expected
+        assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
+
+
 def test_safe_suite_grids(tmp_path: Path) -> None:
     """The safe suite: its six algorithms at the safe preset on seeds 100-104, HJ's HalfCheetah
     threshold the per-step limit less the margin; the authors' three at the cpu preset, seeds
     100-102, with the same budgets."""
     safe = expand(GRID_PRESETS["safe"], tmp_path)
     assert len(safe) == 6 * 2 * 5 and {c.seed for c, _ in safe} == set(range(100, 105))
-    for c, _ in safe:
-        if c.algo != "hj":
-            expected = preset(
-                "safe", algo=c.algo, env=c.env, seed=c.seed, run_dir=c.run_dir, progress=False
-            )
-            assert replace(c, total_steps=expected.total_steps) == expected
+    assert_runs_follow_preset("safe", [c for c, _ in safe if c.algo != "hj"])
+    for c, _ in safe:  # HJ: its HalfCheetah threshold differs (below); the budgets do not
         assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
     hj = next(c for c, _ in safe if c.algo == "hj" and c.env.startswith("Paper"))
     margin = PRESETS["safe"]["agent.lagrangian.cost_margin"]
@@ -365,9 +372,4 @@ def test_safe_bounded_changes_only_the_diffusion_agents_latent_penalty(tmp_path:
     assert {(c.algo, c.seed) for c, _ in grid} == {
         (a, s) for a in ("algd", "lgd") for s in range(100, 105)
     }
-    for c, _ in grid:
-        expected = preset(
-            "safe-bounded", algo=c.algo, env=c.env, seed=c.seed, run_dir=c.run_dir, progress=False
-        )
-        assert replace(c, total_steps=expected.total_steps) == expected
-        assert c.total_steps == (100_000 if c.env.startswith("Paper") else SAFE_NAV_STEPS)
+    assert_runs_follow_preset("safe-bounded", [c for c, _ in grid])

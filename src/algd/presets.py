@@ -143,8 +143,8 @@ def make_config(
 ) -> TrainConfig:
     """A run's config: the algorithm's defaults (``overrides["algo"]``, else algd), then the
     named preset, then ``overrides`` (dotted keys: ``total_steps``, ``agent.rho``). The
-    presets of ``TASK_PROTOCOL_PRESETS`` (reference, cpu, safe, safe-bounded, quick) add the task family's
-    settings of the env it ends up with. A whole
+    presets of ``TASK_PROTOCOL_PRESETS`` add the task family's settings of the env it ends up
+    with. A whole
     ``AgentConfig`` given as ``agent`` replaces the agent settings as given (the algorithm's
     and the preset's included); dotted ``agent.*`` keys change single fields."""
     overrides = dict(overrides or {})

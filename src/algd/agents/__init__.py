@@ -53,8 +53,8 @@ _ONE_COST_CRITIC = AgentConfig(critics=CriticsConfig(cost_ensemble=1, cost_k=0.0
 # docs/experiments.md).
 _DIFFUSION_FAMILIES = ("critics", "lagrangian", "diffusion")
 _DIFFUSION_CPU = {"agent.diffusion.mc_samples": 2, "agent.critics.cost_ensemble": 2}
-# The safe-bounded preset's diffusion agents: the latent penalty that won the navigation pilot
-# (docs/experiments.md, "Four seeds").
+# The diffusion agents' own preset changes: cpu's above, and safe-bounded's latent penalty, the
+# one that won the navigation pilot (docs/experiments.md, "Four seeds").
 _DIFFUSION_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": _DIFFUSION_CPU,
     "safe-bounded": {"agent.diffusion.latent_penalty": 0.01},

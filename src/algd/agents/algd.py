@@ -218,6 +218,7 @@ class ALGD(OffPolicyAgent):
         feats = self.critic_features(state, b.obs)
         batch = b.obs.shape[0]
         sigma_tau = self.sched.sigma[tau]
+        penalised = a.diffusion.latent_penalty > 0.0  # else the program is the reference's
 
         def run_chain(params: Params) -> tuple[jax.Array, ...]:
             """-> (a0, the chain state at step tau[, x0 pre-tanh]), with the chain's gradient."""
@@ -227,7 +228,6 @@ class ALGD(OffPolicyAgent):
             out = (self.squash(chain.x0), states[tau, jnp.arange(batch)])
             return out + (chain.x0,) if penalised else out
 
-        penalised = a.diffusion.latent_penalty > 0.0  # else the program is the reference's
         chain_out, chain_vjp = jax.vjp(run_chain, state.actor)
         a0, x_tau = chain_out[0], chain_out[1]
 
