@@ -61,6 +61,14 @@ TRAIN_CASES = [
         "'agent.critics.critic_hidden': must be one or more layer widths",
     ),
     (["--agent.pid-ema", "1.0"], "'agent.lagrangian.pid_ema': must be in [0, 1)"),
+    (
+        ["--agent.lagrangian.eval-gap"],
+        "'agent.lagrangian.eval_gap': needs --agent.lagrangian.violation episodes",
+    ),
+    (
+        ["--agent.lagrangian.eval-gap", "--agent.violation", "episodes", "--eval-every", "0"],
+        "'agent.lagrangian.eval_gap': needs evaluations (--eval-every > 0)",
+    ),
     (["--batch-size", "0"], "'batch_size': must be an integer >= 1"),
     (
         ["--batch-size", "512", "--buffer-size", "256"],

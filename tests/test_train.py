@@ -232,6 +232,40 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
     assert files(parted) == files(tmp_path / "straight")
 
 
+def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(tmp_path: Path) -> None:
+    """eval_gap: after each evaluation, the episodes' signal gains how far that evaluation's
+    cost exceeded the mean of the last k training episodes then (0 when it did not), and a
+    resumed run carries the gap."""
+    cfg = toy("sac_lag", tmp_path / "straight", **{**SHORT, "eval_every": 200})
+    settings = {"violation": "episodes", "violation_episodes": 2, "eval_gap": True}
+    cfg = apply_overrides(cfg, {f"agent.lagrangian.{k}": v for k, v in settings.items()})
+    train(cfg, console=False)
+    read = lambda name: list(  # noqa: E731
+        csv.DictReader((tmp_path / "straight" / name).read_text().splitlines())
+    )
+    episodes, evals = read("episodes.csv"), read("eval.csv")
+    limit = json.loads((tmp_path / "straight" / "summary.json").read_text())["cost_limit"]
+
+    def last_costs(step: int) -> list[float]:
+        return [float(e["cost"]) for e in episodes if int(e["step"]) <= step][-2:]
+
+    gaps = []
+    for row in read("metrics.csv")[3:]:  # from the first update on
+        step, gap = int(row["step"]), 0.0
+        before = [e for e in evals if int(e["step"]) < step]
+        if before and last_costs(int(before[-1]["step"])):
+            at = int(before[-1]["step"])
+            gap = max(0.0, float(before[-1]["cost_vs_limit"]) - np.mean(last_costs(at)))
+        expected = np.mean(last_costs(step)) + gap - limit
+        assert float(row["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+        gaps.append(gap)
+    assert max(gaps) > 0 and min(gaps) == 0  # the gap acted, and not from the start
+    parted = tmp_path / "parted"  # (stopped at an evaluation: a run evaluates where it ends)
+    train(replace(cfg, run_dir=str(parted), total_steps=600), console=False)
+    resume(parted, total_steps=1000, console=False)
+    assert files(parted) == files(tmp_path / "straight")
+
+
 @SHARED
 def test_same_seed_same_metrics(shared_run: Callable[[str], Path], tmp_path: Path) -> None:
     short = {**SHORT, "total_steps": 400}

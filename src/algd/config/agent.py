@@ -56,9 +56,8 @@ class CriticsConfig:
     """Cost critics' loss over the ensemble: mean (reference: one mean squared error over all
     members and samples) or sum of the per-member mean squared errors."""
     cost_floor: Literal["none", "zero"] = "none"
-    """The bootstrapped value in the cost critics' targets: as the target critics read it (none,
-    the reference) or floored at zero (zero: every true Qc is, as costs are non-negative; it
-    stops the critics drifting below zero). HJ's reach backup max(c, Q_h') needs no floor."""
+    """The cost critics' bootstrapped value: as the target critics read it (none, the
+    reference) or floored at zero (zero: every true Qc is >= 0). HJ's backup needs none."""
 
     def __post_init__(self) -> None:
         check_fields(self, "agent.critics.")
@@ -82,8 +81,7 @@ class LagrangianConfig:
     -lambda * violation) or log (-violation: a step of about lambda_lr whatever lambda's
     size)."""
     lambda_max: Annotated[float | None, TINY_POSITIVE] = None
-    """Cap on lambda (None: uncapped, as every reference agent runs; PPO-Lag's configuration
-    declares 80, but its clamp acts on a copy and never binds)."""
+    """Cap on lambda (None: uncapped, as every reference agent runs, PPO-Lag included)."""
     lambda_min: Annotated[float | None, TINY_POSITIVE] = None
     """Floor on lambda (None: none, the reference); bounds how long a decayed dual multiplier
     takes to recover."""
@@ -95,6 +93,8 @@ class LagrangianConfig:
     violation_episodes training episodes minus the limit (episodes)."""
     violation_episodes: Annotated[int, Int(1, 10)] = 5
     """Training episodes in the episodes violation's mean (1-10)."""
+    eval_gap: bool = False
+    """Add to the episodes' signal the last evaluation's excess cost over theirs."""
     cost_margin: Annotated[float, Num(0.0, 0.5, "in [0, 0.5]")] = 0.0
     """Train for the limit (1 - cost_margin) d instead of d (the budget h, the episodes signal,
     PPO-Lag's budget); evaluations still compare with d. 0: the reference."""
@@ -121,6 +121,11 @@ class LagrangianConfig:
             or self.lambda_min <= self.lambda_max,
             "agent.lagrangian.lambda_min",
             "must be <= lambda_max",
+        )
+        require(
+            not self.eval_gap or self.violation == "episodes",
+            "agent.lagrangian.eval_gap",
+            "needs --agent.lagrangian.violation episodes (it corrects the episodes' signal)",
         )
 
 

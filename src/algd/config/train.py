@@ -108,6 +108,11 @@ def validate(cfg: TrainConfig) -> None:
         f"({cfg.learning_starts}) must not exceed buffer_size ({cfg.buffer_size})",
     )
     require(
+        not cfg.agent.lagrangian.eval_gap or cfg.eval_every > 0,
+        "agent.lagrangian.eval_gap",
+        "needs evaluations (--eval-every > 0): it reads the gap at each evaluation",
+    )
+    require(
         cfg.warmup_steps < cfg.total_steps,
         "warmup_steps",
         f"({cfg.warmup_steps}) must be smaller than total_steps ({cfg.total_steps}), or the run "

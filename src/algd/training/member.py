@@ -37,6 +37,7 @@ COUNTERS = (
     "ep_cost",
     "ep_disc_cost",
     "ep_len",
+    "eval_gap",
 )
 
 
@@ -68,6 +69,8 @@ class LoopState:
     ep_cost: float = 0.0
     ep_disc_cost: float = 0.0
     ep_len: int = 0
+    # how far the last evaluation's cost exceeded the training episodes' (eval_gap), >= 0
+    eval_gap: float = 0.0
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
     # each recent episode's cost in the limit's units (discounted or summed), for
     # violation=episodes
@@ -87,7 +90,8 @@ class LoopState:
     @classmethod
     def restored(cls, counters: dict[str, Any], arrays: dict[str, np.ndarray]) -> LoopState:
         """The state :meth:`counters` and :meth:`arrays` were taken from."""
-        out = cls(**{name: counters[name] for name in COUNTERS})
+        # (eval_gap is absent from checkpoints of runs that predate it: 0, as it started)
+        out = cls(**{name: counters[name] for name in COUNTERS if name in counters})
         out.recent.extend((float(r), float(c)) for r, c in arrays["recent"])
         # (absent from checkpoints of runs that predate violation=episodes)
         out.recent_limit_cost.extend(float(c) for c in arrays.get("recent_limit_cost", ()))
@@ -152,6 +156,12 @@ class Member:
         lp.recent_limit_cost.append(lp.ep_disc_cost if discounted else lp.ep_cost)
         lp.episode += 1
         self.new_episode()
+
+    def note_eval_gap(self, eval_cost: float, episodes: int) -> None:
+        """Keep how far an evaluation's cost (in the limit's units) exceeds the mean of the
+        last ``episodes`` training episodes' (0 when it does not, or before any has ended)."""
+        last = list(self.loop.recent_limit_cost)[-episodes:]
+        self.loop.eval_gap = max(0.0, eval_cost - float(np.mean(last))) if last else 0.0
 
     def checkpoint_meta(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(meta["loop"], loop arrays) of this seed's checkpoint."""

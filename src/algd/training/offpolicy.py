@@ -77,15 +77,17 @@ class OffPolicyLoop(GroupLoop):
 
     def episodes_violation(self) -> np.ndarray | None:
         """violation=episodes: each seed's mean cost of its last ``violation_episodes`` training
-        episodes minus the limit the agent trains for (the env's less cost_margin; 0 before an
-        episode has ended); None otherwise."""
+        episodes, plus (eval_gap) how far the last evaluation paid more than they did, minus
+        the limit the agent trains for (the env's less cost_margin; 0 before an episode has
+        ended); None otherwise."""
         a = self.cfg.agent
         if a.lagrangian.violation != "episodes":
             return None
         out, limit = [], self.agent.limit
         for m in self.members:
             last = list(m.loop.recent_limit_cost)[-a.lagrangian.violation_episodes :]
-            out.append(float(np.mean(last)) - limit if last else 0.0)
+            gap = m.loop.eval_gap if a.lagrangian.eval_gap else 0.0
+            out.append(float(np.mean(last)) + gap - limit if last else 0.0)
         return np.asarray(out, np.float32)
 
     def may_update(self, t: int) -> bool:
