@@ -2,7 +2,9 @@
 (results/FOLDER or a path), over the run's last quarter, the cost critics' reading Qc_bar at
 the replayed actions, the cost the training episodes paid and the deterministic evaluations'
 cost (both in the limit's units: the discounted sum on velocity tasks, the episode sum
-elsewhere), the median lambda and the limit.
+elsewhere), the median lambda and the limit; and over the run's second half, the gap g that
+``--agent.lagrangian.eval-gap`` adds at each evaluation: max(0, the evaluation's cost - the mean
+of the last 5 training episodes' then), its mean and largest value.
 
     python scripts/diagnose_runs.py FOLDER [FOLDER ...]
 """
@@ -26,6 +28,19 @@ def late(log: dict[str, np.ndarray], name: str, after: float) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
+def eval_gaps(run: dict[str, Any], after: float, episodes: int = 5) -> np.ndarray:
+    """g at each evaluation after ``after`` (those before any training episode ended: none)."""
+    discounted = run["kind"] == "discounted"
+    ep, ev = run["episodes"], run["eval"]
+    paid = ep.get("discounted_cost" if discounted else "cost", np.zeros(0))
+    out = []
+    for step, cost in zip(ev.get("step", ()), ev.get("cost_vs_limit", ()), strict=False):
+        last = paid[ep["step"] <= step][-episodes:] if paid.size else paid
+        if step > after and last.size:
+            out.append(max(0.0, float(cost) - float(last.mean())))
+    return np.asarray(out)
+
+
 def diagnose(run: dict[str, Any]) -> str:
     discounted = run["kind"] == "discounted"
     after = run["metrics"]["step"][-1] * 3 // 4
@@ -38,9 +53,11 @@ def diagnose(run: dict[str, Any]) -> str:
         return f"{x.mean():.0f}" if x.size else "-"
 
     median = f"{np.median(lam):.3g}" if lam.size else "-"
+    g = eval_gaps(run, run["metrics"]["step"][-1] // 2)
+    gap = f"gap {g.mean():.1f} (max {g.max():.1f})" if g.size else "gap -"
     return (
         f"{run['dir']}: Qc_bar {mean(qc)}, episodes {mean(paid)}, evaluations {mean(seen)}, "
-        f"lambda {median} (limit {run['limit']:g})"
+        f"lambda {median} (limit {run['limit']:g}); {gap}"
     )
 
 
