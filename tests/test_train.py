@@ -232,12 +232,20 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
     assert files(parted) == files(tmp_path / "straight")
 
 
-def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(tmp_path: Path) -> None:
-    """eval_gap: after each evaluation, the episodes' signal gains how far that evaluation's
-    cost exceeded the mean of the last k training episodes then (0 when it did not), and a
-    resumed run carries the gap."""
-    cfg = toy("sac_lag", tmp_path / "straight", **{**SHORT, "eval_every": 200})
-    settings = {"violation": "episodes", "violation_episodes": 2, "eval_gap": True}
+@pytest.mark.parametrize("window", [1, 3])
+def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(
+    tmp_path: Path, window: int
+) -> None:
+    """eval_gap: after each evaluation, the episodes' signal gains the median over the last
+    ``window`` evaluations of how far each one's cost exceeded the mean of the last k training
+    episodes then (0 when that median is negative), and a resumed run carries the gaps."""
+    cfg = toy("sac_lag", tmp_path / "straight", **{**SHORT, "eval_every": 100})
+    settings = {
+        "violation": "episodes",
+        "violation_episodes": 2,
+        "eval_gap": True,
+        "eval_gap_window": window,
+    }
     cfg = apply_overrides(cfg, {f"agent.lagrangian.{k}": v for k, v in settings.items()})
     train(cfg, console=False)
     read = lambda name: list(  # noqa: E731
@@ -249,13 +257,14 @@ def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(tmp_path: Path) 
     def last_costs(step: int) -> list[float]:
         return [float(e["cost"]) for e in episodes if int(e["step"]) <= step][-2:]
 
+    def excess(e: dict[str, str]) -> float:
+        return float(e["cost_vs_limit"]) - np.mean(last_costs(int(e["step"])))
+
     gaps = []
     for row in read("metrics.csv")[3:]:  # from the first update on
-        step, gap = int(row["step"]), 0.0
-        before = [e for e in evals if int(e["step"]) < step]
-        if before and last_costs(int(before[-1]["step"])):
-            at = int(before[-1]["step"])
-            gap = max(0.0, float(before[-1]["cost_vs_limit"]) - np.mean(last_costs(at)))
+        step = int(row["step"])
+        seen = [excess(e) for e in evals if int(e["step"]) < step and last_costs(int(e["step"]))]
+        gap = max(0.0, float(np.median(seen[-window:]))) if seen else 0.0
         expected = np.mean(last_costs(step)) + gap - limit
         assert float(row["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-4)
         gaps.append(gap)

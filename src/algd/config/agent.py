@@ -77,9 +77,8 @@ class LagrangianConfig:
     lambda_lr: Annotated[float, LR] = 3e-4
     """Adam learning rate on log lambda (multiplier=dual)."""
     dual_grad: Literal["lambda", "log"] = "lambda"
-    """Gradient of the dual's Adam step on log lambda (multiplier=dual): lambda (reference:
-    -lambda * violation) or log (-violation: a step of about lambda_lr whatever lambda's
-    size)."""
+    """Gradient of the dual's Adam step on log lambda: lambda (reference: -lambda *
+    violation) or log (-violation: a step of about lambda_lr at any lambda)."""
     lambda_max: Annotated[float | None, TINY_POSITIVE] = None
     """Cap on lambda (None: uncapped, as every reference agent runs, PPO-Lag included)."""
     lambda_min: Annotated[float | None, TINY_POSITIVE] = None
@@ -88,13 +87,15 @@ class LagrangianConfig:
     hold_updates: Annotated[int, COUNT] = 0
     """Updates (PPO-Lag: rollouts) that lambda stays at lambda_init for; 0: the reference."""
     violation: Literal["replay", "policy", "episodes"] = "replay"
-    """What the off-policy multiplier steps on: mean(Qc_bar(s, a) - h) at the replayed actions
-    (replay, the reference) or at a ~ pi(.|s) (policy), or the mean cost of the last
-    violation_episodes training episodes minus the limit (episodes)."""
+    """The off-policy multiplier's signal: mean(Qc_bar(s, a) - h) at the replayed actions
+    (replay, the reference) or at a ~ pi(.|s) (policy), or the last violation_episodes
+    episodes' mean cost minus the limit (episodes)."""
     violation_episodes: Annotated[int, Int(1, 10)] = 5
     """Training episodes in the episodes violation's mean (1-10)."""
     eval_gap: bool = False
-    """Add to the episodes' signal the last evaluation's excess cost over theirs."""
+    """Add the evaluations' excess cost to the episodes' signal."""
+    eval_gap_window: Annotated[int, Int(1, 10)] = 1
+    """eval_gap: the median excess over the last this many evaluations (1: the last)."""
     cost_margin: Annotated[float, Num(0.0, 0.5, "in [0, 0.5]")] = 0.0
     """Train for the limit (1 - cost_margin) d instead of d (the budget h, the episodes signal,
     PPO-Lag's budget); evaluations still compare with d. 0: the reference."""

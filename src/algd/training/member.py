@@ -69,12 +69,14 @@ class LoopState:
     ep_cost: float = 0.0
     ep_disc_cost: float = 0.0
     ep_len: int = 0
-    # how far the last evaluation's cost exceeded the training episodes' (eval_gap), >= 0
+    # the gap eval_gap adds to the episodes signal (>= 0), from the evaluations' excess costs
     eval_gap: float = 0.0
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
     # each recent episode's cost in the limit's units (discounted or summed), for
     # violation=episodes
     recent_limit_cost: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    # each recent evaluation's cost less the training episodes' then (eval_gap)
+    recent_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
 
     def counters(self) -> dict[str, Any]:
         """The scalar counters, as a checkpoint's meta["loop"] holds them."""
@@ -85,6 +87,7 @@ class LoopState:
         return {
             "recent": np.asarray(list(self.recent), np.float64).reshape(-1, 2),
             "recent_limit_cost": np.asarray(list(self.recent_limit_cost), np.float64),
+            "recent_gaps": np.asarray(list(self.recent_gaps), np.float64),
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class LoopState:
         out.recent.extend((float(r), float(c)) for r, c in arrays["recent"])
         # (absent from checkpoints of runs that predate violation=episodes)
         out.recent_limit_cost.extend(float(c) for c in arrays.get("recent_limit_cost", ()))
+        out.recent_gaps.extend(float(g) for g in arrays.get("recent_gaps", ()))
         return out
 
 
@@ -157,11 +161,16 @@ class Member:
         lp.episode += 1
         self.new_episode()
 
-    def note_eval_gap(self, eval_cost: float, episodes: int) -> None:
+    def note_eval_gap(self, eval_cost: float, episodes: int, window: int) -> None:
         """Keep how far an evaluation's cost (in the limit's units) exceeds the mean of the
-        last ``episodes`` training episodes' (0 when it does not, or before any has ended)."""
-        last = list(self.loop.recent_limit_cost)[-episodes:]
-        self.loop.eval_gap = max(0.0, eval_cost - float(np.mean(last))) if last else 0.0
+        last ``episodes`` training episodes' (none before one has ended), and set the gap to
+        the median of the last ``window`` of those, or 0 if it is negative."""
+        lp = self.loop
+        last = list(lp.recent_limit_cost)[-episodes:]
+        if last:
+            lp.recent_gaps.append(eval_cost - float(np.mean(last)))
+        gaps = list(lp.recent_gaps)[-window:]
+        lp.eval_gap = max(0.0, float(np.median(gaps))) if gaps else 0.0
 
     def checkpoint_meta(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(meta["loop"], loop arrays) of this seed's checkpoint."""
