@@ -362,11 +362,8 @@ class GroupLoop:
                 cfg.agent.gamma_c,
             )
             lp.eval_index += 1
-            lag = cfg.agent.lagrangian
-            if lag.eval_gap:
-                m.note_eval_gap(
-                    result["cost_vs_limit"], lag.violation_episodes, lag.eval_gap_window
-                )
+            if cfg.agent.lagrangian.eval_gap:
+                m.note_eval_gap(result["cost_vs_limit"], cfg.agent.lagrangian.violation_episodes)
             logs.record("eval", {"step": lp.env_step, **result})
             who = f"seed {m.seed} " if len(self.members) > 1 else ""
             self.console.message(

@@ -37,7 +37,6 @@ COUNTERS = (
     "ep_cost",
     "ep_disc_cost",
     "ep_len",
-    "eval_gap",
 )
 
 
@@ -69,8 +68,6 @@ class LoopState:
     ep_cost: float = 0.0
     ep_disc_cost: float = 0.0
     ep_len: int = 0
-    # the gap eval_gap adds to the episodes signal (>= 0), from the evaluations' excess costs
-    eval_gap: float = 0.0
     recent: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT))
     # each recent episode's cost in the limit's units (discounted or summed), for
     # violation=episodes
@@ -93,13 +90,18 @@ class LoopState:
     @classmethod
     def restored(cls, counters: dict[str, Any], arrays: dict[str, np.ndarray]) -> LoopState:
         """The state :meth:`counters` and :meth:`arrays` were taken from."""
-        # (eval_gap is absent from checkpoints of runs that predate it: 0, as it started)
-        out = cls(**{name: counters[name] for name in COUNTERS if name in counters})
+        out = cls(**{name: counters[name] for name in COUNTERS})
         out.recent.extend((float(r), float(c)) for r, c in arrays["recent"])
         # (absent from checkpoints of runs that predate violation=episodes)
         out.recent_limit_cost.extend(float(c) for c in arrays.get("recent_limit_cost", ()))
         out.recent_gaps.extend(float(g) for g in arrays.get("recent_gaps", ()))
         return out
+
+    def eval_gap(self, window: int) -> float:
+        """The gap eval_gap adds to the episodes signal: the median of the last ``window``
+        evaluations' excess costs, or 0 if it is negative or none has been measured."""
+        gaps = list(self.recent_gaps)[-window:]
+        return max(0.0, float(np.median(gaps))) if gaps else 0.0
 
 
 def episode_end(
@@ -161,16 +163,12 @@ class Member:
         lp.episode += 1
         self.new_episode()
 
-    def note_eval_gap(self, eval_cost: float, episodes: int, window: int) -> None:
+    def note_eval_gap(self, eval_cost: float, episodes: int) -> None:
         """Keep how far an evaluation's cost (in the limit's units) exceeds the mean of the
-        last ``episodes`` training episodes' (none before one has ended), and set the gap to
-        the median of the last ``window`` of those, or 0 if it is negative."""
-        lp = self.loop
-        last = list(lp.recent_limit_cost)[-episodes:]
+        last ``episodes`` training episodes' (nothing before one has ended)."""
+        last = list(self.loop.recent_limit_cost)[-episodes:]
         if last:
-            lp.recent_gaps.append(eval_cost - float(np.mean(last)))
-        gaps = list(lp.recent_gaps)[-window:]
-        lp.eval_gap = max(0.0, float(np.median(gaps))) if gaps else 0.0
+            self.loop.recent_gaps.append(eval_cost - float(np.mean(last)))
 
     def checkpoint_meta(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(meta["loop"], loop arrays) of this seed's checkpoint."""

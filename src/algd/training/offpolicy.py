@@ -86,7 +86,7 @@ class OffPolicyLoop(GroupLoop):
         out, limit = [], self.agent.limit
         for m in self.members:
             last = list(m.loop.recent_limit_cost)[-a.lagrangian.violation_episodes :]
-            gap = m.loop.eval_gap if a.lagrangian.eval_gap else 0.0
+            gap = m.loop.eval_gap(a.lagrangian.eval_gap_window) if a.lagrangian.eval_gap else 0.0
             out.append(float(np.mean(last)) + gap - limit if last else 0.0)
         return np.asarray(out, np.float32)
 
