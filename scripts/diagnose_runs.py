@@ -2,9 +2,10 @@
 (results/FOLDER or a path), over the run's last quarter, the cost critics' reading Qc_bar at
 the replayed actions, the cost the training episodes paid and the deterministic evaluations'
 cost (both in the limit's units: the discounted sum on velocity tasks, the episode sum
-elsewhere), the median lambda and the limit; and over the run's second half, the gap g that
-``--agent.lagrangian.eval-gap`` adds at each evaluation: max(0, the evaluation's cost - the mean
-of the last 5 training episodes' then), its mean and largest value.
+elsewhere), the median lambda and the limit; and over the run's second half, each
+evaluation's excess over the training episodes, max(0, its cost - the mean of the last 5
+training episodes' then) (the gap ``--agent.lagrangian.eval-gap`` adds with a window of 1), its
+mean and largest value.
 
     python scripts/diagnose_runs.py FOLDER [FOLDER ...]
 """
