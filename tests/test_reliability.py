@@ -69,6 +69,20 @@ TRAIN_CASES = [
         ["--agent.lagrangian.eval-gap", "--agent.violation", "episodes", "--eval-every", "0"],
         "'agent.lagrangian.eval_gap': needs evaluations (--eval-every > 0)",
     ),
+    (
+        ["--agent.lagrangian.eval-gap-cap", "0.1"],
+        "'agent.lagrangian.eval_gap_cap': needs --agent.lagrangian.eval-gap",
+    ),
+    (
+        [
+            "--agent.lagrangian.eval-gap",
+            "--agent.violation",
+            "episodes",
+            "--agent.lagrangian.eval-gap-cap",
+            "2",
+        ],
+        "'agent.lagrangian.eval_gap_cap': must be in [0, 1]",
+    ),
     (["--batch-size", "0"], "'batch_size': must be an integer >= 1"),
     (
         ["--batch-size", "512", "--buffer-size", "256"],

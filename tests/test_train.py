@@ -232,19 +232,21 @@ def test_episodes_violation_is_the_last_episodes_cost_minus_the_limit(
     assert files(parted) == files(tmp_path / "straight")
 
 
-@pytest.mark.parametrize("window", [1, 3])
+@pytest.mark.parametrize(("window", "cap"), [(1, None), (3, None), (1, 0.1)])
 def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(
-    tmp_path: Path, window: int
+    tmp_path: Path, window: int, cap: float | None
 ) -> None:
     """eval_gap: after each evaluation, the episodes' signal gains the median over the last
     ``window`` evaluations of how far each one's cost exceeded the mean of the last k training
-    episodes then (0 when that median is negative), and a resumed run carries the gaps."""
+    episodes then (0 when that median is negative, at most cap d), and a resumed run carries
+    the gaps."""
     cfg = toy("sac_lag", tmp_path / "straight", **{**SHORT, "eval_every": 100})
     settings = {
         "violation": "episodes",
         "violation_episodes": 2,
         "eval_gap": True,
         "eval_gap_window": window,
+        "eval_gap_cap": cap,
     }
     cfg = apply_overrides(cfg, {f"agent.lagrangian.{k}": v for k, v in settings.items()})
     train(cfg, console=False)
@@ -260,15 +262,18 @@ def test_eval_gap_adds_the_evaluations_excess_over_the_episodes(
     def excess(e: dict[str, str]) -> float:
         return float(e["cost_vs_limit"]) - np.mean(last_costs(int(e["step"])))
 
-    gaps = []
+    gaps, capped = [], 0
     for row in read("metrics.csv")[3:]:  # from the first update on
         step = int(row["step"])
         seen = [excess(e) for e in evals if int(e["step"]) < step and last_costs(int(e["step"]))]
         gap = max(0.0, float(np.median(seen[-window:]))) if seen else 0.0
+        if cap is not None and gap > cap * limit:
+            gap, capped = cap * limit, capped + 1
         expected = np.mean(last_costs(step)) + gap - limit
         assert float(row["violation"]) == pytest.approx(expected, rel=1e-5, abs=1e-4)
         gaps.append(gap)
     assert max(gaps) > 0 and min(gaps) == 0  # the gap acted, and not from the start
+    assert (cap is None) == (capped == 0)  # and a cap bound it
     parted = tmp_path / "parted"  # (stopped at an evaluation: a run evaluates where it ends)
     train(replace(cfg, run_dir=str(parted), total_steps=600), console=False)
     resume(parted, total_steps=1000, console=False)

@@ -96,6 +96,8 @@ class LagrangianConfig:
     """Add the evaluations' excess cost to the episodes' signal."""
     eval_gap_window: Annotated[int, Int(1, 10)] = 1
     """eval_gap: the median excess over the last this many evaluations (1: the last)."""
+    eval_gap_cap: Annotated[float | None, UNIT] = None
+    """eval_gap: the largest gap, as a fraction of the limit d (None: uncapped)."""
     cost_margin: Annotated[float, Num(0.0, 0.5, "in [0, 0.5]")] = 0.0
     """Train for the limit (1 - cost_margin) d instead of d (the budget h, the episodes signal,
     PPO-Lag's budget); evaluations still compare with d. 0: the reference."""
@@ -106,9 +108,9 @@ class LagrangianConfig:
     pid_kp: Annotated[float, NONNEGATIVE] = 0.05
     """PID Lagrangian proportional gain (multiplier=pid)."""
     pid_ki: Annotated[float, NONNEGATIVE] = 0.005
-    """PID Lagrangian integral gain."""
+    """PID integral gain."""
     pid_kd: Annotated[float, NONNEGATIVE] = 0.1
-    """PID Lagrangian derivative gain."""
+    """PID derivative gain."""
     pid_ema: Annotated[float, FRACTION] = 0.95
     """Smoothing of the constraint violation fed to the PID derivative term."""
     cal_c: Annotated[float, NONNEGATIVE] = 10.0
@@ -127,6 +129,11 @@ class LagrangianConfig:
             not self.eval_gap or self.violation == "episodes",
             "agent.lagrangian.eval_gap",
             "needs --agent.lagrangian.violation episodes (it corrects the episodes' signal)",
+        )
+        require(
+            self.eval_gap_cap is None or self.eval_gap,
+            "agent.lagrangian.eval_gap_cap",
+            "needs --agent.lagrangian.eval-gap (it caps that gap)",
         )
 
 

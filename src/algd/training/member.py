@@ -97,11 +97,11 @@ class LoopState:
         out.recent_gaps.extend(float(g) for g in arrays.get("recent_gaps", ()))
         return out
 
-    def eval_gap(self, window: int) -> float:
+    def eval_gap(self, window: int, cap: float = np.inf) -> float:
         """The gap eval_gap adds to the episodes signal: the median of the last ``window``
-        evaluations' excess costs, or 0 if it is negative or none has been measured."""
+        evaluations' excess costs, clipped to [0, cap] (0 if none has been measured)."""
         gaps = list(self.recent_gaps)[-window:]
-        return max(0.0, float(np.median(gaps))) if gaps else 0.0
+        return float(np.clip(np.median(gaps), 0.0, cap)) if gaps else 0.0
 
 
 def episode_end(

@@ -77,16 +77,17 @@ class OffPolicyLoop(GroupLoop):
 
     def episodes_violation(self) -> np.ndarray | None:
         """violation=episodes: each seed's mean cost of its last ``violation_episodes`` training
-        episodes, plus (eval_gap) how far the last evaluation paid more than they did, minus
-        the limit the agent trains for (the env's less cost_margin; 0 before an episode has
-        ended); None otherwise."""
-        a = self.cfg.agent
-        if a.lagrangian.violation != "episodes":
+        episodes, plus (eval_gap) how far the last evaluations paid more than they did (at most
+        eval_gap_cap d), minus the limit the agent trains for (the env's less cost_margin; 0
+        before an episode has ended); None otherwise."""
+        lag = self.cfg.agent.lagrangian
+        if lag.violation != "episodes":
             return None
         out, limit = [], self.agent.limit
+        cap = np.inf if lag.eval_gap_cap is None else lag.eval_gap_cap * self.agent.spec.cost_limit
         for m in self.members:
-            last = list(m.loop.recent_limit_cost)[-a.lagrangian.violation_episodes :]
-            gap = m.loop.eval_gap(a.lagrangian.eval_gap_window) if a.lagrangian.eval_gap else 0.0
+            last = list(m.loop.recent_limit_cost)[-lag.violation_episodes :]
+            gap = m.loop.eval_gap(lag.eval_gap_window, cap) if lag.eval_gap else 0.0
             out.append(float(np.mean(last)) + gap - limit if last else 0.0)
         return np.asarray(out, np.float32)
 
