@@ -12,7 +12,15 @@ import pytest
 
 from algd.agents import REGISTRY
 from algd.cli import main
-from algd.config import FAMILIES, AgentConfig, TrainConfig, apply_overrides, from_dict, to_dict
+from algd.config import (
+    FAMILIES,
+    AgentConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    parse_sets,
+    to_dict,
+)
 from algd.config.fields import Int, Num, Widths
 from algd.config.io import FLAT_NAMES, run_config_from_dict
 from algd.parsing import parse_train
@@ -106,3 +114,18 @@ def test_flat_flags_and_other_families_flags(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--agent.diffusion.mc-samples does not apply to sac_lag" in err
+
+
+def test_set_reads_json_and_the_train_flags_words() -> None:
+    """--set KEY=VALUE: JSON values, the spellings `algd train --help` shows (True, False,
+    None), and any other text as text."""
+    items = ["a=false", "b=False", "c=None", "d=null", "e=0.1", "f=[1, 2]", "g=episodes"]
+    assert parse_sets(items) == {
+        "a": False,
+        "b": False,
+        "c": None,
+        "d": None,
+        "e": 0.1,
+        "f": [1, 2],
+        "g": "episodes",
+    }

@@ -180,6 +180,15 @@ COMMAND_CASES = [
         "is a file; the grid goes into a folder",
     ),
     (["export", "{tmp}/checkpoint.npz", "{tmp}/out.npz"], "is a file; algd export reads a run"),
+    # A config file's value of the wrong type is refused, never read as another value.
+    (
+        ["train", "--config", "{tmp}/text_bool.json"],
+        "'agent.lagrangian.eval_gap': must be true or false (got 'false')",
+    ),
+    (
+        ["train", "--config", "{tmp}/text_number.json"],
+        "'agent.lagrangian.eval_gap_cap': must be a number, in [0, 1] (got '0.1')",
+    ),
 ]
 
 SPECS = {
@@ -189,6 +198,15 @@ SPECS = {
     "spec_unknown.json": {"algoss": ["sac_lag"]},
     "spec_sweep.json": {"sweep": {"agent.rho": 2}},
     "spec_per_env.json": {"per_env": {"ToyRing-v0": 3}},
+    "text_bool.json": {
+        "agent.lagrangian.violation": "episodes",
+        "agent.lagrangian.eval_gap": "false",
+    },
+    "text_number.json": {
+        "agent.lagrangian.violation": "episodes",
+        "agent.lagrangian.eval_gap": True,
+        "agent.lagrangian.eval_gap_cap": "0.1",
+    },
 }
 
 

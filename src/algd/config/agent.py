@@ -97,7 +97,7 @@ class LagrangianConfig:
     eval_gap_window: Annotated[int, Int(1, 10)] = 1
     """eval_gap: the median excess over the last this many evaluations (1: the last)."""
     eval_gap_cap: Annotated[float | None, UNIT] = None
-    """eval_gap: the largest gap, as a fraction of the limit d (None: uncapped)."""
+    """eval_gap: the largest gap, a fraction in [0, 1] of the limit d (None: uncapped)."""
     cost_margin: Annotated[float, Num(0.0, 0.5, "in [0, 0.5]")] = 0.0
     """Train for the limit (1 - cost_margin) d instead of d (the budget h, the episodes signal,
     PPO-Lag's budget); evaluations still compare with d. 0: the reference."""

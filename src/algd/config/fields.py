@@ -22,8 +22,10 @@ class Num:
     what: str
 
     def problem(self, v: Any) -> str | None:
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        return None if ok and self.low <= v <= self.high else f"must be {self.what} (got {v!r})"
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return f"must be a number, {self.what} (got {v!r})"
+        ok = math.isfinite(v) and self.low <= v <= self.high
+        return None if ok else f"must be {self.what} (got {v!r})"
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,8 @@ def _choices(tp: Any) -> tuple[list[Any], bool]:
 
 def check_fields(obj: Any, prefix: str) -> None:
     """Raise ConfigError naming the first field of dataclass ``obj`` whose value is outside
-    what its annotation states (a None where None is allowed passes); nested dataclasses are
-    checked where they are built."""
+    what its annotation states (a None where None is allowed passes; a bool field takes only
+    a bool); nested dataclasses are checked where they are built."""
     hints = typing.get_type_hints(type(obj), include_extras=True)
     for f in dataclasses.fields(obj):
         tp, value = hints[f.name], getattr(obj, f.name)
@@ -95,6 +97,8 @@ def check_fields(obj: Any, prefix: str) -> None:
         choices, allow_none = _choices(tp)
         if value is None and (allow_none or not checks and not choices):
             continue
+        if tp is bool and not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false (got {value!r})")
         if choices and value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
         for check in checks:

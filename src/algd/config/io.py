@@ -172,14 +172,21 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# How `algd train --help` spells these values (JSON's true, false and null work as well).
+FLAG_WORDS: dict[str, Any] = {"True": True, "False": False, "None": None}
+
+
 def parse_sets(items: list[str], flag: str = "--set") -> dict[str, Any]:
     """``KEY=VALUE`` items as overrides: a JSON value where the text parses as JSON (numbers,
-    lists, true/false, null), else the text itself."""
+    lists, true/false, null), the train flags' True, False and None, else the text itself."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise AlgdError(f"{flag} takes KEY=VALUE (got '{item}')")
+        if raw in FLAG_WORDS:
+            out[key] = FLAG_WORDS[raw]
+            continue
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:
