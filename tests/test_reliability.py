@@ -20,7 +20,14 @@ from algd.api import TrainConfig
 from algd.checkpoint import read_checkpoint
 from algd.cli import main
 from algd.config import DiffusionConfig, LagrangianConfig, from_dict
-from algd.errors import AlgdError, ConfigError, EnvError, NumericalError, RunDirError
+from algd.errors import (
+    AlgdError,
+    CheckpointError,
+    ConfigError,
+    EnvError,
+    NumericalError,
+    RunDirError,
+)
 from algd.rundir import create
 from algd.training import train
 from algd.training.offpolicy import OffPolicyLoop
@@ -266,6 +273,10 @@ def _corrupt(kind: str, run: Path, other: Path) -> None:
         cfg = json.loads((run / "config.json").read_text())
         cfg["agent"]["rho"] = -3.0
         (run / "config.json").write_text(json.dumps(cfg))
+    elif kind == "edited_value":  # a valid value, but not the one the run began with
+        cfg = json.loads((run / "config.json").read_text())
+        cfg["agent"]["lagrangian"]["rho"] = 2.0
+        (run / "config.json").write_text(json.dumps(cfg))
     elif kind in LOG_DAMAGE:
         LOG_DAMAGE[kind](run)
     elif kind == "policy_file":  # an exported policy copied over the checkpoint
@@ -328,6 +339,12 @@ RUN_CASES = [
     ("eval", None, ["--episodes", "0"], "--episodes must be >= 1"),
     ("resume", "truncated", [], "is truncated or corrupt"),
     ("resume", "mismatched", [], "does not match this run"),
+    (
+        "resume",
+        "edited_value",
+        [],
+        "written with agent.lagrangian.rho = 1.0, and config.json sets 2.0",
+    ),
     ("resume", None, ["--seed", "3"], "--seed cannot change"),
     ("resume", None, ["--preset", "toy"], "--preset cannot change"),
     ("retrain", None, [], "already exists (pass --overwrite"),
@@ -717,3 +734,18 @@ def test_every_command_refuses_an_unknown_flag(command: str, tmp_path: Path, cap
     assert err.startswith("algd: error:") and err.count("\n") == 1, err
     assert "--no-such-flag" in err, err
     assert snapshot(tmp_path) == before
+
+
+def test_checkpoint_settings_pass_older_checkpoints_and_new_fields(tmp_path: Path) -> None:
+    """A checkpoint's recorded settings stop a resume only where the running config gives a
+    recorded setting another value: a checkpoint without settings (written before they were
+    recorded) and a setting the checkpoint lacks (a field added since) pass."""
+    from algd.checkpoint import check_settings
+
+    path = tmp_path / "checkpoint.npz"
+    running = {"agent.lagrangian.rho": 1.0, "agent.lagrangian.eval_gap_cap": None}
+    check_settings(None, running, path)
+    check_settings({"agent.lagrangian.rho": 1.0}, running, path)
+    check_settings({"agent.lagrangian.rho": 1.0, "gone": 3}, running, path)
+    with pytest.raises(CheckpointError, match="written with agent.lagrangian.rho = 2.0"):
+        check_settings({"agent.lagrangian.rho": 2.0}, running, path)

@@ -163,11 +163,28 @@ def split_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.nda
 
 
 def check_meta(meta: dict[str, Any], expected: dict[str, Any], path: Path) -> None:
+    """The header must hold ``expected``'s values; of its "settings" (the run's config, where
+    the header has them), each one the running config also has must be the same."""
     for key, value in expected.items():
-        if meta.get(key) != value:
+        if key == "settings":
+            check_settings(meta.get(key), value, path)
+        elif meta.get(key) != value:
             raise CheckpointError(
                 f"checkpoint {path} does not match this run: {key} is {meta.get(key)!r}, "
                 f"expected {value!r}"
+            )
+
+
+def check_settings(saved: Any, settings: dict[str, Any], path: Path) -> None:
+    """A run continues with the config it began with: a setting of the checkpoint's that the
+    run's config.json now gives another value (an edited file) stops it. A checkpoint from
+    before settings were recorded, and settings added since, pass."""
+    for key, value in (saved if isinstance(saved, dict) else {}).items():
+        if key in settings and settings[key] != value:
+            raise CheckpointError(
+                f"checkpoint {path} does not match this run: it was written with {key} = "
+                f"{value!r}, and config.json sets {settings[key]!r} (an edited config.json, or "
+                "another run's file; a new setting needs a new run)"
             )
 
 

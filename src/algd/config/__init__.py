@@ -31,6 +31,7 @@ from algd.config.io import (
     parse_seeds,
     parse_sets,
     run_config_from_dict,
+    run_settings,
     to_dict,
     to_json,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "parse_seeds",
     "parse_sets",
     "run_config_from_dict",
+    "run_settings",
     "to_dict",
     "to_json",
     "validate",

@@ -129,6 +129,30 @@ def to_json(cfg: TrainConfig) -> str:
     return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
 
 
+# The fields a continued run may differ in from its start: where it is, its budget, how it
+# reports (a group's seeds differ in seed alone).
+RESUME_FREE = frozenset(
+    ("run_dir", "seed", "total_steps", "overwrite", "progress")
+    + ("wandb", "wandb_project", "wandb_group", "wandb_mode")
+)
+
+
+def run_settings(cfg: TrainConfig) -> dict[str, Any]:
+    """What a checkpoint records of its run's config: every field but ``RESUME_FREE``, with
+    dotted keys (agent.lagrangian.rho), as JSON reads them back."""
+
+    def flat(data: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            elif prefix or key not in RESUME_FREE:
+                out[prefix + key] = value
+        return out
+
+    return json.loads(json.dumps(flat(to_dict(cfg), "")))
+
+
 def dotted_path(dotted: str, value: Any = None) -> list[str]:
     """A dotted key's path in the nested config: ``agent.rho`` (a flat agent name) is
     ``agent.lagrangian.rho``; dashes read as underscores."""

@@ -36,7 +36,7 @@ from algd.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from algd.config import TrainConfig
+from algd.config import TrainConfig, run_settings
 from algd.errors import AlgdError, NumericalError
 from algd.evaluate import evaluate
 from algd.logs import Console, Throughput, cost_name, truncate_after
@@ -164,6 +164,7 @@ class GroupLoop:
             "env": spec.id,
             "obs_dim": spec.obs_dim,
             "act_dim": spec.act_dim,
+            "settings": run_settings(self.cfg),
         }
 
     def save(self) -> None:
