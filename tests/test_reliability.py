@@ -193,6 +193,10 @@ COMMAND_CASES = [
         "'agent.lagrangian.eval_gap': must be true or false (got 'false')",
     ),
     (
+        ["train", "--config", "{tmp}/null_bool.json"],
+        "'agent.lagrangian.eval_gap': must be true or false (got None)",
+    ),
+    (
         ["train", "--config", "{tmp}/text_number.json"],
         "'agent.lagrangian.eval_gap_cap': must be a number, in [0, 1] (got '0.1')",
     ),
@@ -209,6 +213,7 @@ SPECS = {
         "agent.lagrangian.violation": "episodes",
         "agent.lagrangian.eval_gap": "false",
     },
+    "null_bool.json": {"agent.lagrangian.eval_gap": None},
     "text_number.json": {
         "agent.lagrangian.violation": "episodes",
         "agent.lagrangian.eval_gap": True,

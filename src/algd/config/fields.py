@@ -94,11 +94,11 @@ def check_fields(obj: Any, prefix: str) -> None:
         if typing.get_origin(tp) is typing.Annotated:
             tp, *meta = typing.get_args(tp)
             checks = tuple(m for m in meta if isinstance(m, (Num, Int, Widths)))
+        if tp is bool and not isinstance(value, bool):
+            raise ConfigError(name, f"must be true or false (got {value!r})")
         choices, allow_none = _choices(tp)
         if value is None and (allow_none or not checks and not choices):
             continue
-        if tp is bool and not isinstance(value, bool):
-            raise ConfigError(name, f"must be true or false (got {value!r})")
         if choices and value not in choices:
             raise ConfigError(name, f"must be one of {', '.join(choices)} (got {value!r})")
         for check in checks:

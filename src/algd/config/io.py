@@ -146,11 +146,12 @@ def run_settings(cfg: TrainConfig) -> dict[str, Any]:
         for key, value in data.items():
             if isinstance(value, dict):
                 out.update(flat(value, f"{prefix}{key}."))
-            elif prefix or key not in RESUME_FREE:
+            else:
                 out[prefix + key] = value
         return out
 
-    return json.loads(json.dumps(flat(to_dict(cfg), "")))
+    fixed = {k: v for k, v in to_dict(cfg).items() if k not in RESUME_FREE}
+    return json.loads(json.dumps(flat(fixed, "")))
 
 
 def dotted_path(dotted: str, value: Any = None) -> list[str]:
